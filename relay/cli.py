@@ -1,0 +1,185 @@
+"""The ``relay`` command.
+
+Every failure the user can fix (bad configuration, unreachable database, duplicate
+email) ends with one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import trio
+
+from . import app, auth, config as config_mod, logging as relay_logging
+from .storage import Conflict, StorageError, migrations
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+class CommandError(Exception):
+    """A failure to report in one line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay", description="SMTP submission relay with an admin HTTP API."
+    )
+    parser.add_argument(
+        "-c", "--config", type=Path, default=None,
+        help="TOML configuration file (default: conf/relay.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser(
+        "serve",
+        help="run everything in one process (embedded database unless database.url is set)",
+    )
+    sub.add_parser("config", help="print the effective configuration, secrets redacted")
+
+    migrate = sub.add_parser("migrate", help="apply, roll back or list schema migrations")
+    migrate_sub = migrate.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate_sub.add_parser("up", help="apply every pending migration")
+    down = migrate_sub.add_parser("down", help="roll back the newest migration(s)")
+    down.add_argument("--steps", type=int, default=1, help="how many (default 1)")
+    migrate_sub.add_parser("status", help="list migrations and whether each is applied")
+
+    admin_key = sub.add_parser("admin-key", help="operator API keys")
+    admin_sub = admin_key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create_key = admin_sub.add_parser("create", help="create an operator key, print it once")
+    create_key.add_argument("--name", default="", help="a label for the key")
+
+    accounts = sub.add_parser("accounts", help="tenant accounts (bootstrap without the API)")
+    accounts_sub = accounts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create_account = accounts_sub.add_parser(
+        "create", help="create an account; prints its id and API key once"
+    )
+    create_account.add_argument("--name", required=True)
+    create_account.add_argument("--email", required=True, help="the SMTP login")
+    create_account.add_argument(
+        "--allowed-domain", action="append", default=[], dest="allowed_domains",
+        help="a sender domain this account may use (repeat; *.example.com for subdomains)",
+    )
+    create_account.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the password from standard input instead of prompting",
+    )
+    return parser
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CommandError("passwords do not match")
+    if not password:
+        raise CommandError("the password must not be empty")
+    return password
+
+
+async def _migrate(config: config_mod.Config, args: argparse.Namespace) -> None:
+    async with app.open_database(config, migrate=False) as url:
+        if args.action == "up":
+            applied = await trio.to_thread.run_sync(migrations.apply, url)
+            print("applied: " + (", ".join(applied) if applied else "nothing to apply"))
+        elif args.action == "down":
+            if args.steps < 1:
+                raise CommandError("--steps must be 1 or more")
+            undone = await trio.to_thread.run_sync(migrations.rollback, url, args.steps)
+            print("rolled back: " + (", ".join(undone) if undone else "nothing to roll back"))
+        else:
+            for item in await trio.to_thread.run_sync(migrations.status, url):
+                print(f"{'applied' if item.applied else 'pending':8} {item.id}")
+
+
+async def _admin_key_create(config: config_mod.Config, args: argparse.Namespace) -> None:
+    async with app.open_runtime(config) as runtime:
+        key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+        await runtime.storage.admin_keys.create(
+            name=args.name, key_hash=key.hash, key_prefix=key.prefix
+        )
+    print(key.secret)
+    print("Store this operator key now: it is not shown again.", file=sys.stderr)
+
+
+async def _accounts_create(
+    config: config_mod.Config, args: argparse.Namespace, password: str
+) -> None:
+    try:
+        password_hash = await auth.hash_password_async(password)
+    except auth.PasswordTooLong as exc:
+        raise CommandError(str(exc)) from None
+    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    async with app.open_runtime(config) as runtime:
+        try:
+            account = await runtime.storage.accounts.create(
+                name=args.name,
+                email=args.email,
+                password_hash=password_hash,
+                api_key_hash=key.hash,
+                api_key_prefix=key.prefix,
+                allowed_domains=[d.lower() for d in args.allowed_domains],
+            )
+        except Conflict:
+            raise CommandError(f"an account with email {args.email!r} already exists") from None
+    print(json.dumps({"id": str(account.id), "email": account.email, "api_key": key.secret}))
+    print("Store this API key now: it is not shown again.", file=sys.stderr)
+
+
+def _announce_operator_key(secret: str) -> None:
+    print(
+        "No operator key existed, so one was created. Store it now; it is not shown again:\n"
+        f"    {secret}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _serve(config: config_mod.Config) -> None:
+    await app.serve(config, announce=_announce_operator_key)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        print(f"relay: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    relay_logging.configure(config.logging, stream=sys.stderr)
+
+    if args.command == "config":
+        _print_config(config_mod.redacted(config))
+        return 0
+    try:
+        if args.command == "serve":
+            trio.run(_serve, config)
+        elif args.command == "migrate":
+            trio.run(_migrate, config, args)
+        elif args.command == "admin-key":
+            trio.run(_admin_key_create, config, args)
+        elif args.command == "accounts":
+            password = _read_password(args.password_stdin)
+            trio.run(_accounts_create, config, args, password)
+    except (CommandError, StorageError, FileNotFoundError) as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _print_config(data: dict[str, Any]) -> None:
+    """TOML-shaped output, so it can be pasted back into conf/relay.toml."""
+    for section, values in data.items():
+        print(f"[{section}]")
+        for key, value in values.items():
+            print(f"{key} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+        print()

@@ -1,0 +1,425 @@
+"""Typed configuration: TOML file, then environment overrides, then validation.
+
+Strategy: every section is a frozen attrs class whose attributes carry their default
+and validator, so the classes below are the single source of truth for what a key
+means. ``load()`` reads a TOML file (``conf/relay.toml`` by default), overlays
+``RELAY_<SECTION>__<KEY>`` environment variables (and ``DATABASE_URL``), and lets
+cattrs structure the result with unknown keys forbidden. Any failure becomes one
+``ConfigError`` whose message names the key and the problem, so the CLI can print a
+single line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+__all__ = [
+    "ApiConfig",
+    "Config",
+    "ConfigError",
+    "DatabaseConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "SmtpConfig",
+    "TlsConfig",
+    "WorkerConfig",
+    "default_config_path",
+    "load",
+    "parse_listen",
+    "redacted",
+]
+
+ENV_PREFIX = "RELAY_"
+
+#: The project root when running from a checkout (``conf/``, ``sql/`` and ``var/`` live here).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and what to do."""
+
+
+# ---------------------------------------------------------------- validators
+
+
+class _InvalidValue(ValueError):
+    """A validator's complaint about one key; ``_describe`` adds the section."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def _positive(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise _InvalidValue(attribute.name, f"must be greater than 0, got {value!r}")
+
+
+def _non_negative(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise _InvalidValue(attribute.name, f"must be 0 or more, got {value!r}")
+
+
+def _listen(inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value:
+        try:
+            parse_listen(value)
+        except ValueError as exc:
+            raise _InvalidValue(attribute.name, str(exc)) from None
+
+
+def _one_of(*choices: str) -> Any:
+    def check(inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise _InvalidValue(
+                attribute.name, f"must be one of {', '.join(choices)}; got {value!r}"
+            )
+
+    return check
+
+
+def _networks(inst: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise _InvalidValue(
+                attribute.name, f"{item!r} is not an IP network such as 10.0.0.0/8"
+            ) from None
+
+
+def _database_url(inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value and urlsplit(value).scheme not in ("postgres", "postgresql"):
+        raise _InvalidValue(
+            attribute.name, "must be a postgresql:// URL, or empty for the embedded database"
+        )
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6) into its parts.
+
+    Raises:
+        ValueError: with a message saying what form is expected.
+    """
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} must look like HOST:PORT, e.g. 127.0.0.1:2587")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{value!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{value!r}: port {port} is out of range 0-65535")
+    return host, port
+
+
+# ---------------------------------------------------------------- sections
+
+
+@attrs.frozen
+class DatabaseConfig:
+    """Where the data lives.
+
+    ``url`` empty means: run the embedded PostgreSQL from the ``pgserver`` package with
+    its data under ``embedded_dir``, so a fresh checkout works with no set-up.
+    """
+
+    url: str = attrs.field(default="", validator=_database_url, repr=False)
+    embedded_dir: str = "var/pgdata"
+    pool_min_size: int = attrs.field(default=2, validator=_positive)
+    pool_max_size: int = attrs.field(default=10, validator=_positive)
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    command_timeout: float = attrs.field(default=30.0, validator=_positive)
+    migrate_on_start: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.pool_min_size > self.pool_max_size:
+            raise _InvalidValue(
+                "pool_min_size",
+                f"must not exceed pool_max_size ({self.pool_min_size} > {self.pool_max_size})",
+            )
+
+
+@attrs.frozen
+class SmtpConfig:
+    """The submission listener (RFC 6409)."""
+
+    listen: str = attrs.field(default="0.0.0.0:587", validator=_listen)
+    hostname: str = ""
+    max_connections: int = attrs.field(default=1000, validator=_positive)
+    listen_backlog: int = attrs.field(default=4096, validator=_positive)
+    max_message_size: int = attrs.field(default=25 * 1024 * 1024, validator=_positive)
+    max_recipients: int = attrs.field(default=100, validator=_positive)
+    trusted_networks: tuple[str, ...] = attrs.field(
+        default=("127.0.0.0/8", "::1/128"), converter=tuple, validator=_networks
+    )
+
+
+@attrs.frozen
+class ApiConfig:
+    """The admin HTTP API."""
+
+    listen: str = attrs.field(default="127.0.0.1:8080", validator=_listen)
+
+
+@attrs.frozen
+class WorkerConfig:
+    """The delivery worker and queue housekeeping."""
+
+    batch_size: int = attrs.field(default=32, validator=_positive)
+    lock_timeout: float = attrs.field(default=300.0, validator=_positive)
+    retention_days: float = attrs.field(default=7.0, validator=_positive)
+
+
+@attrs.frozen
+class TlsConfig:
+    """Certificate and key for STARTTLS; empty means a self-signed pair under ``self_signed_dir``."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    self_signed_dir: str = "var/tls"
+
+    def __attrs_post_init__(self) -> None:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise _InvalidValue("cert_file", "cert_file and key_file must be set together")
+
+
+@attrs.frozen
+class LoggingConfig:
+    level: str = attrs.field(
+        default="info", validator=_one_of("debug", "info", "warning", "error")
+    )
+    #: ``auto``: human-readable on a terminal, JSON lines otherwise.
+    format: str = attrs.field(default="auto", validator=_one_of("auto", "json", "console"))
+
+
+@attrs.frozen
+class LimitsConfig:
+    """Protocol limits, each from the RFC that sets its minimum."""
+
+    #: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+    max_command_line: int = attrs.field(default=512, validator=_positive)
+    #: RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF.
+    max_text_line: int = attrs.field(default=1000, validator=_positive)
+    #: Consecutive protocol errors before the session is ended with 421.
+    max_errors: int = attrs.field(default=10, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_command_line < 512:
+            raise _InvalidValue("max_command_line", "must be at least 512 (RFC 5321 §4.5.3.1.4)")
+        if self.max_text_line < 1000:
+            raise _InvalidValue("max_text_line", "must be at least 1000 (RFC 5321 §4.5.3.1.6)")
+
+
+@attrs.frozen
+class Config:
+    database: DatabaseConfig = DatabaseConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    api: ApiConfig = ApiConfig()
+    worker: WorkerConfig = WorkerConfig()
+    tls: TlsConfig = TlsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    def resolve_path(self, value: str) -> Path:
+        """A relative path in the configuration is relative to the project root."""
+        path = Path(value)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+# ---------------------------------------------------------------- loading
+
+_SECTIONS: dict[str, type] = {
+    f.name: typing.get_type_hints(Config)[f.name] for f in attrs.fields(Config)
+}
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def strict_int(value: Any, _: type) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return value
+
+    def strict_float(value: Any, _: type) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+
+    def strict_str(value: Any, _: type) -> str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {value!r}")
+        return value
+
+    def strict_bool(value: Any, _: type) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+
+    def str_tuple(value: Any, _: type) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    conv.register_structure_hook(int, strict_int)
+    conv.register_structure_hook(float, strict_float)
+    conv.register_structure_hook(str, strict_str)
+    conv.register_structure_hook(bool, strict_bool)
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], str_tuple)
+    for cls in (*_SECTIONS.values(), Config):
+        conv.register_structure_hook(
+            cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
+        )
+    return conv
+
+
+def _env_value(raw: str, target: Any, name: str) -> Any:
+    """Turn an environment string into the type the key expects."""
+    if target is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    if target is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if target is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if typing.get_origin(target) is tuple:
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{name}: not a JSON list ({exc.msg})") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return raw
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    if environ.get("DATABASE_URL") and not environ.get("RELAY_DATABASE__URL"):
+        data.setdefault("database", {})["url"] = environ["DATABASE_URL"]
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            raise ConfigError(
+                f"{name}: no configuration section {section!r}"
+                f" (sections: {', '.join(_SECTIONS)})"
+            )
+        hints = typing.get_type_hints(cls)
+        if key not in hints:
+            raise ConfigError(f"{name}: {section} has no key {key!r}")
+        value = _env_value(raw, hints[key], name)
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{section}: expected a table")
+        target[key] = value
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    """Find the innermost cause of a cattrs error and name its key."""
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        keys = ", ".join(sorted(exc.extra_fields))
+        if not path:
+            return f"unknown section {keys} (sections: {', '.join(_SECTIONS)})"
+        return f"{path}: unknown key {keys}"
+    if isinstance(exc, BaseExceptionGroup):
+        sub = exc.exceptions[0]
+        note = next(iter(getattr(sub, "__notes__", [])), "")
+        field = getattr(note, "name", None)
+        child = f"{path}.{field}" if path and field else (field or path)
+        return _describe(sub, child)
+    if isinstance(exc, _InvalidValue):
+        return f"{path}.{exc.key}: {exc.problem}" if path else str(exc)
+    return f"{path}: {exc}" if path else str(exc)
+
+
+def default_config_path() -> Path:
+    return PROJECT_ROOT / "conf" / "relay.toml"
+
+
+def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration file, apply environment overrides and validate.
+
+    Args:
+        path: a TOML file; ``None`` uses ``conf/relay.toml`` if it exists, else defaults.
+        environ: the environment to read overrides from (``os.environ`` by default).
+
+    Raises:
+        ConfigError: one line naming the key and the problem.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is None:
+        candidate = default_config_path()
+        path = candidate if candidate.exists() else None
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for section, value in data.items():
+        if section in _SECTIONS and not isinstance(value, dict):
+            raise ConfigError(f"{section}: expected a [{section}] table, got {value!r}")
+    _apply_env(data, environ)
+    converter = _converter()
+    try:
+        return converter.structure(data, Config)
+    except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as exc:
+        raise ConfigError(_describe(exc, "")) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+# ---------------------------------------------------------------- display
+
+_SECRET_KEYS = {"password", "secret", "api_key", "token"}
+
+
+def _redact_url(url: str) -> str:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The effective configuration as plain data with secrets replaced by ``***``."""
+    data: dict[str, Any] = cattrs.unstructure(config)
+    data["database"]["url"] = _redact_url(config.database.url)
+    for section in data.values():
+        for key in list(section):
+            if key in _SECRET_KEYS and section[key]:
+                section[key] = "***"
+    return data

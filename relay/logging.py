@@ -1,0 +1,51 @@
+"""Structured logs: JSON lines for machines, readable lines on a terminal.
+
+Context such as a session's correlation id is bound with ``bind(...)`` and lives in a
+contextvar, so every line a trio task writes carries it (each task gets a copy of its
+parent's context). Never bind or log a secret: passwords, AUTH blobs and keys stay
+out of every event by construction (models mark them ``repr=False``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from .config import LoggingConfig
+
+bind = structlog.contextvars.bind_contextvars
+unbind = structlog.contextvars.unbind_contextvars
+bound = structlog.contextvars.bound_contextvars
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
+
+
+def configure(config: LoggingConfig, stream: Any = None) -> None:
+    stream = sys.stdout if stream is None else stream
+    as_json = config.format == "json" or (
+        config.format == "auto" and not getattr(stream, "isatty", lambda: False)()
+    )
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, config.level.upper())
+        ),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,161 @@
+"""Domain values shared by every service: what a row of each table means.
+
+Every model is a frozen attrs class; storage builds them from rows and the services
+pass them around. Secrets (password hashes, key hashes, raw provider credentials) are
+``repr=False`` so that a logged or printed model never shows them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "Account",
+    "AdminKey",
+    "DeliveryLog",
+    "DeliveryOutcome",
+    "Message",
+    "MessageStatus",
+    "NewMessage",
+    "Provider",
+    "ProviderType",
+    "RoutingRule",
+]
+
+
+class MessageStatus(enum.StrEnum):
+    """Where a message is in the queue."""
+
+    #: Accepted over SMTP, never attempted.
+    QUEUED = "queued"
+    #: Claimed by a worker until ``locked_until``.
+    SENDING = "sending"
+    #: An upstream accepted it; final.
+    SENT = "sent"
+    #: The last attempt failed temporarily; retried at ``next_attempt_at``.
+    DEFERRED = "deferred"
+    #: Permanently refused, or out of attempts; final.
+    FAILED = "failed"
+
+
+class DeliveryOutcome(enum.StrEnum):
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+class ProviderType(enum.StrEnum):
+    SMTP = "smtp"
+    SENDGRID = "sendgrid"
+    MAILGUN = "mailgun"
+    SES = "ses"
+    POSTMARK = "postmark"
+
+
+@attrs.frozen
+class Account:
+    id: uuid.UUID
+    name: str
+    email: str
+    password_hash: str = attrs.field(repr=False)
+    api_key_prefix: str
+    allowed_domains: tuple[str, ...]
+    disabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class AdminKey:
+    id: uuid.UUID
+    name: str
+    key_prefix: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+@attrs.frozen
+class Provider:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    name: str
+    type: ProviderType
+    #: Type-specific settings, credentials included: never log or return it whole.
+    config: dict[str, Any] = attrs.field(repr=False)
+    enabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class RoutingRule:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    name: str
+    priority: int
+    conditions: dict[str, Any]
+    provider_id: uuid.UUID
+    enabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class NewMessage:
+    """A message accepted over SMTP, about to be stored."""
+
+    account_id: uuid.UUID
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes = attrs.field(repr=False)
+    message_id: str | None = None
+    client_ip: str | None = None
+    tls: bool = False
+    correlation_id: str | None = None
+    #: Chosen before the insert so the 250 reply can name it.
+    id: uuid.UUID = attrs.field(factory=uuid.uuid4)
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+
+@attrs.frozen
+class Message:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    size: int
+    status: MessageStatus
+    attempts: int
+    next_attempt_at: dt.datetime
+    locked_until: dt.datetime | None
+    locked_by: str | None
+    message_id: str | None
+    client_ip: str | None
+    tls: bool
+    correlation_id: str | None
+    last_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    #: Present when the query asked for the body (claims do, listings don't).
+    raw: bytes | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class DeliveryLog:
+    id: int
+    message_id: uuid.UUID
+    provider_id: uuid.UUID | None
+    provider_type: str | None
+    outcome: DeliveryOutcome
+    response: str
+    duration_ms: int
+    created_at: dt.datetime

@@ -1,0 +1,96 @@
+"""Row → model mapping shared by the repositories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import models
+
+
+def account(row: Any) -> models.Account:
+    return models.Account(
+        id=row["id"],
+        name=row["name"],
+        email=row["email"],
+        password_hash=row["password_hash"],
+        api_key_prefix=row["api_key_prefix"],
+        allowed_domains=tuple(row["allowed_domains"]),
+        disabled=row["disabled"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def admin_key(row: Any) -> models.AdminKey:
+    return models.AdminKey(
+        id=row["id"],
+        name=row["name"],
+        key_prefix=row["key_prefix"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def provider(row: Any) -> models.Provider:
+    return models.Provider(
+        id=row["id"],
+        account_id=row["account_id"],
+        name=row["name"],
+        type=models.ProviderType(row["type"]),
+        config=row["config"],
+        enabled=row["enabled"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def routing_rule(row: Any) -> models.RoutingRule:
+    return models.RoutingRule(
+        id=row["id"],
+        account_id=row["account_id"],
+        name=row["name"],
+        priority=row["priority"],
+        conditions=row["conditions"],
+        provider_id=row["provider_id"],
+        enabled=row["enabled"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def message(row: Any) -> models.Message:
+    keys = row.keys()
+    return models.Message(
+        id=row["id"],
+        account_id=row["account_id"],
+        mail_from=row["mail_from"],
+        rcpt_to=tuple(row["rcpt_to"]),
+        size=row["size"],
+        status=models.MessageStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        locked_until=row["locked_until"],
+        locked_by=row["locked_by"],
+        message_id=row["message_id"],
+        client_ip=row["client_ip"],
+        tls=row["tls"],
+        correlation_id=row["correlation_id"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        raw=row["raw"] if "raw" in keys else None,
+    )
+
+
+def delivery_log(row: Any) -> models.DeliveryLog:
+    return models.DeliveryLog(
+        id=row["id"],
+        message_id=row["message_id"],
+        provider_id=row["provider_id"],
+        provider_type=row["provider_type"],
+        outcome=models.DeliveryOutcome(row["outcome"]),
+        response=row["response"],
+        duration_ms=row["duration_ms"],
+        created_at=row["created_at"],
+    )

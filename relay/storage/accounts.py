@@ -1,0 +1,127 @@
+"""The accounts table: tenants, their login and their API key."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Sequence
+
+from .. import models
+from . import _rows
+from ._bridge import Bridge
+from ._sql import update_set
+
+_UPDATABLE = ("name", "email", "password_hash", "allowed_domains", "disabled")
+
+
+class AccountRepository:
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    async def create(
+        self,
+        *,
+        name: str,
+        email: str,
+        password_hash: str,
+        api_key_hash: bytes,
+        api_key_prefix: str,
+        allowed_domains: Sequence[str] = (),
+    ) -> models.Account:
+        """Insert an account.
+
+        Raises:
+            Conflict: the email (compared case-insensitively) or key hash is taken.
+        """
+
+        async def insert(conn: Any) -> Any:
+            return await conn.fetchrow(
+                """INSERT INTO accounts (id, name, email, password_hash, api_key_hash,
+                                         api_key_prefix, allowed_domains)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+                uuid.uuid4(), name, email, password_hash, api_key_hash,
+                api_key_prefix, list(allowed_domains),
+            )
+
+        return _rows.account(await self._bridge.run(insert))
+
+    async def get(self, account_id: uuid.UUID) -> models.Account | None:
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+
+        row = await self._bridge.run(fetch)
+        return None if row is None else _rows.account(row)
+
+    async def get_by_email(self, email: str) -> models.Account | None:
+        """Case-insensitive lookup by login."""
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetchrow(
+                "SELECT * FROM accounts WHERE lower(email) = lower($1)", email
+            )
+
+        row = await self._bridge.run(fetch)
+        return None if row is None else _rows.account(row)
+
+    async def get_by_api_key_hash(self, key_hash: bytes) -> models.Account | None:
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetchrow(
+                "SELECT * FROM accounts WHERE api_key_hash = $1", key_hash
+            )
+
+        row = await self._bridge.run(fetch)
+        return None if row is None else _rows.account(row)
+
+    async def list(
+        self, *, limit: int = 100, after: uuid.UUID | None = None
+    ) -> list[models.Account]:
+        """Accounts ordered by id; ``after`` is the last id of the previous page."""
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetch(
+                """SELECT * FROM accounts WHERE $1::uuid IS NULL OR id > $1
+                   ORDER BY id LIMIT $2""",
+                after, limit,
+            )
+
+        return [_rows.account(r) for r in await self._bridge.run(fetch)]
+
+    async def update(self, account_id: uuid.UUID, **fields: Any) -> models.Account | None:
+        """Change the given columns; ``None`` when the account does not exist.
+
+        Raises:
+            Conflict: the new email is taken.
+        """
+        if "allowed_domains" in fields:
+            fields["allowed_domains"] = list(fields["allowed_domains"])
+        assignments, values = update_set(_UPDATABLE, fields, first_param=2)
+
+        async def change(conn: Any) -> Any:
+            return await conn.fetchrow(
+                f"UPDATE accounts SET {assignments} WHERE id = $1 RETURNING *",
+                account_id, *values,
+            )
+
+        row = await self._bridge.run(change)
+        return None if row is None else _rows.account(row)
+
+    async def set_api_key(
+        self, account_id: uuid.UUID, *, api_key_hash: bytes, api_key_prefix: str
+    ) -> bool:
+        """Replace the API key; the old one stops matching at once."""
+
+        async def change(conn: Any) -> Any:
+            return await conn.execute(
+                """UPDATE accounts SET api_key_hash = $2, api_key_prefix = $3,
+                          updated_at = now() WHERE id = $1""",
+                account_id, api_key_hash, api_key_prefix,
+            )
+
+        return bool(await self._bridge.run(change) == "UPDATE 1")
+
+    async def delete(self, account_id: uuid.UUID) -> bool:
+        """Delete the account with its providers, rules and messages."""
+
+        async def remove(conn: Any) -> Any:
+            return await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+
+        return bool(await self._bridge.run(remove) == "DELETE 1")

@@ -1,0 +1,53 @@
+"""delivery_logs: one row per attempt at one provider."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Sequence
+
+import attrs
+
+from .. import models
+from . import _rows
+from ._bridge import Bridge
+
+
+@attrs.frozen
+class AttemptLog:
+    """What a worker writes about one try at one provider."""
+
+    outcome: models.DeliveryOutcome
+    response: str
+    duration_ms: int
+    provider_id: uuid.UUID | None = None
+    provider_type: str | None = None
+
+
+async def insert_logs(conn: Any, message_id: uuid.UUID, logs: Sequence[AttemptLog]) -> None:
+    """Asyncio side: insert attempt rows inside the caller's transaction."""
+    if logs:
+        await conn.executemany(
+            """INSERT INTO delivery_logs
+                   (message_id, provider_id, provider_type, outcome, response, duration_ms)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            [
+                (message_id, log.provider_id, log.provider_type, str(log.outcome),
+                 log.response, log.duration_ms)
+                for log in logs
+            ],
+        )
+
+
+class DeliveryLogRepository:
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    async def list_for_message(self, message_id: uuid.UUID) -> list[models.DeliveryLog]:
+        """Attempts in the order they happened."""
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetch(
+                "SELECT * FROM delivery_logs WHERE message_id = $1 ORDER BY id", message_id
+            )
+
+        return [_rows.delivery_log(r) for r in await self._bridge.run(fetch)]

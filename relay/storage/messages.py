@@ -1,0 +1,292 @@
+"""The queue: enqueue, claim, finish, reclaim, purge, and the API's views of it.
+
+Strategy: claims use ``FOR UPDATE SKIP LOCKED`` so any number of workers share the
+table without blocking each other or taking the same row; a claim sets
+``locked_until`` and ``locked_by``, and every later write checks ``locked_by`` so a
+worker whose lock expired (and whose message was reclaimed) cannot overwrite the new
+owner's result. Delivery is therefore at-least-once: a worker that dies after the
+upstream accepted but before ``finish`` commits causes one more delivery later.
+
+Batch methods (``enqueue_many``, ``finish``) carry many operations across the
+trio/asyncio bridge in one crossing and one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any, Sequence
+
+import attrs
+
+from .. import models
+from . import _rows
+from ._bridge import Bridge
+from .delivery_logs import AttemptLog, insert_logs
+
+_LIST_COLUMNS = """id, account_id, mail_from, rcpt_to, size, status, attempts,
+    next_attempt_at, locked_until, locked_by, message_id, client_ip, tls,
+    correlation_id, last_error, created_at, updated_at"""
+
+
+@attrs.frozen
+class Finish:
+    """A worker's verdict on one claimed message."""
+
+    message_id: uuid.UUID
+    status: models.MessageStatus  # SENT, DEFERRED or FAILED
+    logs: tuple[AttemptLog, ...] = ()
+    error: str | None = None
+    #: Required for DEFERRED.
+    next_attempt_at: dt.datetime | None = None
+
+    def __attrs_post_init__(self) -> None:
+        final = (models.MessageStatus.SENT, models.MessageStatus.DEFERRED, models.MessageStatus.FAILED)
+        if self.status not in final:
+            raise ValueError(f"a finished message is sent, deferred or failed, not {self.status}")
+        if self.status is models.MessageStatus.DEFERRED and self.next_attempt_at is None:
+            raise ValueError("a deferred message needs next_attempt_at")
+
+
+class Change(enum.Enum):
+    """What happened to a retry or delete request from the API."""
+
+    DONE = "done"
+    NOT_FOUND = "not_found"
+    #: The message is being sent or already sent; nothing was changed.
+    WRONG_STATE = "wrong_state"
+
+
+class MessageRepository:
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    # ------------------------------------------------------------ SMTP side
+
+    async def enqueue_many(self, messages: Sequence[models.NewMessage]) -> list[uuid.UUID]:
+        """Store messages in one transaction; when this returns they are committed.
+
+        Raises:
+            DatabaseUnavailable: nothing was stored.
+        """
+        if not messages:
+            return []
+        rows = [
+            (m.id, m.account_id, m.mail_from, list(m.rcpt_to), m.raw, m.size,
+             m.message_id, m.client_ip, m.tls, m.correlation_id)
+            for m in messages
+        ]
+
+        async def insert(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.executemany(
+                    """INSERT INTO messages (id, account_id, mail_from, rcpt_to, raw, size,
+                                             message_id, client_ip, tls, correlation_id)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+                    rows,
+                )
+
+        await self._bridge.run(insert)
+        return [m.id for m in messages]
+
+    async def enqueue(self, message: models.NewMessage) -> uuid.UUID:
+        return (await self.enqueue_many([message]))[0]
+
+    # ------------------------------------------------------------ worker side
+
+    async def claim(
+        self, *, worker_id: str, limit: int, lock_seconds: float
+    ) -> list[models.Message]:
+        """Take up to ``limit`` due messages (with bodies), oldest due first.
+
+        Each claim counts as an attempt. Rows another worker holds are skipped, never
+        waited for.
+        """
+
+        async def take(conn: Any) -> Any:
+            return await conn.fetch(
+                """UPDATE messages m
+                   SET status = 'sending', attempts = m.attempts + 1,
+                       locked_until = now() + make_interval(secs => $3),
+                       locked_by = $1, updated_at = now()
+                   WHERE m.id IN (
+                       SELECT id FROM messages
+                       WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()
+                       ORDER BY next_attempt_at
+                       LIMIT $2
+                       FOR UPDATE SKIP LOCKED)
+                   RETURNING m.*""",
+                worker_id, limit, float(lock_seconds),
+            )
+
+        rows = await self._bridge.run(take)
+        return sorted((_rows.message(r) for r in rows), key=lambda m: m.next_attempt_at)
+
+    async def finish(self, worker_id: str, results: Sequence[Finish]) -> list[bool]:
+        """Record outcomes and attempt logs in one transaction.
+
+        Returns, per result, whether it applied: ``False`` means this worker no longer
+        holds the claim (it expired and was reclaimed); its logs are still written.
+        """
+
+        async def write(conn: Any) -> list[bool]:
+            applied = []
+            async with conn.transaction():
+                for r in results:
+                    await insert_logs(conn, r.message_id, r.logs)
+                    status = await conn.execute(
+                        """UPDATE messages
+                           SET status = $3, last_error = $4,
+                               next_attempt_at = COALESCE($5, next_attempt_at),
+                               locked_until = NULL, locked_by = NULL, updated_at = now()
+                           WHERE id = $1 AND locked_by = $2 AND status = 'sending'""",
+                        r.message_id, worker_id, str(r.status), r.error, r.next_attempt_at,
+                    )
+                    applied.append(status == "UPDATE 1")
+            return applied
+
+        return await self._bridge.run(write)
+
+    async def release(self, worker_id: str, message_ids: Sequence[uuid.UUID]) -> int:
+        """Give back claims not attempted (graceful shutdown); the attempt is not counted."""
+
+        async def give_back(conn: Any) -> Any:
+            return await conn.execute(
+                """UPDATE messages
+                   SET status = CASE WHEN attempts <= 1 THEN 'queued' ELSE 'deferred' END,
+                       attempts = greatest(attempts - 1, 0),
+                       locked_until = NULL, locked_by = NULL, updated_at = now()
+                   WHERE id = ANY($2::uuid[]) AND locked_by = $1 AND status = 'sending'""",
+                worker_id, list(message_ids),
+            )
+
+        return int((await self._bridge.run(give_back)).split()[-1])
+
+    async def reclaim_expired(self) -> int:
+        """Return claims whose lock expired (their worker died) to the queue."""
+
+        async def reclaim(conn: Any) -> Any:
+            return await conn.execute(
+                """UPDATE messages
+                   SET status = 'deferred', locked_until = NULL, locked_by = NULL,
+                       last_error = coalesce(last_error, 'worker lock expired'),
+                       updated_at = now()
+                   WHERE status = 'sending' AND locked_until < now()"""
+            )
+
+        return int((await self._bridge.run(reclaim)).split()[-1])
+
+    async def purge_finished(self, older_than: dt.timedelta) -> int:
+        """Delete sent and failed messages (and their logs) finished before now - older_than."""
+
+        async def purge(conn: Any) -> Any:
+            return await conn.execute(
+                """DELETE FROM messages WHERE status IN ('sent', 'failed')
+                   AND updated_at < now() - $1::interval""",
+                older_than,
+            )
+
+        return int((await self._bridge.run(purge)).split()[-1])
+
+    # ------------------------------------------------------------ API side
+
+    async def get(
+        self,
+        message_id: uuid.UUID,
+        *,
+        account_id: uuid.UUID | None = None,
+        with_raw: bool = False,
+    ) -> models.Message | None:
+        columns = "*" if with_raw else _LIST_COLUMNS
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetchrow(
+                f"""SELECT {columns} FROM messages
+                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
+                message_id, account_id,
+            )
+
+        row = await self._bridge.run(fetch)
+        return None if row is None else _rows.message(row)
+
+    async def list(
+        self,
+        *,
+        account_id: uuid.UUID | None = None,
+        status: models.MessageStatus | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        before: tuple[dt.datetime, uuid.UUID] | None = None,
+        limit: int = 50,
+    ) -> list[models.Message]:
+        """Newest first; ``before`` is the (created_at, id) of the previous page's last row."""
+        before_at, before_id = before if before else (None, None)
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetch(
+                f"""SELECT {_LIST_COLUMNS} FROM messages
+                    WHERE ($1::uuid IS NULL OR account_id = $1)
+                      AND ($2::text IS NULL OR status = $2)
+                      AND ($3::timestamptz IS NULL OR created_at >= $3)
+                      AND ($4::timestamptz IS NULL OR created_at < $4)
+                      AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
+                    ORDER BY created_at DESC, id DESC
+                    LIMIT $7""",
+                account_id, None if status is None else str(status), since, until,
+                before_at, before_id, limit,
+            )
+
+        return [_rows.message(r) for r in await self._bridge.run(fetch)]
+
+    async def retry(
+        self, message_id: uuid.UUID, *, account_id: uuid.UUID | None = None
+    ) -> Change:
+        """Make a queued, deferred or failed message due now."""
+        return await self._change(
+            message_id, account_id,
+            """UPDATE messages SET status = 'queued', next_attempt_at = now(),
+                   updated_at = now()
+               WHERE id = $1 AND status IN ('queued', 'deferred', 'failed')""",
+        )
+
+    async def delete(
+        self, message_id: uuid.UUID, *, account_id: uuid.UUID | None = None
+    ) -> Change:
+        """Delete a message that is not being sent and was not sent."""
+        return await self._change(
+            message_id, account_id,
+            "DELETE FROM messages WHERE id = $1 AND status IN ('queued', 'deferred', 'failed')",
+        )
+
+    async def _change(
+        self, message_id: uuid.UUID, account_id: uuid.UUID | None, statement: str
+    ) -> Change:
+        async def run(conn: Any) -> Change:
+            async with conn.transaction():
+                found = await conn.fetchval(
+                    """SELECT 1 FROM messages
+                       WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE""",
+                    message_id, account_id,
+                )
+                if not found:
+                    return Change.NOT_FOUND
+                result = await conn.execute(statement, message_id)
+                return Change.DONE if result.endswith(" 1") else Change.WRONG_STATE
+
+        return await self._bridge.run(run)
+
+    async def count_by_status(
+        self, *, account_id: uuid.UUID | None = None
+    ) -> dict[models.MessageStatus, int]:
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetch(
+                """SELECT status, count(*) AS n FROM messages
+                   WHERE $1::uuid IS NULL OR account_id = $1 GROUP BY status""",
+                account_id,
+            )
+
+        counts = {s: 0 for s in models.MessageStatus}
+        for row in await self._bridge.run(fetch):
+            counts[models.MessageStatus(row["status"])] = row["n"]
+        return counts

@@ -1,0 +1,74 @@
+"""Schema migrations with yoyo (synchronous: run them from a thread inside trio).
+
+yoyo talks to PostgreSQL through psycopg2, separate from the asyncpg pool; the
+migrations live in ``sql/`` as numbered ``.sql`` files, each with a
+``.rollback.sql``, and are append-only once landed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import attrs
+from yoyo import get_backend, read_migrations
+
+from ..config import PROJECT_ROOT
+from .errors import DatabaseUnavailable
+
+MIGRATIONS_DIR = PROJECT_ROOT / "sql"
+
+
+@attrs.frozen
+class MigrationStatus:
+    id: str
+    applied: bool
+
+
+def _backend(url: str):  # type: ignore[no-untyped-def]
+    try:
+        return get_backend(url)
+    except Exception as exc:  # yoyo raises the driver's own errors
+        raise DatabaseUnavailable(f"cannot connect to run migrations: {type(exc).__name__}") from None
+
+
+def _migrations(directory: Path = MIGRATIONS_DIR):  # type: ignore[no-untyped-def]
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: migrations folder not found")
+    return read_migrations(str(directory))
+
+
+@contextlib.contextmanager
+def _connected(url: str):  # type: ignore[no-untyped-def]
+    """A yoyo backend whose connection is closed afterwards (an open one would, for
+    instance, keep a template database busy)."""
+    backend = _backend(url)
+    try:
+        yield backend
+    finally:
+        backend.connection.close()
+
+
+def apply(url: str) -> list[str]:
+    """Apply every pending migration; returns the ids applied."""
+    migrations = _migrations()
+    with _connected(url) as backend, backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return [m.id for m in pending]
+
+
+def rollback(url: str, count: int = 1) -> list[str]:
+    """Roll back the newest ``count`` applied migrations; returns their ids."""
+    migrations = _migrations()
+    with _connected(url) as backend, backend.lock():
+        chosen = backend.to_rollback(migrations)[:count]
+        backend.rollback_migrations(chosen)
+    return [m.id for m in chosen]
+
+
+def status(url: str) -> list[MigrationStatus]:
+    migrations = _migrations()
+    with _connected(url) as backend:
+        applied = backend.get_applied_migration_hashes()
+    return [MigrationStatus(m.id, m.hash in applied) for m in migrations]

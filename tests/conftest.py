@@ -1,0 +1,94 @@
+"""Shared fixtures: a real PostgreSQL for the whole run, a fresh database per test.
+
+The server is the embedded one from ``pgserver`` (or ``RELAY_TEST_DATABASE_URL``).
+A template database is migrated once; each test gets ``CREATE DATABASE … TEMPLATE``,
+which copies files instead of replaying migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from typing import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+
+from relay.storage import Storage, migrations, open_storage
+
+TEMPLATE = "relay_test_template"
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def _admin(url: str):  # type: ignore[no-untyped-def]
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server for the whole session (database ``postgres``)."""
+    given = os.environ.get("RELAY_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_server_url: str) -> str:
+    """A migrated template database, rebuilt once per session."""
+    conn = _admin(pg_server_url)
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        cur.execute(f"CREATE DATABASE {TEMPLATE}")
+    url = _with_database(pg_server_url, TEMPLATE)
+    migrations.apply(url)
+    conn.close()
+    return url
+
+
+@pytest.fixture
+def empty_database_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database with no schema at all (for migration tests)."""
+    yield from _fresh(pg_server_url, template="template0")
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, template_url: str) -> Iterator[str]:
+    """A fresh, fully migrated database for one test."""
+    yield from _fresh(pg_server_url, template=TEMPLATE)
+
+
+def _fresh(server_url: str, template: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = _admin(server_url)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.close()
+
+
+@pytest.fixture
+async def storage(database_url: str) -> AsyncIterator[Storage]:
+    async with open_storage(database_url, min_size=1, max_size=4) as s:
+        yield s
