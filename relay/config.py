@@ -159,6 +159,8 @@ class SmtpConfig:
     """The submission listener (RFC 6409)."""
 
     listen: str = attrs.field(default="0.0.0.0:587", validator=_listen)
+    #: Implicit-TLS submission (RFC 8314 §3.3, port 465); empty = not served.
+    implicit_tls_listen: str = attrs.field(default="", validator=_listen)
     hostname: str = ""
     max_connections: int = attrs.field(default=1000, validator=_positive)
     listen_backlog: int = attrs.field(default=4096, validator=_positive)
@@ -167,6 +169,29 @@ class SmtpConfig:
     trusted_networks: tuple[str, ...] = attrs.field(
         default=("127.0.0.0/8", "::1/128"), converter=tuple, validator=_networks
     )
+    #: RFC 4954 §4 / RFC 8314: never accept a password over plaintext unless told to.
+    auth_require_tls: bool = True
+    auth_failure_limit: int = attrs.field(default=5, validator=_positive)
+    auth_failure_window: float = attrs.field(default=300.0, validator=_positive)
+    auth_block_time: float = attrs.field(default=900.0, validator=_positive)
+    auth_failure_delay: float = attrs.field(default=1.0, validator=_non_negative)
+    credential_cache_ttl: float = attrs.field(default=60.0, validator=_non_negative)
+    #: New connections per minute from one IP (trusted networks exempt).
+    ip_connection_rate: int = attrs.field(default=120, validator=_positive)
+    #: RFC 5321 §4.5.3.2.7 suggests 5 minutes; a submission server can be stricter.
+    command_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: Whole-DATA limit; RFC 5321 §4.5.3.2.6 suggests 10 minutes.
+    data_timeout: float = attrs.field(default=600.0, validator=_positive)
+    #: Process-wide bytes of message content held in memory at once.
+    memory_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    shutdown_timeout: float = attrs.field(default=30.0, validator=_non_negative)
+    check_header_from: bool = True
+    bare_line_ending_policy: str = attrs.field(
+        default="reject", validator=_one_of("reject", "normalize")
+    )
+    #: Defaults for accounts without their own limit; 0 = unlimited.
+    account_messages_per_minute: int = attrs.field(default=0, validator=_non_negative)
+    account_recipients_per_hour: int = attrs.field(default=0, validator=_non_negative)
 
 
 @attrs.frozen
@@ -174,6 +199,11 @@ class ApiConfig:
     """The admin HTTP API."""
 
     listen: str = attrs.field(default="127.0.0.1:8080", validator=_listen)
+    #: Requests per minute per API key.
+    rate_limit_per_minute: int = attrs.field(default=100, validator=_positive)
+    #: Origins allowed by CORS; empty = CORS off.
+    cors_origins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    max_body_size: int = attrs.field(default=1024 * 1024, validator=_positive)
 
 
 @attrs.frozen
@@ -183,6 +213,21 @@ class WorkerConfig:
     batch_size: int = attrs.field(default=32, validator=_positive)
     lock_timeout: float = attrs.field(default=300.0, validator=_positive)
     retention_days: float = attrs.field(default=7.0, validator=_positive)
+    poll_interval: float = attrs.field(default=1.0, validator=_positive)
+    #: Deliveries in flight at once, overall and per provider.
+    concurrency: int = attrs.field(default=16, validator=_positive)
+    per_provider_concurrency: int = attrs.field(default=4, validator=_positive)
+    max_attempts: int = attrs.field(default=10, validator=_positive)
+    #: Seconds after enqueue when a message that keeps failing temporarily is failed.
+    max_age: float = attrs.field(default=2 * 24 * 3600.0, validator=_positive)
+    backoff_base: float = attrs.field(default=60.0, validator=_positive)
+    backoff_max: float = attrs.field(default=3600.0, validator=_positive)
+    #: Consecutive failures that open a provider's circuit breaker, and for how long.
+    breaker_threshold: int = attrs.field(default=5, validator=_positive)
+    breaker_cooldown: float = attrs.field(default=60.0, validator=_positive)
+    connect_timeout: float = attrs.field(default=30.0, validator=_positive)
+    send_timeout: float = attrs.field(default=120.0, validator=_positive)
+    housekeeping_interval: float = attrs.field(default=60.0, validator=_positive)
 
 
 @attrs.frozen

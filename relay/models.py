@@ -68,6 +68,12 @@ class Account:
     disabled: bool
     created_at: dt.datetime
     updated_at: dt.datetime
+    #: None: the configured default (smtp.account_messages_per_minute) applies; 0: unlimited.
+    messages_per_minute: int | None = None
+    #: None: the configured default (smtp.account_recipients_per_hour) applies; 0: unlimited.
+    recipients_per_hour: int | None = None
+    #: Used when no routing rule matches.
+    default_provider_id: uuid.UUID | None = None
 
 
 @attrs.frozen
@@ -104,6 +110,13 @@ class RoutingRule:
     enabled: bool
     created_at: dt.datetime
     updated_at: dt.datetime
+    #: Tried in order after ``provider_id`` when it fails temporarily or is unreachable.
+    fallback_provider_ids: tuple[uuid.UUID, ...] = ()
+
+    @property
+    def provider_ids(self) -> tuple[uuid.UUID, ...]:
+        """Every provider this rule may use, in failover order."""
+        return (self.provider_id, *self.fallback_provider_ids)
 
 
 @attrs.frozen

@@ -18,6 +18,9 @@ def account(row: Any) -> models.Account:
         disabled=row["disabled"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        messages_per_minute=row["messages_per_minute"],
+        recipients_per_hour=row["recipients_per_hour"],
+        default_provider_id=row["default_provider_id"],
     )
 
 
@@ -56,6 +59,7 @@ def routing_rule(row: Any) -> models.RoutingRule:
         enabled=row["enabled"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        fallback_provider_ids=tuple(row["fallback_provider_ids"]),
     )
 
 

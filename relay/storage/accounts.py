@@ -9,8 +9,12 @@ from .. import models
 from . import _rows
 from ._bridge import Bridge
 from ._sql import update_set
+from .errors import InvalidReference
 
-_UPDATABLE = ("name", "email", "password_hash", "allowed_domains", "disabled")
+_UPDATABLE = (
+    "name", "email", "password_hash", "allowed_domains", "disabled",
+    "messages_per_minute", "recipients_per_hour", "default_provider_id",
+)
 
 
 class AccountRepository:
@@ -90,18 +94,30 @@ class AccountRepository:
 
         Raises:
             Conflict: the new email is taken.
+            InvalidReference: ``default_provider_id`` is not one of this account's providers.
         """
         if "allowed_domains" in fields:
             fields["allowed_domains"] = list(fields["allowed_domains"])
         assignments, values = update_set(_UPDATABLE, fields, first_param=2)
 
+        default_provider = fields.get("default_provider_id")
+
         async def change(conn: Any) -> Any:
-            return await conn.fetchrow(
-                f"UPDATE accounts SET {assignments} WHERE id = $1 RETURNING *",
-                account_id, *values,
-            )
+            async with conn.transaction():
+                if default_provider is not None and not await conn.fetchval(
+                    "SELECT 1 FROM esp_providers WHERE id = $1 AND account_id = $2",
+                    default_provider, account_id,
+                ):
+                    exists = await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1", account_id)
+                    return "bad-provider" if exists else None
+                return await conn.fetchrow(
+                    f"UPDATE accounts SET {assignments} WHERE id = $1 RETURNING *",
+                    account_id, *values,
+                )
 
         row = await self._bridge.run(change)
+        if row == "bad-provider":
+            raise InvalidReference("default_provider_id")
         return None if row is None else _rows.account(row)
 
     async def set_api_key(

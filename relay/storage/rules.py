@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 from .. import models
 from . import _rows
@@ -11,11 +11,14 @@ from ._bridge import Bridge
 from ._sql import update_set
 from .errors import InvalidReference
 
-_UPDATABLE = ("name", "priority", "conditions", "provider_id", "enabled")
+_UPDATABLE = (
+    "name", "priority", "conditions", "provider_id", "fallback_provider_ids", "enabled"
+)
 
-# A rule may only name a provider of its own account; checked in the same statement
-# so that no race can attach another tenant's provider.
-_SAME_ACCOUNT = "EXISTS (SELECT 1 FROM esp_providers p WHERE p.id = {pid} AND p.account_id = {aid})"
+# Every provider a rule names must belong to the rule's account; checked inside the
+# writing transaction so that no race can attach another tenant's provider.
+_OWNED = """SELECT count(DISTINCT id) = cardinality(array(SELECT DISTINCT unnest($1::uuid[])))
+            FROM esp_providers WHERE id = ANY($1::uuid[]) AND account_id = $2"""
 
 
 class RoutingRuleRepository:
@@ -31,18 +34,22 @@ class RoutingRuleRepository:
         priority: int = 100,
         name: str = "",
         enabled: bool = True,
+        fallback_provider_ids: Sequence[uuid.UUID] = (),
     ) -> models.RoutingRule:
-        """Raises: InvalidReference: the provider is not one of this account's."""
+        """Raises: InvalidReference: a provider is not one of this account's."""
+        fallbacks = list(fallback_provider_ids)
 
         async def insert(conn: Any) -> Any:
-            return await conn.fetchrow(
-                f"""INSERT INTO routing_rules
-                        (id, account_id, name, priority, conditions, provider_id, enabled)
-                    SELECT $1, $2, $3, $4, $5, $6, $7
-                    WHERE {_SAME_ACCOUNT.format(pid="$6", aid="$2")}
-                    RETURNING *""",
-                uuid.uuid4(), account_id, name, priority, conditions, provider_id, enabled,
-            )
+            async with conn.transaction():
+                if not await conn.fetchval(_OWNED, [provider_id, *fallbacks], account_id):
+                    return None
+                return await conn.fetchrow(
+                    """INSERT INTO routing_rules (id, account_id, name, priority, conditions,
+                                                  provider_id, enabled, fallback_provider_ids)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
+                    uuid.uuid4(), account_id, name, priority, conditions, provider_id,
+                    enabled, fallbacks,
+                )
 
         row = await self._bridge.run(insert)
         if row is None:
@@ -80,29 +87,28 @@ class RoutingRuleRepository:
     async def update(
         self, rule_id: uuid.UUID, *, account_id: uuid.UUID | None = None, **fields: Any
     ) -> models.RoutingRule | None:
-        """Raises: InvalidReference: a new provider_id is not of the rule's account."""
-        assignments, values = update_set(_UPDATABLE, fields, first_param=3)
-        check = ""
-        if "provider_id" in fields:
-            index = 3 + list(fields).index("provider_id")
-            check = " AND " + _SAME_ACCOUNT.format(pid=f"${index}", aid="routing_rules.account_id")
+        """Raises: InvalidReference: a new provider is not of the rule's account."""
+        if "fallback_provider_ids" in fields:
+            fields["fallback_provider_ids"] = list(fields["fallback_provider_ids"])
+        assignments, values = update_set(_UPDATABLE, fields, first_param=2)
 
         async def change(conn: Any) -> Any:
             async with conn.transaction():
-                row = await conn.fetchrow(
-                    f"""UPDATE routing_rules SET {assignments}
-                        WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2){check}
-                        RETURNING *""",
-                    rule_id, account_id, *values,
+                current = await conn.fetchrow(
+                    """SELECT * FROM routing_rules
+                       WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE""",
+                    rule_id, account_id,
                 )
-                if row is None and check:
-                    exists = await conn.fetchval(
-                        """SELECT 1 FROM routing_rules
-                           WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
-                        rule_id, account_id,
-                    )
-                    return "bad-provider" if exists else None
-                return row
+                if current is None:
+                    return None
+                primary = fields.get("provider_id", current["provider_id"])
+                fallbacks = fields.get("fallback_provider_ids", current["fallback_provider_ids"])
+                if not await conn.fetchval(_OWNED, [primary, *fallbacks], current["account_id"]):
+                    return "bad-provider"
+                return await conn.fetchrow(
+                    f"UPDATE routing_rules SET {assignments} WHERE id = $1 RETURNING *",
+                    rule_id, *values,
+                )
 
         row = await self._bridge.run(change)
         if row == "bad-provider":

@@ -72,3 +72,37 @@ async def test_deleting_provider_deletes_its_rules(storage: Storage) -> None:
     await storage.providers.delete(p.id)
     assert await storage.rules.get(rule.id) is None
     assert await storage.rules.delete(rule.id) is False
+
+
+async def test_rule_failover_providers_are_ordered_and_owned(storage: Storage) -> None:
+    a = await make_account(storage)
+    b = await make_account(storage)
+    p1, p2, p3 = [await _provider(storage, a, name=f"p{i}") for i in range(3)]
+    foreign = await _provider(storage, b)
+    rule = await storage.rules.create(
+        account_id=a.id, provider_id=p1.id, conditions={}, fallback_provider_ids=[p3.id, p2.id]
+    )
+    assert rule.provider_ids == (p1.id, p3.id, p2.id)
+    with pytest.raises(InvalidReference):
+        await storage.rules.create(
+            account_id=a.id, provider_id=p1.id, conditions={}, fallback_provider_ids=[foreign.id]
+        )
+    with pytest.raises(InvalidReference):
+        await storage.rules.update(rule.id, fallback_provider_ids=[p2.id, foreign.id])
+    changed = await storage.rules.update(rule.id, fallback_provider_ids=[p2.id])
+    assert changed is not None and changed.provider_ids == (p1.id, p2.id)
+
+
+async def test_account_default_provider_must_be_its_own(storage: Storage) -> None:
+    a = await make_account(storage)
+    b = await make_account(storage)
+    mine = await _provider(storage, a)
+    theirs = await _provider(storage, b)
+    with pytest.raises(InvalidReference):
+        await storage.accounts.update(a.id, default_provider_id=theirs.id)
+    updated = await storage.accounts.update(a.id, default_provider_id=mine.id, messages_per_minute=30)
+    assert updated is not None and updated.default_provider_id == mine.id
+    assert updated.messages_per_minute == 30 and updated.recipients_per_hour is None
+    await storage.providers.delete(mine.id)
+    assert (await storage.accounts.get(a.id)).default_provider_id is None
+    assert await storage.accounts.update(uuid.uuid4(), default_provider_id=mine.id) is None
