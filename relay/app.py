@@ -10,9 +10,9 @@ on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
+import functools
 import signal
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import attrs
 import trio
@@ -81,52 +81,72 @@ async def ensure_operator_key(storage: Storage) -> str | None:
     return key.secret
 
 
-async def housekeeping(
-    runtime: Runtime,
-    *,
-    interval: float = 60.0,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Return expired claims to the queue and delete finished messages past retention.
-
-    Database outages are logged and retried next round; they never stop the process.
-    """
-    retention = dt.timedelta(days=runtime.config.worker.retention_days)
-    task_status.started()
-    while True:
-        try:
-            reclaimed = await runtime.storage.messages.reclaim_expired()
-            purged = await runtime.storage.messages.purge_finished(retention)
-            if reclaimed or purged:
-                log.info("housekeeping", reclaimed=reclaimed, purged=purged)
-        except StorageError as exc:
-            log.warning("housekeeping failed", error=str(exc))
-        await trio.sleep(interval)
-
-
-async def wait_for_shutdown_signal() -> signal.Signals:
+async def watch_signals(shutdown: trio.Event) -> None:
+    """Set ``shutdown`` on the first SIGINT or SIGTERM (a second one is not caught)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            return signal.Signals(signum)
-    raise AssertionError("signal receiver ended")  # pragma: no cover
+            log.info("shutting down", signal=signal.Signals(signum).name)
+            shutdown.set()
+            return
+
+
+#: The services one process can run; ``relay serve`` runs them all.
+SERVICES = ("smtp", "worker")
+
+
+@attrs.frozen
+class Started:
+    """What ``serve`` reports once every service is listening."""
+
+    runtime: Runtime
+    shutdown: trio.Event
+    #: ``relay.smtp.server.Bound`` when SMTP runs.
+    smtp: Any = None
+    #: ``relay.worker.Worker`` when the worker runs.
+    worker: Any = None
 
 
 async def serve(
     config: Config,
     *,
+    services: tuple[str, ...] = SERVICES,
     announce: Callable[[str], None] | None = None,
-    task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[Started] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run every service in this process until SIGINT/SIGTERM (or cancellation)."""
+    """Run the given services in this process until shutdown.
+
+    Shutdown (SIGINT/SIGTERM, or ``Started.shutdown.set()``) lets SMTP drain —
+    sessions inside DATA finish and are stored — and the worker finish its in-flight
+    deliveries (it stops claiming at once), then cancels whatever is left.
+    """
     async with open_runtime(config) as runtime:
         secret = await ensure_operator_key(runtime.storage)
         if secret is not None and announce is not None:
             announce(secret)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(housekeeping, runtime)
-            log.info("relay ready")
-            task_status.started(runtime)
-            received = await wait_for_shutdown_signal()
-            log.info("shutting down", signal=received.name)
-            nursery.cancel_scope.cancel()
+        shutdown = trio.Event()
+        async with trio.open_nursery() as background:
+            if handle_signals:
+                background.start_soon(watch_signals, shutdown)
+            async with trio.open_nursery() as front:
+                smtp_bound = worker = None
+                if "smtp" in services:
+                    from .smtp.server import serve_smtp
+
+                    smtp_bound = await front.start(serve_smtp, runtime, shutdown)
+                if "worker" in services:
+                    from .worker import run_worker
+
+                    worker = await front.start(
+                        functools.partial(run_worker, runtime, stop=shutdown)
+                    )
+                log.info("relay ready", services=list(services))
+                task_status.started(Started(runtime, shutdown, smtp=smtp_bound, worker=worker))
+                await shutdown.wait()
+                # Bound the drain: SMTP has smtp.shutdown_timeout; the worker gets its
+                # send timeout, after which its claims are released.
+                front.cancel_scope.deadline = trio.current_time() + max(
+                    config.smtp.shutdown_timeout, config.worker.send_timeout
+                ) + 5
+            background.cancel_scope.cancel()
     log.info("stopped")

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import trio
 
 from . import app, auth, config as config_mod, logging as relay_logging
+from .smtp.tls import TlsConfigError
 from .storage import Conflict, StorageError, migrations
 
 EXIT_CONFIG = 2
@@ -38,8 +39,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "serve",
-        help="run everything in one process (embedded database unless database.url is set)",
+        help="run every service in one process (embedded database unless database.url is set)",
     )
+    sub.add_parser("smtp", help="run only the SMTP submission service")
+    sub.add_parser("worker", help="run only the delivery worker (any number may share a database)")
     sub.add_parser("config", help="print the effective configuration, secrets redacted")
 
     migrate = sub.add_parser("migrate", help="apply, roll back or list schema migrations")
@@ -142,8 +145,8 @@ def _announce_operator_key(secret: str) -> None:
     )
 
 
-async def _serve(config: config_mod.Config) -> None:
-    await app.serve(config, announce=_announce_operator_key)
+async def _serve(config: config_mod.Config, services: tuple[str, ...]) -> None:
+    await app.serve(config, services=services, announce=_announce_operator_key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if args.command == "serve":
-            trio.run(_serve, config)
+            trio.run(_serve, config, app.SERVICES)
+        elif args.command in app.SERVICES:
+            trio.run(_serve, config, (args.command,))
         elif args.command == "migrate":
             trio.run(_migrate, config, args)
         elif args.command == "admin-key":
@@ -168,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "accounts":
             password = _read_password(args.password_stdin)
             trio.run(_accounts_create, config, args, password)
-    except (CommandError, StorageError, FileNotFoundError) as exc:
+    except (CommandError, StorageError, TlsConfigError, FileNotFoundError, OSError) as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ import tomllib
 import typing
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 import cattrs
@@ -63,12 +63,12 @@ class _InvalidValue(ValueError):
 
 
 def _positive(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # also refuses NaN
         raise _InvalidValue(attribute.name, f"must be greater than 0, got {value!r}")
 
 
 def _non_negative(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
+    if not value >= 0:  # also refuses NaN
         raise _InvalidValue(attribute.name, f"must be 0 or more, got {value!r}")
 
 
@@ -391,7 +391,7 @@ def _describe(exc: BaseException, path: str) -> str:
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         keys = ", ".join(sorted(exc.extra_fields))
         if not path:
-            return f"unknown section {keys} (sections: {', '.join(_SECTIONS)})"
+            return f"{keys}: unknown section (sections: {', '.join(_SECTIONS)})"
         return f"{path}: unknown key {keys}"
     if isinstance(exc, BaseExceptionGroup):
         sub = exc.exceptions[0]
@@ -450,13 +450,19 @@ _SECRET_KEYS = {"password", "secret", "api_key", "token"}
 
 
 def _redact_url(url: str) -> str:
+    """Hide a password in the user part and in libpq's ``?password=`` parameters."""
     if not url:
         return url
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    if parts.query:
+        query = [
+            (k, "***" if k.lower() in ("password", "sslpassword") and v else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="/*"))
+    return urlunsplit(parts)
 
 
 def redacted(config: Config) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageErro
 from .messages import Change, Finish, MessageRepository
 from .providers import ProviderRepository
 from .rules import RoutingRuleRepository
+from .worker_state import WorkerStateRepository
 
 __all__ = [
     "AttemptLog",
@@ -62,6 +63,7 @@ class Storage:
         self.rules = RoutingRuleRepository(bridge)
         self.messages = MessageRepository(bridge)
         self.delivery_logs = DeliveryLogRepository(bridge)
+        self.worker_state = WorkerStateRepository(bridge)
 
     async def ping(self) -> None:
         """Raises: DatabaseUnavailable: the database did not answer ``SELECT 1``."""

@@ -32,6 +32,8 @@ _UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # A connection the server terminated mid-operation can surface as this.
+    asyncpg.InternalClientError,
 )
 
 

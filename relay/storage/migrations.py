@@ -8,6 +8,7 @@ migrations live in ``sql/`` as numbered ``.sql`` files, each with a
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import parse_qsl, urlsplit
 from pathlib import Path
 
 import attrs
@@ -29,7 +30,13 @@ def _backend(url: str):  # type: ignore[no-untyped-def]
     try:
         return get_backend(url)
     except Exception as exc:  # yoyo raises the driver's own errors
-        raise DatabaseUnavailable(f"cannot connect to run migrations: {type(exc).__name__}") from None
+        parts = urlsplit(url)
+        where = parts.hostname or dict(parse_qsl(parts.query)).get("host", "localhost")
+        port = f":{parts.port}" if parts.port else ""
+        raise DatabaseUnavailable(
+            f"cannot connect to {where}{port}{parts.path} to run migrations"
+            f" ({type(exc).__name__}); check database.url and that PostgreSQL is running"
+        ) from None
 
 
 def _migrations(directory: Path = MIGRATIONS_DIR):  # type: ignore[no-untyped-def]

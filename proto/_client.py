@@ -1,0 +1,4 @@
+"""placeholder"""
+class Capabilities: pass
+class ClientConnection: pass
+class ClientTransaction: pass

@@ -1,0 +1,221 @@
+"""Readers: command lines, DATA bodies, BDAT chunks (one per server state).
+
+Strategy for DATA: only ``<CRLF>.<CRLF>`` ends a message (RFC 5321 4.1.1.4), where the
+DATA command's own CRLF counts as the first CRLF. Everything is done with bytes-level
+``find``/``replace``/``count``/``split`` over whole buffers, never a Python loop per
+byte. The reader carries the last two octets already handed on as context, so that a
+terminator or a ``<CRLF>.`` split across reads is seen, and holds back at most four
+octets (a possible start of the terminator). Line structure is CRLF only: a dot after
+a bare CR or LF is plain data, which is what makes the SMTP smuggling sequences
+(CVE-2023-51764 and kin) inert here. ``BodyFilter`` then sees the unstuffed body:
+it detects (and under ``normalize`` rewrites) bare line endings, measures lines and
+size, and stops handing bytes on once the message is known to be refused.
+"""
+
+from __future__ import annotations
+
+from ._events import BdatChunk, Data, EndOfData, Event, ProtocolViolation, Reply
+from ._receivebuffer import ReceiveBuffer
+
+__all__ = ["BdatReader", "BodyFilter", "DataReader", "LineError", "decode_command_line"]
+
+_TERMINATOR = b"\r\n.\r\n"
+
+
+class LineError(ValueError):
+    """A command line that must not reach the caller as text."""
+
+
+def decode_command_line(line: bytes) -> str:
+    """Check one framed line (LF included) and decode it.
+
+    Raises:
+        LineError: A bare LF or CR, a NUL, or invalid UTF-8 (RFC 5321 2.3.8, 4.1.1).
+    """
+    if not line.endswith(b"\r\n"):
+        raise LineError("bare LF in command line; lines end with CRLF")
+    body = line[:-2]
+    if b"\r" in body:
+        raise LineError("bare CR in command line")
+    if b"\0" in body:
+        raise LineError("NUL in command line")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LineError("command line is not valid UTF-8") from None
+
+
+class BodyFilter:
+    """The checks every message body goes through, for DATA and BDAT alike.
+
+    Args:
+        normalize: ``True`` for the ``normalize`` policy (bare CR/LF become CRLF),
+            ``False`` for ``reject`` (the message is refused with 550 5.5.2).
+        max_size: ``Limits.max_message_size``.
+        max_line: ``Limits.max_text_line`` (CRLF included).
+    """
+
+    def __init__(self, *, normalize: bool, max_size: int, max_line: int) -> None:
+        self._normalize = normalize
+        self._max_size = max_size
+        self._max_content = max_line - 2
+        self._line = 0  # length of the unfinished last line
+        self._cr = False  # a CR ended the previous piece; its LF may come next
+        self.size = 0
+        self.bare = False
+        self.oversize = False
+        self.too_long = False
+
+    @property
+    def refused(self) -> bool:
+        """Whether the message is already known to be refused."""
+        return self.oversize or self.too_long or (self.bare and not self._normalize)
+
+    def feed(self, piece: bytes) -> bytes:
+        """Check ``piece`` and return the bytes to hand on (``b""`` once refused)."""
+        if self._cr:
+            piece = b"\r" + piece
+            self._cr = False
+        if piece.endswith(b"\r"):
+            piece = piece[:-1]
+            self._cr = True
+        if not piece:
+            return piece
+        crlf = piece.count(b"\r\n")
+        if piece.count(b"\n") != crlf or piece.count(b"\r") != crlf:
+            self.bare = True
+            if self._normalize:
+                piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+        if not self.too_long:
+            self._measure(piece)
+        self.size += len(piece)
+        if self.size > self._max_size:
+            self.oversize = True
+        return b"" if self.refused else piece
+
+    def _measure(self, piece: bytes) -> None:
+        last = piece.rfind(b"\r\n")
+        if last == -1:
+            self._line += len(piece)
+        else:
+            if self._line + len(piece) > self._max_content:  # only then can a line be long
+                lines = piece.split(b"\r\n")
+                longest = max(self._line + len(lines[0]), max(map(len, lines[1:])))
+                if longest > self._max_content:
+                    self.too_long = True
+            self._line = len(piece) - last - 2
+        if self._line > self._max_content:
+            self.too_long = True
+
+    def finish(self) -> bytes:
+        """End of the body: flush a held-back CR (a bare one) and return what remains."""
+        if not self._cr:
+            return b""
+        self._cr = False
+        self.bare = True
+        if not self._normalize:
+            return b""
+        self.size += 2
+        if self.size > self._max_size:
+            self.oversize = True
+        return b"" if self.refused else b"\r\n"
+
+    def refusal(self) -> Reply | None:
+        """The reply the message has earned, most important reason first."""
+        if self.oversize:
+            return Reply(552, "Message exceeds fixed maximum message size", "5.3.4")
+        if self.bare and not self._normalize:
+            return Reply(550, "Message refused: bare CR or LF in the body (RFC 5321 2.3.8)", "5.5.2")
+        if self.too_long:
+            return Reply(500, "Line too long (RFC 5321 4.5.3.1.6)", "5.5.6")
+        return None
+
+    def end_of_data(self) -> EndOfData:
+        """The ``EndOfData`` event for this body."""
+        return EndOfData(
+            size=self.size,
+            bare_line_endings_seen=self.bare,
+            oversize=self.oversize,
+            line_too_long=self.too_long,
+            refusal=self.refusal(),
+        )
+
+
+class DataReader:
+    """Reads a DATA body from the buffer; see the module docstring."""
+
+    def __init__(self, body: BodyFilter) -> None:
+        self._body = body
+        self._ctx = b"\r\n"  # the DATA command's CRLF is the first CRLF
+
+    def read(self, buf: ReceiveBuffer) -> list[Event] | None:
+        """Consume what can be consumed.
+
+        Returns:
+            ``[Data]``, ``[EndOfData]`` or ``[Data, EndOfData]``; ``None`` if more
+            bytes are needed (then at most four octets stay buffered).
+        """
+        if not buf:
+            return None
+        work = self._ctx + buf.take_all()
+        end = work.find(_TERMINATOR)
+        if end != -1:
+            buf.unread(work[end + 5 :])
+            out = self._body.feed(work[: end + 2].replace(b"\r\n.", b"\r\n")[2:])
+            out += self._body.finish()
+            eod = self._body.end_of_data()
+            return [Data(out), eod] if out else [eod]
+        cut = len(work) - 4
+        if work[cut - 1 : cut] == b"\r":
+            cut -= 1  # never split a CRLF between two reads
+        if cut <= 2:
+            buf.unread(work[2:])
+            return None
+        buf.unread(work[cut:])
+        self._ctx = work[cut - 2 : cut]
+        # A "<CRLF>." can start in the context (index 0), so unstuff before slicing.
+        out = self._body.feed(work[:cut].replace(b"\r\n.", b"\r\n")[2:])
+        return [Data(out)] if out else None
+
+
+class BdatReader:
+    """Reads the ``size`` octets of one BDAT chunk (RFC 3030 2).
+
+    Args:
+        size: The chunk size from the BDAT command.
+        last: The command had LAST.
+        body: The transaction's body filter, or ``None`` to discard the chunk.
+        fault: The reply owed after a discarded chunk (RFC 3030 2: the octets are
+            read even when the command is refused, to stay in sync).
+    """
+
+    def __init__(self, size: int, last: bool, body: BodyFilter | None, fault: Reply | None) -> None:
+        self.size = size
+        self._remaining = size
+        self._last = last
+        self._body = body
+        self._fault = fault
+
+    def read(self, buf: ReceiveBuffer) -> list[Event] | None:
+        """Consume chunk octets; return the events, or ``None`` if more are needed."""
+        events: list[Event] = []
+        if self._remaining and buf:
+            piece = buf.take(self._remaining)
+            self._remaining -= len(piece)
+            if self._body is not None:
+                out = self._body.feed(piece)
+                if out:
+                    events.append(Data(out))
+        if self._remaining:
+            return events or None
+        if self._body is None:
+            assert self._fault is not None
+            events.append(ProtocolViolation(self._fault, "BDAT refused"))
+        elif self._last:
+            out = self._body.finish()
+            if out:
+                events.append(Data(out))
+            events.append(self._body.end_of_data())
+        else:
+            events.append(BdatChunk(self.size, self._body.refusal()))
+        return events

@@ -1,0 +1,660 @@
+"""ServerConnection: the receiving side of SMTP as a state machine without I/O.
+
+Strategy: h11's shape. ``receive_data()`` buffers bytes; ``next_event()`` runs the
+reader for the current state and returns one event (or ``NEED_DATA`` / ``PAUSED``);
+``send()`` checks a reply against the transition table in ``_state.py``, applies its
+effect and returns the bytes. Every event but ``Data`` and ``ConnectionClosed`` is owed
+a reply and moves the connection to ``REPLY``, where further (pipelined) input waits,
+so replies go out in order by construction (RFC 2920 3.1). Faults the session survives
+come out as ``ProtocolViolation`` events carrying the reply to send; a fault that ends
+it raises ``RemoteProtocolError`` with a 421 ``reply_hint``. Session and transaction
+facts are derived from (event, reply) pairs: MAIL + 250 opens the transaction, RCPT +
+250 adds a recipient, 354 without a recipient is refused.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import (
+    NEED_DATA,
+    PAUSED,
+    AuthCredentials,
+    AuthRequest,
+    AutoReply,
+    BdatChunk,
+    ConnectionClosed,
+    Data,
+    DataStart,
+    Ehlo,
+    EndOfData,
+    Event,
+    Helo,
+    MailFrom,
+    Noop,
+    ProtocolViolation,
+    Quit,
+    RcptTo,
+    Reply,
+    Rset,
+    Sentinel,
+    StartTLS,
+)
+from ._readers import BdatReader, BodyFilter, DataReader, LineError, decode_command_line
+from ._receivebuffer import OVERLONG, ReceiveBuffer
+from ._state import (
+    AUTH,
+    BDAT,
+    CLOSED,
+    CLOSING,
+    COMMAND,
+    DATA,
+    ERROR,
+    GREETING,
+    REPLY,
+    SERVER_TRANSITIONS,
+    TLS_HANDOFF,
+    Effect,
+    Extensions,
+    Limits,
+    Session,
+    State,
+    Transaction,
+    lookup,
+)
+from ._syntax import (
+    Address,
+    decode_base64,
+    decode_sasl_plain,
+    parse_params,
+    parse_path,
+    split_path_argument,
+)
+from ._writers import write_reply
+
+__all__ = ["ServerConnection"]
+
+_NOT_IMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"})
+_HTTP_VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH"})
+_LOGIN_USERNAME = "VXNlcm5hbWU6"  # base64 "Username:"
+_LOGIN_PASSWORD = "UGFzc3dvcmQ6"  # base64 "Password:"
+_PAUSED_STATES = frozenset({GREETING, REPLY, TLS_HANDOFF, CLOSING})
+_DEFAULT_LIMITS = Limits()
+_DEFAULT_EXTENSIONS = Extensions()
+
+
+def _violation(code: int, enhanced: str, text: str) -> ProtocolViolation:
+    return ProtocolViolation(Reply(code, text, enhanced), text)
+
+
+class ServerConnection:
+    """The server side of one SMTP session (RFC 5321, with the extensions in
+    ``Extensions``).
+
+    Args:
+        hostname: Our name, used in the EHLO reply and the 421 hint.
+        limits: The bounds to enforce.
+        extensions: What to offer in the EHLO reply (and accept).
+        bare_line_ending_policy: ``"reject"`` refuses a message holding a bare CR or
+            LF with 550 5.5.2 after its real end; ``"normalize"`` turns each into CRLF.
+            Either way the body bytes handed on contain no bare CR or LF.
+        tls_active: The stream is already TLS (implicit TLS, RFC 8314).
+        auth_requires_tls: AUTH is offered and accepted only under TLS (538 5.7.11
+            otherwise, RFC 4954 6).
+    """
+
+    def __init__(
+        self,
+        hostname: str,
+        *,
+        limits: Limits = _DEFAULT_LIMITS,
+        extensions: Extensions = _DEFAULT_EXTENSIONS,
+        bare_line_ending_policy: Literal["reject", "normalize"] = "reject",
+        tls_active: bool = False,
+        auth_requires_tls: bool = True,
+    ) -> None:
+        if bare_line_ending_policy not in ("reject", "normalize"):
+            raise ValueError(f"bare_line_ending_policy must be 'reject' or 'normalize', not {bare_line_ending_policy!r}")
+        self.hostname = hostname
+        self.limits = limits
+        self.extensions = extensions
+        self._normalize = bare_line_ending_policy == "normalize"
+        self._auth_requires_tls = auth_requires_tls
+        self._buf = ReceiveBuffer()
+        self._eof = False
+        self._state = GREETING
+        self._owed: Event | None = None
+        self._pending: deque[Event] = deque()
+        self._reader: DataReader | BdatReader | None = None
+        # session
+        self._ehlo_name: str | None = None
+        self._esmtp = False
+        self._tls = tls_active
+        self._authenticated: str | None = None
+        self._early_talker = False
+        self._refused = False  # 554 greeting: only QUIT is accepted (RFC 5321 3.1)
+        self._errors = 0
+        self._discard_mark = 0  # ReceiveBuffer.discarded when the 220 to STARTTLS went out
+        # AUTH exchange in progress: mechanism and LOGIN user name
+        self._auth_mechanism: str | None = None
+        self._auth_user: str | None = None
+        # transaction
+        self._mail: MailFrom | None = None
+        self._rcpts: list[Address] = []
+        self._method: str | None = None
+        self._body: BodyFilter | None = None
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def state(self) -> State:
+        """The current ``State``."""
+        return self._state
+
+    @property
+    def session(self) -> Session:
+        """A snapshot of the session facts."""
+        return Session(
+            ehlo_name=self._ehlo_name,
+            esmtp=self._esmtp,
+            tls=self._tls,
+            authenticated=self._authenticated,
+            early_talker=self._early_talker,
+            plaintext_discarded=self._buf.discarded,
+            errors=self._errors,
+        )
+
+    @property
+    def transaction(self) -> Transaction | None:
+        """A snapshot of the mail transaction, or ``None`` if no MAIL was accepted."""
+        if self._mail is None:
+            return None
+        return Transaction(self._mail, tuple(self._rcpts), self._method)
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet consumed (bounded; see ``Limits``)."""
+        return len(self._buf)
+
+    @property
+    def owed(self) -> Event | None:
+        """The event awaiting a reply in state ``REPLY``, else ``None``."""
+        return self._owed if self._state is REPLY else None
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; ``b""`` means the peer closed its side.
+
+        Bytes arriving in ``TLS_HANDOFF`` are counted and dropped; after ``CLOSING``
+        they are ignored.
+
+        Raises:
+            LocalProtocolError: Data after ``b""`` was already fed.
+        """
+        if self._eof:
+            if data:
+                raise LocalProtocolError("receive_data() called after the peer closed (b'' was fed)")
+            return
+        if not data:
+            self._eof = True
+        elif self._state is TLS_HANDOFF:
+            self._buf.discarded += len(data)  # plaintext after STARTTLS: never parsed
+        elif self._state not in (CLOSING, CLOSED, ERROR):
+            self._buf.append(data)
+
+    def next_event(self) -> Event | Sentinel:
+        """Parse the next event from buffered input.
+
+        Returns:
+            An event; ``NEED_DATA`` (feed more bytes); or ``PAUSED`` (a reply, the
+            greeting or the TLS handshake is due first). In ``CLOSED`` it keeps
+            returning ``ConnectionClosed``.
+
+        Raises:
+            RemoteProtocolError: The peer must be disconnected (too many errors, an
+                HTTP request); the state is now ``ERROR``, send ``reply_hint``.
+            LocalProtocolError: Called in state ``ERROR``.
+        """
+        while True:
+            if self._state is ERROR:
+                raise LocalProtocolError("next_event() called in state ERROR; send the 421 and close")
+            if self._pending:
+                return self._emit(self._pending.popleft())
+            if self._state in _PAUSED_STATES:
+                return PAUSED
+            if self._state is CLOSED:
+                return ConnectionClosed()
+            events = self._read()
+            if events is None:
+                if self._eof:
+                    self._state = CLOSED
+                    self._reader = None
+                    continue
+                return NEED_DATA
+            self._pending.extend(events)
+
+    def _emit(self, event: Event) -> Event:
+        if isinstance(event, ProtocolViolation):
+            self._errors += 1
+            if self._errors > self.limits.max_errors:
+                self._state = ERROR
+                raise RemoteProtocolError(
+                    f"too many protocol errors ({self._errors}); the last: {event.reason}",
+                    reply_hint=Reply(421, f"{self.hostname} Too many errors, closing connection", "4.7.0"),
+                )
+        if not isinstance(event, Data):
+            self._owed = event
+            self._state = REPLY
+        return event
+
+    def _read(self) -> list[Event] | None:
+        if self._state is COMMAND:
+            return self._read_command()
+        if self._state is AUTH:
+            return self._read_auth()
+        assert self._state in (DATA, BDAT) and self._reader is not None
+        return self._reader.read(self._buf)
+
+    def _read_command(self) -> list[Event] | None:
+        line = self._buf.extract_line(self.limits.max_command_line)
+        if line is None:
+            return None
+        if line is OVERLONG:
+            return [_violation(500, "5.5.6", "Line too long (RFC 5321 4.5.3.1.4)")]
+        assert isinstance(line, bytes)
+        try:
+            text = decode_command_line(line)
+        except LineError as exc:
+            return [_violation(500, "5.5.2", f"Syntax error: {exc}")]
+        event = self._command(text)
+        return event if isinstance(event, list) else [event]
+
+    # ------------------------------------------------------------------ commands
+
+    def _command(self, text: str) -> Event | list[Event]:
+        verb, _, arg = text.partition(" ")
+        verb = verb.upper()
+        if self._refused and verb != "QUIT":
+            return _violation(503, "5.5.1", "Service refused; only QUIT is accepted (RFC 5321 3.1)")
+        if verb == "EHLO" or verb == "HELO":
+            name = arg.strip(" ")
+            if not name or not name.isascii() or not name.isprintable():
+                return _violation(501, "5.5.4", f"Syntax: {verb} <domain or address literal>")
+            self._clear_transaction()  # RFC 5321 4.1.4
+            return Ehlo(name) if verb == "EHLO" else Helo(name)
+        if verb == "MAIL":
+            return self._mail_from(arg)
+        if verb == "RCPT":
+            return self._rcpt_to(arg)
+        if verb == "DATA":
+            return self._data(arg)
+        if verb == "BDAT":
+            return self._bdat(arg)
+        if verb == "RSET":
+            if arg.strip(" "):
+                return _violation(501, "5.5.4", "Syntax: RSET (no arguments)")
+            self._clear_transaction()
+            return Rset()
+        if verb == "NOOP":
+            return Noop()
+        if verb == "QUIT":
+            if arg.strip(" "):
+                return _violation(501, "5.5.4", "Syntax: QUIT (no arguments)")
+            return Quit()
+        if verb == "STARTTLS":
+            return self._starttls(arg)
+        if verb == "AUTH":
+            return self._auth(arg)
+        if verb == "VRFY":
+            if not arg.strip(" "):
+                return _violation(501, "5.5.4", "Syntax: VRFY <string>")
+            reply = Reply(252, "Cannot VRFY user, but will accept message and attempt delivery", "2.5.0")
+            return AutoReply(reply, "VRFY")
+        if verb == "HELP":
+            return AutoReply(Reply(214, "See RFC 5321", "2.0.0"), "HELP")
+        if verb in _NOT_IMPLEMENTED:
+            return _violation(502, "5.5.1", f"{verb} not implemented")
+        if verb in _HTTP_VERBS:
+            # Cross-protocol request (e.g. a browser made to talk to port 25).
+            self._state = ERROR
+            raise RemoteProtocolError(
+                f"HTTP {verb} request on the SMTP port",
+                reply_hint=Reply(421, f"{self.hostname} This is an SMTP server, closing connection", "4.7.0"),
+            )
+        return _violation(500, "5.5.1", "Command unrecognized")
+
+    def _mail_from(self, arg: str) -> Event:
+        if self._ehlo_name is None:
+            return _violation(503, "5.5.1", "Send EHLO/HELO first")
+        if self._mail is not None:
+            return _violation(503, "5.5.1", "Nested MAIL command")
+        if arg[:5].upper() != "FROM:":
+            return _violation(501, "5.5.2", "Syntax: MAIL FROM:<address>")
+        try:
+            path, words = split_path_argument(arg[5:])
+        except ValueError as exc:
+            return _violation(501, "5.5.2", f"Syntax: MAIL FROM:<address> ({exc})")
+        if words and not self._esmtp:
+            return _violation(555, "5.5.4", "MAIL parameters need EHLO")
+        try:
+            params = parse_params(words, smtputf8=self.extensions.smtputf8)
+        except ValueError as exc:
+            return _violation(501, "5.5.4", str(exc).capitalize())
+        for key, value in params.items():
+            fault = self._check_mail_param(key, value)
+            if fault is not None:
+                return fault
+        smtputf8 = "SMTPUTF8" in params
+        try:
+            reverse_path = parse_path(path, smtputf8=smtputf8, allow_null=True)
+        except ValueError as exc:
+            if not smtputf8 and not path.isascii():
+                return _violation(553, "5.6.7", "Non-ASCII address needs SMTPUTF8 (RFC 6531)")
+            return _violation(501, "5.1.7", f"Bad sender address syntax: {exc}")
+        return MailFrom(reverse_path, params)
+
+    def _check_mail_param(self, key: str, value: str | None) -> ProtocolViolation | None:
+        ext = self.extensions
+        if key == "SIZE" and ext.size:
+            if value is None or not value.isascii() or not value.isdigit() or len(value) > 20:
+                return _violation(501, "5.5.4", "Syntax: SIZE=<octets> (RFC 1870)")
+            if int(value) > self.limits.max_message_size:
+                return _violation(552, "5.3.4", "Message size exceeds fixed maximum message size")
+            return None
+        if key == "BODY" and value is not None and value.upper() == "7BIT":
+            return None
+        if key == "BODY" and value is not None and value.upper() == "8BITMIME" and ext.eightbitmime:
+            return None
+        if key == "SMTPUTF8" and ext.smtputf8:
+            return None if value is None else _violation(501, "5.5.4", "SMTPUTF8 takes no value")
+        return _violation(555, "5.5.4", f"MAIL parameter {key} not recognized or not implemented")
+
+    def _rcpt_to(self, arg: str) -> Event:
+        if self._mail is None:
+            return _violation(503, "5.5.1", "Need MAIL command")
+        if self._method is not None:
+            return _violation(503, "5.5.1", "RCPT after BDAT (RFC 3030 2)")
+        if arg[:3].upper() != "TO:":
+            return _violation(501, "5.5.2", "Syntax: RCPT TO:<address>")
+        try:
+            path, words = split_path_argument(arg[3:])
+        except ValueError as exc:
+            return _violation(501, "5.5.2", f"Syntax: RCPT TO:<address> ({exc})")
+        if words:
+            return _violation(555, "5.5.4", "RCPT parameters not recognized or not implemented")
+        if len(self._rcpts) >= self.limits.max_recipients:
+            # Not a violation: RFC 5321 4.5.3.1.10 says the client sends the rest later.
+            return AutoReply(Reply(452, "Too many recipients", "4.5.3"), "too many recipients")
+        smtputf8 = self._mail.smtputf8
+        try:
+            forward_path = parse_path(path, smtputf8=smtputf8, allow_postmaster=True)
+        except ValueError as exc:
+            if not smtputf8 and not path.isascii():
+                return _violation(553, "5.6.7", "Non-ASCII address needs SMTPUTF8 (RFC 6531)")
+            return _violation(501, "5.1.3", f"Bad recipient address syntax: {exc}")
+        assert forward_path is not None
+        return RcptTo(forward_path)
+
+    def _data(self, arg: str) -> Event:
+        if arg.strip(" "):
+            return _violation(501, "5.5.4", "Syntax: DATA (no arguments)")
+        if self._mail is None:
+            return _violation(503, "5.5.1", "Need MAIL command")
+        if not self._rcpts:
+            return _violation(503, "5.5.1", "Need RCPT command (no valid recipients)")
+        if self._method is not None:
+            return _violation(503, "5.5.1", "DATA after BDAT (RFC 3030 2)")
+        return DataStart()
+
+    def _bdat(self, arg: str) -> Event | list[Event]:
+        if not (self.extensions.chunking and self._esmtp):
+            return _violation(502, "5.5.1", "BDAT not implemented (CHUNKING not offered)")
+        words = arg.split(" ")
+        size_text = words[0]
+        last = len(words) == 2 and words[1].upper() == "LAST"
+        if not (size_text.isascii() and size_text.isdigit() and len(size_text) <= 20) or len(words) > 1 + last:
+            # Without a size the octets that follow cannot be skipped; they will be
+            # read as commands and fail, up to max_errors.
+            return _violation(501, "5.5.4", "Syntax: BDAT <size> [LAST]")
+        size = int(size_text)
+        fault = None
+        if self._mail is None:
+            fault = Reply(503, "Need MAIL command", "5.5.1")
+        elif not self._rcpts:
+            fault = Reply(503, "Need RCPT command (no valid recipients)", "5.5.1")
+        if fault is None:
+            self._method = "BDAT"
+            if self._body is None:
+                self._body = self._new_body()
+            self._reader = BdatReader(size, last, self._body, None)
+        else:
+            self._reader = BdatReader(size, last, None, fault)
+        self._state = BDAT
+        return []
+
+    def _starttls(self, arg: str) -> Event:
+        if not self.extensions.starttls:
+            return _violation(502, "5.5.1", "STARTTLS not implemented")
+        if arg.strip(" "):
+            return _violation(501, "5.5.4", "Syntax: STARTTLS (no arguments)")
+        if self._tls:
+            return _violation(503, "5.5.1", "TLS already active")
+        if not self._esmtp:
+            return _violation(503, "5.5.1", "Send EHLO first")
+        return StartTLS()
+
+    def _auth(self, arg: str) -> Event:
+        if not self.extensions.auth:
+            return _violation(502, "5.5.1", "AUTH not implemented")
+        if not self._esmtp:
+            return _violation(503, "5.5.1", "Send EHLO first")
+        if self._authenticated is not None:
+            return _violation(503, "5.5.1", "Already authenticated (RFC 4954 4)")
+        if self._mail is not None:
+            return _violation(503, "5.5.1", "AUTH not permitted during a mail transaction (RFC 4954 4)")
+        if self._auth_requires_tls and not self._tls:
+            return _violation(538, "5.7.11", "Encryption required for requested authentication mechanism")
+        words = arg.split(" ")
+        if not words[0] or len(words) > 2:
+            return _violation(501, "5.5.4", "Syntax: AUTH <mechanism> [initial-response]")
+        mechanism = words[0].upper()
+        if mechanism not in self.extensions.auth:
+            return _violation(504, "5.5.4", "Unrecognized authentication type")
+        self._auth_mechanism = mechanism
+        if len(words) == 1:
+            challenge = "" if mechanism == "PLAIN" else _LOGIN_USERNAME
+            return AuthRequest(Reply(334, challenge), f"AUTH {mechanism} challenge", mechanism)
+        return self._auth_step(words[1])
+
+    def _read_auth(self) -> list[Event] | None:
+        line = self._buf.extract_line(self.limits.max_auth_line)
+        if line is None:
+            return None
+        if line is OVERLONG:
+            return [_violation(500, "5.5.6", "Authentication exchange line is too long (RFC 4954 4)")]
+        assert isinstance(line, bytes)
+        try:
+            text = decode_command_line(line)
+        except LineError as exc:
+            return [_violation(501, "5.5.2", f"Syntax error: {exc}")]
+        if text == "*":
+            return [AutoReply(Reply(501, "Authentication cancelled", "5.7.0"), "AUTH cancelled by the client")]
+        return [self._auth_step(text or "=")]
+
+    def _auth_step(self, response: str) -> Event:
+        try:
+            decoded = decode_base64(response)
+        except ValueError:
+            return _violation(501, "5.5.2", "Cannot decode response (invalid base64, RFC 4954 4)")
+        mechanism = self._auth_mechanism
+        if mechanism == "PLAIN":
+            try:
+                authzid, authcid, password = decode_sasl_plain(decoded)
+            except ValueError as exc:
+                return _violation(501, "5.5.2", f"Invalid PLAIN response: {exc}")
+            return AuthCredentials("PLAIN", authzid, authcid, password)
+        try:
+            text = decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            return _violation(501, "5.5.2", "Invalid LOGIN response: not UTF-8")
+        if self._auth_user is None:
+            if not text:
+                return _violation(501, "5.5.2", "Invalid LOGIN response: empty user name")
+            self._auth_user = text
+            return AuthRequest(Reply(334, _LOGIN_PASSWORD), "AUTH LOGIN password challenge", "LOGIN")
+        return AuthCredentials("LOGIN", "", self._auth_user, text)
+
+    # ------------------------------------------------------------------ output
+
+    def send(self, reply: Reply) -> bytes:
+        """Check ``reply`` against what is owed, apply its effect, return its bytes.
+
+        A 2xx to ``Ehlo`` gets the capability lines appended; in a 2xx to ``Ehlo`` or
+        ``Helo`` an empty text becomes our hostname. When the connection named the reply (``AutoReply``, an
+        ``EndOfData``/``BdatChunk`` refusal), its code must be used; a 421 is legal in
+        every state but ``CLOSING``/``CLOSED`` and leads to ``CLOSING``.
+
+        Raises:
+            LocalProtocolError: The reply is not legal now (no reply owed, a 354
+                without an accepted recipient, a 250 to a refused message, ...); the
+                state is unchanged.
+        """
+        state = self._state
+        if state in (CLOSING, CLOSED):
+            raise LocalProtocolError(f"cannot send a {reply.code} reply in state {state.name}: the session is over")
+        if state is REPLY or state is GREETING:
+            owed = self._owed if state is REPLY else None
+        elif reply.code == 421:
+            owed = None  # 421 at any time (RFC 5321 3.8), e.g. a timeout mid-DATA
+        else:
+            raise LocalProtocolError(f"cannot send a {reply.code} reply in state {state.name}: no reply is owed")
+        named = self._named_code(owed)
+        row = lookup(SERVER_TRANSITIONS, owed, reply.code, named)
+        if row is not None and named is not None and reply.code not in (named, 421) and not isinstance(owed, AuthRequest):
+            row = None
+        if row is None:
+            what = "the greeting" if owed is None else type(owed).__name__
+            need = f" (the connection requires {named})" if named is not None else ""
+            raise LocalProtocolError(f"a {reply.code} reply to {what} is not legal in state {state.name}{need}")
+        next_state, effect = row
+        if effect is Effect.DATA_STARTED and not self._rcpts:
+            raise LocalProtocolError("cannot send 354 in state REPLY: the transaction has no accepted recipient")
+        if isinstance(owed, (Ehlo, Helo)) and reply.is_positive:
+            first = reply.text if reply.text != ("",) else (self.hostname,)
+            caps = self._capabilities() if isinstance(owed, Ehlo) else []
+            reply = Reply(reply.code, [*first, *caps])
+        enhanced = self.extensions.enhanced_status_codes and state is not GREETING and not isinstance(owed, (Ehlo, Helo))
+        data = write_reply(reply, enhanced=enhanced)
+        if state is GREETING:
+            self._early_talker = bool(self._buf)
+        self._apply(effect, owed)
+        self._state = next_state
+        self._owed = None
+        return data
+
+    @staticmethod
+    def _named_code(owed: Event | None) -> int | None:
+        if isinstance(owed, AutoReply):
+            return owed.reply.code
+        if isinstance(owed, (EndOfData, BdatChunk)) and owed.refusal is not None:
+            return owed.refusal.code
+        return None
+
+    def _apply(self, effect: Effect, owed: Event | None) -> None:
+        if effect is Effect.GREETING_REFUSED:
+            self._refused = True
+        elif effect is Effect.EHLO_ACCEPTED and isinstance(owed, Ehlo):
+            self._ehlo_name, self._esmtp = owed.hostname, True
+        elif effect is Effect.HELO_ACCEPTED and isinstance(owed, Helo):
+            self._ehlo_name, self._esmtp = owed.hostname, False
+        elif effect is Effect.TLS_HANDOFF:
+            self._discard_mark = self._buf.discarded
+            self._buf.discard_all()  # RFC 3207 5, CVE-2011-0411: never parse it
+        elif effect is Effect.AUTH_ENDED:
+            self._auth_mechanism = self._auth_user = None
+        elif effect is Effect.AUTHENTICATED and isinstance(owed, AuthCredentials):
+            self._authenticated = owed.authcid
+            self._auth_mechanism = self._auth_user = None
+        elif effect is Effect.TRANSACTION_STARTED and isinstance(owed, MailFrom):
+            self._clear_transaction()
+            self._mail = owed
+        elif effect is Effect.RECIPIENT_ACCEPTED and isinstance(owed, RcptTo):
+            self._rcpts.append(owed.forward_path)
+        elif effect is Effect.DATA_STARTED:
+            self._method = "DATA"
+            self._reader = DataReader(self._new_body())
+        elif effect is Effect.TRANSACTION_ENDED:
+            self._clear_transaction()
+        elif effect is Effect.CLOSE:
+            self._pending.clear()
+        if self._reader is not None and self._state is REPLY and effect is not Effect.DATA_STARTED:
+            self._reader = None  # the chunk or message it read has been answered
+
+    def _capabilities(self) -> list[str]:
+        ext = self.extensions
+        caps = []
+        if ext.pipelining:
+            caps.append("PIPELINING")
+        if ext.size:
+            caps.append(f"SIZE {self.limits.max_message_size}")
+        if ext.eightbitmime:
+            caps.append("8BITMIME")
+        if ext.smtputf8:
+            caps.append("SMTPUTF8")
+        if ext.chunking:
+            caps.append("CHUNKING")
+        if ext.enhanced_status_codes:
+            caps.append("ENHANCEDSTATUSCODES")
+        if ext.starttls and not self._tls:
+            caps.append("STARTTLS")
+        if ext.auth and (self._tls or not self._auth_requires_tls):
+            caps.append("AUTH " + " ".join(ext.auth))
+        return caps
+
+    def _new_body(self) -> BodyFilter:
+        return BodyFilter(
+            normalize=self._normalize,
+            max_size=self.limits.max_message_size,
+            max_line=self.limits.max_text_line,
+        )
+
+    def _clear_transaction(self) -> None:
+        self._mail = None
+        self._rcpts = []
+        self._method = None
+        self._body = None
+
+    # ------------------------------------------------------------------ session
+
+    def tls_established(self) -> int:
+        """Call after the driver's TLS handshake following a 220 to STARTTLS.
+
+        Drops every plaintext byte received since the STARTTLS line (RFC 3207 5,
+        CVE-2011-0411) and resets the session: a new EHLO is required and
+        authentication is forgotten (RFC 3207 4.2).
+
+        Returns:
+            Plaintext octets discarded since the STARTTLS line (also counted in
+            ``session.plaintext_discarded``); non-zero means the client injected.
+
+        Raises:
+            LocalProtocolError: Not in state ``TLS_HANDOFF``.
+        """
+        if self._state is not TLS_HANDOFF:
+            raise LocalProtocolError(f"tls_established() called in state {self._state.name}, not TLS_HANDOFF")
+        self._buf.discard_all()
+        self._tls = True
+        self._ehlo_name = None
+        self._esmtp = False
+        self._authenticated = None
+        self._clear_transaction()
+        self._state = COMMAND
+        return self._buf.discarded - self._discard_mark
+
+    def set_authenticated(self, identity: str | None) -> None:
+        """Record who the client is (after the caller's 235, or from a TLS client
+        certificate); ``None`` forgets it. ``session.authenticated`` reports it."""
+        self._authenticated = identity

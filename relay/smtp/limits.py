@@ -1,0 +1,160 @@
+"""The SMTP server's counters and budgets, each one object with one job.
+
+All of them read ``trio.current_time()``, so tests drive them with trio's
+``MockClock`` instead of sleeping. They are per process: several ``relay smtp``
+processes each enforce their own share (documented in the README).
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+from typing import Iterable
+
+import attrs
+import trio
+
+
+def _now() -> float:
+    return trio.current_time()
+
+
+class TrustedNetworks:
+    def __init__(self, networks: Iterable[str]) -> None:
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def __contains__(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+class SlidingWindow:
+    """Counts events per key within the last ``window`` seconds.
+
+    Memory is bounded by the events inside the window: old timestamps are dropped
+    on every touch, and keys with none left are forgotten.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._events: dict[object, collections.deque[tuple[float, int]]] = {}
+
+    def _prune(self, key: object) -> collections.deque[tuple[float, int]]:
+        events = self._events.get(key)
+        if events is None:
+            events = self._events[key] = collections.deque()
+        horizon = _now() - self.window
+        while events and events[0][0] <= horizon:
+            events.popleft()
+        return events
+
+    def count(self, key: object) -> int:
+        events = self._prune(key)
+        total = sum(n for _, n in events)
+        if not events:
+            del self._events[key]
+        return total
+
+    def add(self, key: object, n: int = 1) -> None:
+        self._prune(key).append((_now(), n))
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+class ConnectionRateLimiter:
+    """``smtp.ip_connection_rate`` new connections per minute per IP."""
+
+    def __init__(self, per_minute: int, trusted: TrustedNetworks) -> None:
+        self._limit = per_minute
+        self._trusted = trusted
+        self._window = SlidingWindow(60.0)
+
+    def allow(self, ip: str) -> bool:
+        """Count a new connection; False when this IP is over its rate."""
+        if ip in self._trusted:
+            return True
+        if self._window.count(ip) >= self._limit:
+            return False
+        self._window.add(ip)
+        return True
+
+
+class AuthFailureTracker:
+    """More than ``limit`` failed AUTHs from one IP within ``window`` blocks it."""
+
+    def __init__(self, limit: int, window: float, block_time: float) -> None:
+        self._limit = limit
+        self._window = SlidingWindow(window)
+        self._block_time = block_time
+        self._blocked_until: dict[str, float] = {}
+
+    def is_blocked(self, ip: str) -> bool:
+        until = self._blocked_until.get(ip)
+        if until is None:
+            return False
+        if _now() >= until:
+            del self._blocked_until[ip]
+            return False
+        return True
+
+    def record_failure(self, ip: str) -> bool:
+        """Count a failure; True when this one got the IP blocked."""
+        self._window.add(ip)
+        if self._window.count(ip) > self._limit:
+            self._blocked_until[ip] = _now() + self._block_time
+            return True
+        return False
+
+
+@attrs.frozen
+class BudgetStatistics:
+    capacity: int
+    in_use: int
+
+
+class MemoryBudget:
+    """Bytes of message content held in memory at once, process-wide.
+
+    Sessions reserve before buffering and release when the message is stored or
+    dropped; a reservation that does not fit is refused at once (452 4.3.1) instead
+    of waiting, so memory stays bounded whatever the clients do.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._in_use = 0
+
+    def try_reserve(self, n: int) -> bool:
+        if self._in_use + n > self._capacity:
+            return False
+        self._in_use += n
+        return True
+
+    def release(self, n: int) -> None:
+        self._in_use = max(0, self._in_use - n)
+
+    def statistics(self) -> BudgetStatistics:
+        return BudgetStatistics(capacity=self._capacity, in_use=self._in_use)
+
+
+class AccountLimits:
+    """Messages per minute and recipients per hour per account (0 = unlimited)."""
+
+    def __init__(self) -> None:
+        self._messages = SlidingWindow(60.0)
+        self._recipients = SlidingWindow(3600.0)
+
+    def may_send_message(self, account_id: object, per_minute: int) -> bool:
+        return per_minute == 0 or self._messages.count(account_id) < per_minute
+
+    def may_add_recipient(self, account_id: object, per_hour: int, pending: int) -> bool:
+        """``pending``: recipients already accepted in the open transaction."""
+        return per_hour == 0 or self._recipients.count(account_id) + pending < per_hour
+
+    def record_message(self, account_id: object, recipients: int) -> None:
+        self._messages.add(account_id)
+        self._recipients.add(account_id, recipients)

@@ -1,0 +1,286 @@
+"""Submission policy: one session's answers to proto's events.
+
+Strategy: ``proto.ServerConnection`` owns the protocol (sequence, syntax, limits);
+this module owns the decisions only a relay can make — is this login right, may
+this account use this sender, is it over its sending limits, was the message
+stored — and turns each into a ``proto.Reply``. It never touches a socket: the
+session driver feeds it events and writes what it returns.
+
+No relay is open: MAIL before AUTH gets 530 5.7.0. A 250 after the data is sent
+only once the queue row has committed (``GroupCommitter.store``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import attrs
+import trio
+
+import proto
+
+from .. import models
+from ..logging import get_logger
+from ..storage import StorageError
+from .compose import domain_allowed, prepare
+from .credentials import Authenticator
+from .enqueue import GroupCommitter
+from .limits import AccountLimits, AuthFailureTracker, MemoryBudget
+
+log = get_logger("relay.smtp")
+
+
+def _reply(code: int, enhanced: str | None, text: str) -> proto.Reply:
+    return proto.Reply(code, text, enhanced)
+
+
+#: RFC 4954 §6 / RFC 3463: the replies this policy gives, in one place.
+AUTH_OK = _reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = _reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_TEMPFAIL = _reply(454, "4.7.0", "Temporary authentication failure, try again later")
+AUTH_BLOCKED = _reply(421, "4.7.0", "Too many failed logins from your address, try again later")
+AUTH_REQUIRED = _reply(530, "5.7.0", "Authentication required")
+SENDER_REFUSED = _reply(553, "5.7.1", "Sender address not allowed for this account")
+RATE_LIMITED_MESSAGES = _reply(450, "4.7.1", "Message rate limit exceeded, try again later")
+RATE_LIMITED_RECIPIENTS = _reply(450, "4.7.1", "Recipient rate limit exceeded, try again later")
+FROM_REFUSED = _reply(550, "5.7.1", "From: header domain not allowed for this account")
+NO_MEMORY = _reply(452, "4.3.1", "Insufficient system storage, try again later")
+STORE_FAILED = _reply(451, "4.3.0", "Local error storing the message, try again later")
+
+
+@attrs.frozen
+class SessionInfo:
+    """Facts about the connection the policy needs."""
+
+    client_ip: str
+    correlation_id: str
+    hostname: str
+
+
+@attrs.frozen
+class PolicySettings:
+    check_header_from: bool
+    auth_failure_delay: float
+    default_messages_per_minute: int
+    default_recipients_per_hour: int
+
+
+@attrs.frozen
+class Shared:
+    """Process-wide objects every session uses (one owner: the server)."""
+
+    authenticator: Authenticator
+    committer: GroupCommitter
+    auth_failures: AuthFailureTracker
+    budget: MemoryBudget
+    account_limits: AccountLimits
+    settings: PolicySettings
+
+
+class SubmissionPolicy:
+    """Answers for one session. Mutable state here belongs to that session alone."""
+
+    def __init__(self, shared: Shared, info: SessionInfo) -> None:
+        self._shared = shared
+        self._info = info
+        self.account: models.Account | None = None
+        self.tls = False
+        self.ehlo_name = ""
+        #: Set when the policy decided the session must end after the reply.
+        self.close_after_reply = False
+        self._reset_transaction()
+
+    # ------------------------------------------------------------ transaction
+
+    def _reset_transaction(self) -> None:
+        self._mail_from: str | None = None
+        self._recipients: list[str] = []
+        self._chunks: list[bytes] = []
+        self._reserved = 0
+        self._over_budget = False
+
+    def release(self) -> None:
+        """Drop the transaction's buffered content (also on disconnect)."""
+        self._shared.budget.release(self._reserved)
+        self._reset_transaction()
+
+    # ------------------------------------------------------------ dispatch
+
+    async def respond(self, event: Any) -> proto.Reply | None:
+        """The reply to send for ``event``, or None when none is owed (Data)."""
+        if isinstance(event, proto.Data):
+            self._buffer(event.data)
+            return None
+        if isinstance(event, proto.AuthRequest):
+            if self._shared.auth_failures.is_blocked(self._info.client_ip):
+                self.close_after_reply = True
+                return AUTH_BLOCKED
+            return event.reply
+        if isinstance(event, proto.AutoReply):  # ProtocolViolation included
+            return event.reply
+        if isinstance(event, (proto.Ehlo, proto.Helo)):
+            self.ehlo_name = event.hostname
+            self.release()
+            return _reply(250, None, f"{self._info.hostname} at your service")
+        if isinstance(event, proto.StartTLS):
+            return _reply(220, "2.0.0", "Ready to start TLS")
+        if isinstance(event, proto.AuthCredentials):
+            return await self._auth(event)
+        if isinstance(event, proto.MailFrom):
+            return self._mail(event)
+        if isinstance(event, proto.RcptTo):
+            return self._rcpt(event)
+        if isinstance(event, proto.DataStart):
+            return _reply(354, None, "End data with <CR><LF>.<CR><LF>")
+        if isinstance(event, proto.BdatChunk):
+            if event.refusal is not None:
+                self.release()
+                return event.refusal
+            if self._over_budget:
+                self.release()
+                return NO_MEMORY
+            return _reply(250, "2.0.0", f"{event.size} octets received")
+        if isinstance(event, proto.EndOfData):
+            return await self._end_of_data(event)
+        if isinstance(event, proto.Rset):
+            self.release()
+            return _reply(250, "2.0.0", "Ok")
+        if isinstance(event, proto.Noop):
+            return _reply(250, "2.0.0", "Ok")
+        if isinstance(event, proto.Quit):
+            self.close_after_reply = True
+            return _reply(221, "2.0.0", "Bye")
+        raise AssertionError(f"unhandled event {event!r}")
+
+    # ------------------------------------------------------------ AUTH
+
+    async def _auth(self, event: proto.AuthCredentials) -> proto.Reply:
+        ip = self._info.client_ip
+        if self._shared.auth_failures.is_blocked(ip):
+            self.close_after_reply = True
+            return AUTH_BLOCKED
+        try:
+            account = await self._shared.authenticator.verify(event.authcid, event.password)
+        except StorageError:
+            return AUTH_TEMPFAIL
+        # RFC 4616 §2: an authorization identity other than the login is a request to
+        # act as someone else, which we never grant.
+        if account is not None and event.authzid and event.authzid.lower() != event.authcid.lower():
+            account = None
+        if account is None:
+            blocked = self._shared.auth_failures.record_failure(ip)
+            log.info("auth failed", client_ip=ip, mechanism=event.mechanism, blocked=blocked)
+            await trio.sleep(self._shared.settings.auth_failure_delay)
+            if blocked:
+                self.close_after_reply = True
+                return AUTH_BLOCKED
+            return AUTH_FAILED
+        self.account = account
+        log.info("auth ok", client_ip=ip, account_id=str(account.id), mechanism=event.mechanism)
+        return AUTH_OK
+
+    # ------------------------------------------------------------ envelope
+
+    def _limit(self, own: int | None, default: int) -> int:
+        return default if own is None else own
+
+    def _mail(self, event: proto.MailFrom) -> proto.Reply:
+        account = self.account
+        if account is None:
+            return AUTH_REQUIRED
+        self.release()
+        if event.reverse_path is None or not domain_allowed(
+            event.reverse_path.domain, account.allowed_domains
+        ):
+            log.info("sender refused", account_id=str(account.id),
+                     sender=str(event.reverse_path or "<>"))
+            return SENDER_REFUSED
+        per_minute = self._limit(
+            account.messages_per_minute, self._shared.settings.default_messages_per_minute
+        )
+        if not self._shared.account_limits.may_send_message(account.id, per_minute):
+            return RATE_LIMITED_MESSAGES
+        self._mail_from = str(event.reverse_path)
+        return _reply(250, "2.1.0", "Sender ok")
+
+    def _rcpt(self, event: proto.RcptTo) -> proto.Reply:
+        account = self.account
+        if account is None:  # proto refuses RCPT before MAIL; MAIL needs an account
+            return AUTH_REQUIRED
+        per_hour = self._limit(
+            account.recipients_per_hour, self._shared.settings.default_recipients_per_hour
+        )
+        if not self._shared.account_limits.may_add_recipient(
+            account.id, per_hour, pending=len(self._recipients)
+        ):
+            return RATE_LIMITED_RECIPIENTS
+        self._recipients.append(str(event.forward_path))
+        return _reply(250, "2.1.5", "Recipient ok")
+
+    # ------------------------------------------------------------ content
+
+    def _buffer(self, data: bytes) -> None:
+        if self._over_budget:
+            return
+        if not self._shared.budget.try_reserve(len(data)):
+            # Keep reading to the end of data (proto consumes it); answer 452 then.
+            self._over_budget = True
+            self._shared.budget.release(self._reserved)
+            self._reserved = 0
+            self._chunks = []
+            return
+        self._reserved += len(data)
+        self._chunks.append(data)
+
+    async def _end_of_data(self, event: proto.EndOfData) -> proto.Reply:
+        account = self.account
+        try:
+            if event.refusal is not None:
+                log.info("message refused", account_id=str(account.id) if account else None,
+                         reason=event.refusal.text[0], code=event.refusal.code)
+                return event.refusal
+            if self._over_budget:
+                log.warning("message refused", reason="memory budget exhausted")
+                return NO_MEMORY
+            assert account is not None and self._mail_from is not None
+            queue_id = uuid.uuid4()
+            prepared = prepare(
+                b"".join(self._chunks),
+                ehlo_name=self.ehlo_name,
+                client_ip=self._info.client_ip,
+                hostname=self._info.hostname,
+                queue_id=str(queue_id),
+                tls=self.tls,
+                authenticated=True,
+                now=dt.datetime.now(dt.timezone.utc),
+            )
+            self._chunks = []
+            if self._shared.settings.check_header_from and not all(
+                domain_allowed(d, account.allowed_domains) for d in prepared.from_domains
+            ):
+                log.info("message refused", account_id=str(account.id), reason="From: domain")
+                return FROM_REFUSED
+            message = models.NewMessage(
+                id=queue_id,
+                account_id=account.id,
+                mail_from=self._mail_from,
+                rcpt_to=tuple(self._recipients),
+                raw=prepared.raw,
+                message_id=prepared.message_id,
+                client_ip=self._info.client_ip,
+                tls=self.tls,
+                correlation_id=self._info.correlation_id,
+            )
+            try:
+                await self._shared.committer.store(message)
+            except StorageError as exc:
+                log.warning("message not stored", account_id=str(account.id), error=str(exc))
+                return STORE_FAILED
+            self._shared.account_limits.record_message(account.id, len(self._recipients))
+            log.info("message accepted", account_id=str(account.id), queue_id=str(queue_id),
+                     size=message.size, recipients=len(self._recipients))
+            return _reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+        finally:
+            self.release()

@@ -1,0 +1,274 @@
+"""The submission listeners: accept, admit or refuse, run a session per connection.
+
+Strategy (after trio's serve_listeners): one accept loop per listener, every
+connection a task in one handler nursery. Admission is decided before the greeting:
+past ``smtp.max_connections`` or an IP's ``smtp.ip_connection_rate`` the client gets
+``421 4.7.0`` and is closed at once. Shutdown is graceful: listeners close, idle
+sessions get ``421 4.3.2``, sessions inside DATA may finish (their message is stored
+and 250'd, or refused — never 250'd and lost), and after ``smtp.shutdown_timeout``
+everything left is cancelled. The group committer outlives the sessions so that a
+message whose DATA finished during shutdown is still stored.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+import uuid
+from typing import Any
+
+import attrs
+import trio
+
+import proto
+
+from ..app import Runtime
+from ..config import parse_listen
+from ..logging import bound, get_logger
+from .credentials import Authenticator
+from .enqueue import GroupCommitter
+from .limits import (
+    AccountLimits,
+    AuthFailureTracker,
+    ConnectionRateLimiter,
+    MemoryBudget,
+    TrustedNetworks,
+)
+from .policy import PolicySettings, SessionInfo, Shared, SubmissionPolicy
+from .session import Session, SessionSettings
+from .tls import ensure_key_pair, server_context
+
+log = get_logger("relay.smtp.server")
+
+TOO_MANY_CONNECTIONS = proto.Reply(421, "Too many connections, try again later", "4.7.0")
+RATE_LIMITED = proto.Reply(421, "Too many connections from your address, try again later", "4.7.0")
+
+# trio's list of accept errors that mean "resources are short", not "the listener is broken".
+_TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+@attrs.frozen
+class ServerStatistics:
+    active_sessions: int
+    refused_busy: int
+    refused_rate: int
+
+
+@attrs.frozen
+class Bound:
+    """What ``serve_smtp`` reports once listening: the ports really bound."""
+
+    ports: tuple[int, ...]
+    implicit_tls_ports: tuple[int, ...] = ()
+
+
+class SmtpServer:
+    def __init__(self, runtime: Runtime, ssl_context: ssl.SSLContext | None) -> None:
+        config = runtime.config
+        smtp = config.smtp
+        self._config = config
+        self._ssl_context = ssl_context
+        self._hostname = smtp.hostname or socket.getfqdn()
+        trusted = TrustedNetworks(smtp.trusted_networks)
+        self._rate = ConnectionRateLimiter(smtp.ip_connection_rate, trusted)
+        self.committer = GroupCommitter(runtime.storage)
+        self._shared = Shared(
+            authenticator=Authenticator(runtime.storage, ttl=smtp.credential_cache_ttl),
+            committer=self.committer,
+            auth_failures=AuthFailureTracker(
+                smtp.auth_failure_limit, smtp.auth_failure_window, smtp.auth_block_time
+            ),
+            budget=MemoryBudget(smtp.memory_budget),
+            account_limits=AccountLimits(),
+            settings=PolicySettings(
+                check_header_from=smtp.check_header_from,
+                auth_failure_delay=smtp.auth_failure_delay,
+                default_messages_per_minute=smtp.account_messages_per_minute,
+                default_recipients_per_hour=smtp.account_recipients_per_hour,
+            ),
+        )
+        limits = config.limits
+        self._settings = SessionSettings(
+            hostname=self._hostname,
+            command_timeout=smtp.command_timeout,
+            data_timeout=smtp.data_timeout,
+            limits=proto.Limits(
+                max_command_line=limits.max_command_line,
+                max_text_line=limits.max_text_line,
+                max_recipients=smtp.max_recipients,
+                max_message_size=smtp.max_message_size,
+                max_errors=limits.max_errors,
+            ),
+            extensions=proto.Extensions(
+                starttls=ssl_context is not None,
+                auth=("PLAIN", "LOGIN"),
+                size=True,
+                eightbitmime=True,
+                smtputf8=True,
+                pipelining=True,
+                chunking=True,
+                enhanced_status_codes=True,
+            ),
+            bare_line_ending_policy=smtp.bare_line_ending_policy,
+            auth_requires_tls=smtp.auth_require_tls,
+        )
+        self._sessions: set[Session] = set()
+        #: Set whenever the last session ends; shutdown waits on it.
+        self._no_sessions = trio.Event()
+        self._refused_busy = 0
+        self._refused_rate = 0
+
+    async def prepare(self) -> None:
+        await self._shared.authenticator.prepare()
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(len(self._sessions), self._refused_busy, self._refused_rate)
+
+    async def serve(
+        self,
+        shutdown: trio.Event,
+        *,
+        task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        smtp = self._config.smtp
+        plain = await self._listen(smtp.listen)
+        implicit: list[trio.SocketListener] = []
+        if smtp.implicit_tls_listen:
+            implicit = await self._listen(smtp.implicit_tls_listen)
+        async with trio.open_nursery() as outer:
+            await outer.start(self.committer.run)
+            async with trio.open_nursery() as handlers:
+                for listener in plain:
+                    handlers.start_soon(self._accept_loop, listener, handlers, False)
+                for listener in implicit:
+                    handlers.start_soon(self._accept_loop, listener, handlers, True)
+                task_status.started(
+                    Bound(tuple(_port(l) for l in plain), tuple(_port(l) for l in implicit))
+                )
+                log.info("smtp listening", listen=smtp.listen,
+                         implicit_tls=smtp.implicit_tls_listen or None)
+                await shutdown.wait()
+                log.info("smtp draining", sessions=len(self._sessions))
+                for listener in (*plain, *implicit):
+                    await listener.aclose()
+                for session in list(self._sessions):
+                    session.drain()
+                with trio.move_on_after(smtp.shutdown_timeout):
+                    while self._sessions:
+                        self._no_sessions = trio.Event()
+                        await self._no_sessions.wait()
+                handlers.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+        log.info("smtp stopped")
+
+    async def _listen(self, address: str) -> list[trio.SocketListener]:
+        host, port = parse_listen(address)
+        return await trio.open_tcp_listeners(
+            port, host=host or None, backlog=self._config.smtp.listen_backlog
+        )
+
+    async def _accept_loop(
+        self, listener: trio.SocketListener, nursery: trio.Nursery, implicit_tls: bool
+    ) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except trio.ClosedResourceError:
+                return
+            except OSError as exc:
+                if exc.errno in _TRANSIENT_ACCEPT:
+                    log.warning("accept failed, retrying", error=errno.errorcode.get(exc.errno or 0))
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            nursery.start_soon(self._handle, stream, implicit_tls)
+
+    async def _handle(self, stream: trio.SocketStream, implicit_tls: bool) -> None:
+        try:
+            ip = _peer_ip(stream)
+            if len(self._sessions) >= self._config.smtp.max_connections:
+                self._refused_busy += 1
+                await _refuse(stream, TOO_MANY_CONNECTIONS, implicit_tls and self._ssl_context)
+                return
+            if not self._rate.allow(ip):
+                self._refused_rate += 1
+                log.info("connection rate limited", client_ip=ip)
+                await _refuse(stream, RATE_LIMITED, implicit_tls and self._ssl_context)
+                return
+            correlation_id = uuid.uuid4().hex[:16]
+            with bound(correlation_id=correlation_id, client_ip=ip):
+                await self.run_session(stream, ip, correlation_id, implicit_tls)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def run_session(
+        self, stream: Any, ip: str, correlation_id: str, implicit_tls: bool
+    ) -> None:
+        """One admitted connection, from greeting to close (also used by tests with
+        in-memory streams)."""
+        if implicit_tls:
+            assert self._ssl_context is not None
+            stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
+            with trio.move_on_after(self._settings.command_timeout):
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError:
+                    log.info("tls handshake failed")
+                    return
+        policy = SubmissionPolicy(
+            self._shared, SessionInfo(ip, correlation_id, self._hostname)
+        )
+        session = Session(
+            stream, policy, self._settings, self._ssl_context, tls_active=implicit_tls
+        )
+        self._sessions.add(session)
+        log.info("session start")
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+            if not self._sessions:
+                self._no_sessions.set()
+            log.info("session end")
+            await trio.aclose_forcefully(session.stream)
+
+
+def _peer_ip(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "unknown"
+
+
+def _port(listener: trio.SocketListener) -> int:
+    return int(listener.socket.getsockname()[1])
+
+
+async def _refuse(stream: Any, reply: proto.Reply, ssl_context: Any) -> None:
+    """Say why and close, without starting a session (bounded in time)."""
+    with trio.move_on_after(5):
+        try:
+            if ssl_context:
+                stream = trio.SSLStream(stream, ssl_context, server_side=True)
+            line = f"{reply.code} {reply.enhanced} {reply.text[0]}\r\n".encode("ascii")
+            await stream.send_all(line)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+async def serve_smtp(
+    runtime: Runtime,
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the submission service until ``shutdown`` is set (then drain) or cancelled."""
+    pair = await trio.to_thread.run_sync(ensure_key_pair, runtime.config)
+    context = server_context(pair)
+    if pair.self_signed:
+        log.warning("using a self-signed certificate; set tls.cert_file and tls.key_file",
+                    cert_file=str(pair.cert_file))
+    server = SmtpServer(runtime, context)
+    await server.prepare()
+    await server.serve(shutdown, task_status=task_status)

@@ -1,0 +1,189 @@
+"""The driver: the only code that moves bytes between a trio stream and proto.
+
+Strategy: the loop in STYLE.md. ``proto.ServerConnection`` decides what the bytes
+mean, ``SubmissionPolicy`` decides the answers, and this module applies time limits
+(a command timeout while waiting for a command, one deadline for a whole DATA) and
+the STARTTLS handoff. Protocol errors are caught here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from typing import Any
+
+import attrs
+import trio
+
+import proto
+
+from ..logging import get_logger
+from .policy import SubmissionPolicy
+
+log = get_logger("relay.smtp.session")
+
+MAX_RECV = 64 * 1024
+
+TIMEOUT = proto.Reply(421, "Timeout, closing connection", "4.4.2")
+SHUTTING_DOWN = proto.Reply(421, "Server shutting down, try again later", "4.3.2")
+
+
+@attrs.frozen
+class SessionSettings:
+    hostname: str
+    command_timeout: float
+    data_timeout: float
+    limits: proto.Limits
+    extensions: proto.Extensions
+    bare_line_ending_policy: str
+    auth_requires_tls: bool
+
+
+class Session:
+    """One SMTP session; ``run`` returns when it is over (the caller closes the stream)."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        policy: SubmissionPolicy,
+        settings: SessionSettings,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        tls_active: bool = False,
+    ) -> None:
+        self.stream = stream
+        self._policy = policy
+        self._settings = settings
+        self._ssl_context = ssl_context
+        self._draining = False
+        self._idle_scope: trio.CancelScope | None = None
+        self._data_deadline = math.inf
+        self._policy.tls = tls_active
+        extensions = settings.extensions
+        if ssl_context is None or tls_active:
+            extensions = attrs.evolve(extensions, starttls=False)
+        self.conn = proto.ServerConnection(
+            settings.hostname,
+            limits=settings.limits,
+            extensions=extensions,
+            bare_line_ending_policy=settings.bare_line_ending_policy,
+            tls_active=tls_active,
+            auth_requires_tls=settings.auth_requires_tls,
+        )
+
+    @property
+    def in_message(self) -> bool:
+        """Reading a message body: shutdown lets it finish."""
+        return self.conn.state in (proto.State.DATA, proto.State.BDAT)
+
+    def drain(self) -> None:
+        """Shutdown has begun: end the session at its next wait for a command."""
+        self._draining = True
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def _send(self, reply: proto.Reply) -> None:
+        await self.stream.send_all(self.conn.send(reply))
+
+    async def _say_and_close(self, reply: proto.Reply) -> None:
+        """Best effort: the peer may already be gone."""
+        try:
+            with trio.move_on_after(5):
+                await self._send(reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, proto.LocalProtocolError):
+            pass
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+            log.info("connection lost", error=str(exc) or type(exc).__name__)
+        finally:
+            self._policy.release()
+
+    async def _run(self) -> None:
+        await self._send(proto.Reply(220, f"{self._settings.hostname} ESMTP relay ready"))
+        while True:
+            try:
+                event = self.conn.next_event()
+            except proto.RemoteProtocolError as exc:
+                log.info("protocol error", error=str(exc))
+                if exc.reply_hint is not None:
+                    await self._say_and_close(exc.reply_hint)
+                return
+            if event is proto.NEED_DATA:
+                if not await self._receive():
+                    return
+                continue
+            if event is proto.PAUSED:
+                raise AssertionError(f"proto paused in state {self.conn.state}")
+            if isinstance(event, proto.ConnectionClosed):
+                return
+            reply = await self._policy.respond(event)
+            if reply is None:
+                continue
+            await self._send(reply)
+            if self._policy.close_after_reply or self.conn.state in (
+                proto.State.CLOSING, proto.State.CLOSED
+            ):
+                return
+            if reply.code == 354:
+                self._data_deadline = trio.current_time() + self._settings.data_timeout
+            elif self.conn.state is proto.State.TLS_HANDOFF:
+                await self._start_tls()
+            if not self.in_message:
+                self._data_deadline = math.inf
+
+    async def _receive(self) -> bool:
+        """Read more input; False when the session must end."""
+        if self.in_message:
+            deadline = min(
+                self._data_deadline, trio.current_time() + self._settings.command_timeout
+            )
+            with trio.move_on_at(deadline):
+                data = await self.stream.receive_some(MAX_RECV)
+                self.conn.receive_data(data)
+                return True
+            await self._say_and_close(TIMEOUT)
+            log.info("timeout", state=str(self.conn.state))
+            return False
+        if self._draining:
+            await self._say_and_close(SHUTTING_DOWN)
+            return False
+        with trio.CancelScope() as scope:
+            self._idle_scope = scope
+            scope.deadline = trio.current_time() + self._settings.command_timeout
+            data = await self.stream.receive_some(MAX_RECV)
+            self._idle_scope = None
+            self.conn.receive_data(data)
+            return True
+        self._idle_scope = None
+        await self._say_and_close(SHUTTING_DOWN if self._draining else TIMEOUT)
+        if not self._draining:
+            log.info("timeout", state=str(self.conn.state))
+        return False
+
+    async def _start_tls(self) -> None:
+        assert self._ssl_context is not None
+        tls_stream = trio.SSLStream(self.stream, self._ssl_context, server_side=True)
+        with trio.fail_after(self._settings.command_timeout):
+            try:
+                await tls_stream.do_handshake()
+            except trio.BrokenResourceError as exc:
+                raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from None
+        self.stream = tls_stream
+        # Anything the client pipelined after STARTTLS was plaintext: proto drops it
+        # (CVE-2011-0411) and requires a new EHLO.
+        self.conn.tls_established()
+        # RFC 3207 §4.2: forget everything learnt before TLS, an AUTH included.
+        self._policy.tls = True
+        self._policy.account = None
+        self._policy.release()
+        log.info("tls established", version=self._tls_version(tls_stream))
+
+    @staticmethod
+    def _tls_version(stream: Any) -> str | None:
+        try:
+            return stream.version()  # type: ignore[no-any-return]
+        except Exception:
+            return None

@@ -1,0 +1,394 @@
+"""The delivery worker: claim due messages, deliver them, write the verdicts in batches.
+
+Strategy: three kinds of task share one ``Worker``:
+
+* the claimer takes at most as many messages as there are free delivery slots
+  (``worker.concurrency``), in batches of ``worker.batch_size``, with a lock of
+  ``worker.lock_timeout`` seconds (``FOR UPDATE SKIP LOCKED``: any number of worker
+  processes share one queue without taking the same message);
+* one delivery task per claimed message, limited per provider by a
+  ``CapacityLimiter`` (``worker.per_provider_concurrency``) and in time by
+  ``worker.connect_timeout + worker.send_timeout``;
+* one writer that turns finished deliveries into one ``messages.finish`` call per
+  batch (one bridge crossing for many messages), then persists breaker transitions.
+
+A message stays counted as in flight until its verdict is committed, so a slow
+database slows claiming instead of piling up results in memory.
+
+Shutdown: setting ``stop`` ends claiming and lets in-flight deliveries finish
+(graceful); cancellation abandons them. Either way ``close()`` then writes every
+verdict already reached and releases every other claim, so nothing waits for its
+lock to expire. Delivery is at-least-once: a delivery abandoned after the upstream
+accepted it, or a crash before the verdict commits, sends that message again later.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from .. import models
+from ..config import WorkerConfig
+from ..logging import get_logger
+from ..models import DeliveryOutcome
+from ..storage import AttemptLog, Finish, Storage, StorageError
+from . import providers
+from .attempt import Attempt, Outcome, utc_now
+from .breaker import Breakers, BreakerStatistics
+from .housekeeping import housekeeping
+from .providers import Driver, Envelope, ProviderConfigError, Result, Verdict
+from .retry import Retry, RetryPolicy
+from .router import AccountRouting, Router
+
+log = get_logger("relay.worker")
+
+#: Seconds a worker keeps an account's routing before reading it again.
+ROUTING_TTL = 10.0
+#: Seconds ``close()`` may spend writing verdicts and releasing claims.
+CLOSE_TIMEOUT = 10.0
+
+
+@attrs.frozen
+class WorkerStatistics:
+    worker_id: str
+    #: Claimed and not yet committed (delivering, or verdict waiting to be written).
+    in_flight: int
+    pending_writes: int
+    sent: int
+    deferred: int
+    failed: int
+    breakers: BreakerStatistics
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        storage: Storage,
+        config: WorkerConfig,
+        context: providers.Context,
+        *,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+        now: Callable[[], Any] = utc_now,
+        routing_ttl: float = ROUTING_TTL,
+    ) -> None:
+        self.worker_id = worker_id or new_worker_id()
+        self._storage = storage
+        self._config = config
+        self._context = context
+        self._now = now
+        self._rng = rng or random.Random()
+        self._policy = RetryPolicy.from_config(config)
+        self._router = Router(storage, ttl=routing_ttl)
+        self._breakers = Breakers(threshold=config.breaker_threshold, cooldown=config.breaker_cooldown)
+        self._attempt = Attempt(
+            send=self._send, breakers=self._breakers, policy=self._policy, rng=self._rng, now=now
+        )
+        self._drivers: dict[uuid.UUID, tuple[Any, Driver]] = {}
+        self._limiters: dict[uuid.UUID, trio.CapacityLimiter] = {}
+        self._claimed: dict[uuid.UUID, models.Message] = {}
+        self._pending: list[Outcome] = []
+        self._writing: list[Outcome] = []
+        self._have_pending = trio.Event()
+        self._progress = trio.Event()
+        self._counts = {s: 0 for s in models.MessageStatus}
+        self._breakers_read_at = -float("inf")
+
+    # ------------------------------------------------------------ public
+
+    def statistics(self) -> WorkerStatistics:
+        return WorkerStatistics(
+            worker_id=self.worker_id,
+            in_flight=len(self._claimed),
+            pending_writes=len(self._pending) + len(self._writing),
+            sent=self._counts[models.MessageStatus.SENT],
+            deferred=self._counts[models.MessageStatus.DEFERRED],
+            failed=self._counts[models.MessageStatus.FAILED],
+            breakers=self._breakers.statistics(),
+        )
+
+    async def run(
+        self,
+        *,
+        stop: trio.Event | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver until cancelled, or until ``stop`` is set and in-flight work is written.
+
+        Call ``close()`` afterwards (``run_worker`` does) to write or release what is left.
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer)
+            await self._refresh_breakers(force=True)
+            task_status.started()
+            async with trio.open_nursery() as deliveries:
+                await self._claim_loop(deliveries, stop)
+            while self._claimed:
+                await self._wait_progress(self._config.poll_interval)
+            nursery.cancel_scope.cancel()
+
+    async def close(self) -> None:
+        """Write verdicts already reached, release the other claims, close connections.
+
+        Shielded and bounded by ``CLOSE_TIMEOUT``; what it cannot write in time is left
+        to lock expiry (and delivered again).
+        """
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            self._pending = self._writing + self._pending
+            self._writing = []
+            if self._pending:
+                await self._write_pending(retry=False)
+            unfinished = [m for m in self._claimed if m not in {o.finish.message_id for o in self._pending}]
+            if unfinished:
+                try:
+                    released = await self._storage.messages.release(self.worker_id, unfinished)
+                    log.info("released claims", worker_id=self.worker_id, released=released)
+                except StorageError as exc:
+                    log.warning("could not release claims; they return when their lock expires",
+                                error=str(exc), messages=len(unfinished))
+                for message_id in unfinished:
+                    self._claimed.pop(message_id, None)
+            await self._save_breakers()
+            for _, driver in self._drivers.values():
+                with trio.move_on_after(2):
+                    await driver.aclose()
+            self._drivers.clear()
+
+    # ------------------------------------------------------------ claiming
+
+    async def _claim_loop(self, deliveries: trio.Nursery, stop: trio.Event | None) -> None:
+        config = self._config
+        while stop is None or not stop.is_set():
+            free = config.concurrency - len(self._claimed)
+            if free <= 0:
+                await self._wait_progress(config.poll_interval)
+                continue
+            limit = min(config.batch_size, free)
+            try:
+                await self._refresh_breakers()
+                batch = await self._storage.messages.claim(
+                    worker_id=self.worker_id, limit=limit, lock_seconds=config.lock_timeout
+                )
+            except StorageError as exc:
+                log.warning("claim failed; retrying", error=str(exc))
+                await self._pause(stop, config.poll_interval)
+                continue
+            if batch:
+                await self._dispatch(deliveries, batch)
+            if len(batch) < limit:
+                await self._pause(stop, config.poll_interval)
+
+    async def _dispatch(self, deliveries: trio.Nursery, batch: list[models.Message]) -> None:
+        for message in batch:
+            self._claimed[message.id] = message
+        routings: dict[uuid.UUID, AccountRouting] = {}
+        try:
+            for account_id in dict.fromkeys(m.account_id for m in batch):
+                routings[account_id] = await self._router.routing(account_id)
+        except StorageError as exc:
+            log.warning("cannot read routing; releasing the batch", error=str(exc))
+            ids = [m.id for m in batch]
+            try:
+                await self._storage.messages.release(self.worker_id, ids)
+            except StorageError:
+                pass  # their locks expire and housekeeping returns them
+            for message_id in ids:
+                self._claimed.pop(message_id, None)
+            return
+        for message in batch:
+            deliveries.start_soon(self._deliver, message, routings[message.account_id])
+
+    async def _pause(self, stop: trio.Event | None, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            if stop is None:
+                await trio.sleep_forever()
+            await stop.wait()
+
+    async def _wait_progress(self, timeout: float) -> None:
+        with trio.move_on_after(timeout):
+            await self._progress.wait()
+
+    def _notify_progress(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    # ------------------------------------------------------------ delivering
+
+    async def _deliver(self, message: models.Message, routing: AccountRouting) -> None:
+        try:
+            outcome = await self._attempt.run(message, routing)
+        except Exception as exc:  # a bug must not stop the queue: defer and say so
+            log.exception("delivery attempt crashed", message_id=str(message.id))
+            outcome = self._crashed(message, exc)
+        self._pending.append(outcome)
+        self._have_pending.set()
+
+    def _crashed(self, message: models.Message, exc: Exception) -> Outcome:
+        error = f"internal error in the worker ({type(exc).__name__}: {exc}); will retry"
+        plan = self._policy.after_temporary_failure(
+            attempts=message.attempts, created_at=message.created_at, now=self._now(), rng=self._rng
+        )
+        log_row = AttemptLog(DeliveryOutcome.DEFERRED, error, 0)
+        if isinstance(plan, Retry):
+            return Outcome(Finish(message.id, models.MessageStatus.DEFERRED, (log_row,), error, plan.at))
+        return Outcome(Finish(message.id, models.MessageStatus.FAILED, (log_row,), f"{plan.reason}; {error}"))
+
+    def _driver(self, provider: models.Provider) -> Driver:
+        """A cached driver, rebuilt when the provider's settings change."""
+        cached = self._drivers.get(provider.id)
+        if cached is not None and cached[0] == provider.updated_at:
+            return cached[1]
+        driver = providers.build(provider, self._context)
+        self._drivers[provider.id] = (provider.updated_at, driver)
+        return driver
+
+    async def _send(self, provider: models.Provider, envelope: Envelope) -> Result:
+        """Deliver through one provider within the per-provider limit and the time limit."""
+        try:
+            driver = self._driver(provider)
+        except ProviderConfigError as exc:
+            return Result.whole(Verdict.TEMPORARY, f"provider not usable: {exc}", envelope.rcpt_to, unreachable=True)
+        limiter = self._limiters.get(provider.id)
+        if limiter is None:
+            limiter = self._limiters[provider.id] = trio.CapacityLimiter(self._config.per_provider_concurrency)
+        limit = self._config.connect_timeout + self._config.send_timeout
+        async with limiter:
+            with trio.move_on_after(limit):
+                try:
+                    return await driver.deliver(envelope)
+                except Exception as exc:  # a driver bug: the provider is unusable, not the message
+                    log.exception("provider driver crashed", provider=provider.name)
+                    return Result.whole(
+                        Verdict.TEMPORARY, f"internal error in the {provider.type} driver: "
+                        f"{type(exc).__name__}: {exc}", envelope.rcpt_to, unreachable=True,
+                    )
+        return Result.whole(
+            Verdict.TEMPORARY,
+            f"no answer within {limit:g}s (worker.connect_timeout + worker.send_timeout)",
+            envelope.rcpt_to, unreachable=True,
+        )
+
+    # ------------------------------------------------------------ writing
+
+    async def _writer(self) -> None:
+        while True:
+            await self._have_pending.wait()
+            self._have_pending = trio.Event()
+            await self._write_pending(retry=True)
+
+    async def _write_pending(self, *, retry: bool) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            self._writing = batch
+            try:
+                for outcome in batch:
+                    if outcome.narrow_to:
+                        await self._storage.worker_state.narrow_recipients(
+                            self.worker_id, outcome.finish.message_id, outcome.narrow_to
+                        )
+                applied = await self._storage.messages.finish(self.worker_id, [o.finish for o in batch])
+            except StorageError as exc:
+                self._pending = batch + self._pending
+                self._writing = []
+                log.warning("cannot write delivery results; retrying", error=str(exc), messages=len(batch))
+                if not retry:
+                    return
+                await trio.sleep(self._config.poll_interval)
+                continue
+            self._writing = []
+            for outcome, ok in zip(batch, applied):
+                self._claimed.pop(outcome.finish.message_id, None)
+                if ok:
+                    self._counts[outcome.finish.status] += 1
+                else:
+                    log.warning("claim lost before the result was written (lock expired)",
+                                message_id=str(outcome.finish.message_id))
+            await self._save_breakers()
+            self._notify_progress()
+
+    # ------------------------------------------------------------ breakers
+
+    async def _refresh_breakers(self, *, force: bool = False) -> None:
+        """Adopt circuits other workers opened, at most every quarter cool-off."""
+        now = trio.current_time()
+        if not force and now - self._breakers_read_at < self._config.breaker_cooldown / 4:
+            return
+        self._breakers_read_at = now
+        try:
+            self._breakers.adopt(await self._storage.worker_state.health(), self._now())
+        except StorageError as exc:
+            log.warning("cannot read provider health", error=str(exc))
+
+    async def _save_breakers(self) -> None:
+        changes = self._breakers.take_changes()
+        if not changes:
+            return
+        for change in changes:
+            log.info("provider circuit", provider_id=str(change.provider_id), state=str(change.state),
+                     failures=change.consecutive_failures, last_error=change.last_error)
+        try:
+            await self._storage.worker_state.save_health(changes)
+        except StorageError as exc:
+            log.warning("cannot record provider health", error=str(exc))
+
+
+async def run_worker(
+    runtime: Any,
+    *,
+    stop: trio.Event | None = None,
+    run_housekeeping: bool = True,
+    worker_id: str | None = None,
+    task_status: trio.TaskStatus[Worker] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The ``relay worker`` service (also run by ``relay serve``).
+
+    Args:
+        runtime: ``relay.app.Runtime`` (config and storage).
+        stop: when set, stop claiming, finish in-flight deliveries and return.
+        run_housekeeping: also run lock reclaim and retention purging here (the
+            ``housekeeping`` task that ``relay.app`` started before the worker existed).
+
+    Reports the ``Worker`` (for ``statistics()``) through ``task_status`` once the
+    first claim can happen. On cancellation in-flight deliveries are abandoned, and
+    their claims released, before this returns.
+    """
+    config: WorkerConfig = runtime.config.worker
+    hostname = runtime.config.smtp.hostname or socket.getfqdn()
+    timeout = httpx.Timeout(config.send_timeout, connect=config.connect_timeout)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        context = providers.Context(
+            http=http, connect_timeout=config.connect_timeout,
+            send_timeout=config.send_timeout, hostname=hostname,
+        )
+        worker = Worker(runtime.storage, config, context, worker_id=worker_id)
+        log.info("worker starting", worker_id=worker.worker_id)
+        try:
+            async with trio.open_nursery() as nursery:
+                if run_housekeeping:
+                    await nursery.start(functools.partial(
+                        housekeeping, runtime.storage, retention_days=config.retention_days,
+                        interval=config.housekeeping_interval,
+                    ))
+
+                async def deliver_then_stop(task_status: trio.TaskStatus[None]) -> None:
+                    await worker.run(stop=stop, task_status=task_status)
+                    nursery.cancel_scope.cancel()
+
+                await nursery.start(deliver_then_stop)
+                task_status.started(worker)
+        finally:
+            await worker.close()
+            log.info("worker stopped", **attrs.asdict(worker.statistics(), recurse=False))

@@ -1,0 +1,133 @@
+"""The SMTP service's small parts on their own: limits (on trio's mock clock) and composition."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import trio
+import trio.testing
+
+from relay.smtp.compose import domain_allowed, prepare
+from relay.smtp.limits import (
+    AccountLimits,
+    AuthFailureTracker,
+    ConnectionRateLimiter,
+    MemoryBudget,
+    TrustedNetworks,
+)
+
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+
+
+async def test_connection_rate_is_per_ip_and_recovers(autojump_clock: trio.testing.MockClock) -> None:
+    limiter = ConnectionRateLimiter(2, TrustedNetworks(["10.0.0.0/8"]))
+    assert [limiter.allow("192.0.2.1") for _ in range(3)] == [True, True, False]
+    assert limiter.allow("192.0.2.2")
+    assert all(limiter.allow("10.1.2.3") for _ in range(10))
+    await trio.sleep(60.1)
+    assert limiter.allow("192.0.2.1")
+
+
+async def test_auth_failures_block_after_limit_for_block_time(autojump_clock: trio.testing.MockClock) -> None:
+    tracker = AuthFailureTracker(limit=2, window=300, block_time=900)
+    assert [tracker.record_failure("192.0.2.1") for _ in range(3)] == [False, False, True]
+    assert tracker.is_blocked("192.0.2.1") and not tracker.is_blocked("192.0.2.2")
+    await trio.sleep(899)
+    assert tracker.is_blocked("192.0.2.1")
+    await trio.sleep(2)
+    assert not tracker.is_blocked("192.0.2.1")
+
+
+async def test_failures_outside_the_window_do_not_count(autojump_clock: trio.testing.MockClock) -> None:
+    tracker = AuthFailureTracker(limit=2, window=10, block_time=900)
+    tracker.record_failure("ip")
+    tracker.record_failure("ip")
+    await trio.sleep(11)
+    assert tracker.record_failure("ip") is False
+
+
+def test_memory_budget_at_limit_minus_one_limit_plus_one() -> None:
+    budget = MemoryBudget(100)
+    assert budget.try_reserve(99)
+    assert budget.try_reserve(1)
+    assert not budget.try_reserve(1)
+    budget.release(100)
+    assert budget.statistics().in_use == 0
+    assert not budget.try_reserve(101)
+
+
+async def test_account_limits(autojump_clock: trio.testing.MockClock) -> None:
+    limits = AccountLimits()
+    assert limits.may_send_message("a", per_minute=1)
+    limits.record_message("a", recipients=3)
+    assert not limits.may_send_message("a", per_minute=1)
+    assert limits.may_send_message("a", per_minute=0)
+    assert limits.may_add_recipient("a", per_hour=4, pending=0)
+    assert not limits.may_add_recipient("a", per_hour=4, pending=1)
+    await trio.sleep(61)
+    assert limits.may_send_message("a", per_minute=1)
+    assert not limits.may_add_recipient("a", per_hour=3, pending=0)
+    await trio.sleep(3600)
+    assert limits.may_add_recipient("a", per_hour=3, pending=0)
+
+
+@pytest.mark.parametrize(
+    "domain, allowed, expected",
+    [
+        ("example.com", ("example.com",), True),
+        ("EXAMPLE.com", ("example.COM",), True),
+        ("mail.example.com", ("example.com",), False),
+        ("mail.example.com", ("*.example.com",), True),
+        ("example.com", ("*.example.com",), True),
+        ("badexample.com", ("*.example.com",), False),
+        ("example.com.", ("example.com",), True),
+    ],
+)
+def test_domain_allowed(domain: str, allowed: tuple[str, ...], expected: bool) -> None:
+    assert domain_allowed(domain, allowed) is expected
+
+
+def _prepare(raw: bytes) -> bytes:
+    return prepare(raw, ehlo_name="c.test", client_ip="192.0.2.1", hostname="relay.test",
+                   queue_id="q1", tls=True, authenticated=True, now=NOW).raw
+
+
+def test_prepare_keeps_existing_message_id_and_date() -> None:
+    raw = b"Message-ID: <a@b>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nbody\r\n"
+    out = prepare(raw, ehlo_name="c", client_ip="192.0.2.1", hostname="r", queue_id="q",
+                  tls=False, authenticated=True, now=NOW)
+    assert out.raw.endswith(raw) and out.raw.count(b"Message-ID") == 1 and out.raw.count(b"\r\nDate:") == 1
+    assert out.message_id == "<a@b>"
+    assert b"with ESMTPA id q;" in out.raw
+
+
+def test_prepare_adds_missing_headers_inside_the_header_block() -> None:
+    out = _prepare(b"Subject: x\r\n\r\nMessage-ID: in the body\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"\r\nMessage-ID: <q1@relay.test>" in head and b"\r\nDate: Sat, 28 Nov 2026" in head
+    assert body == b"Message-ID: in the body\r\n"
+
+
+def test_received_header_never_names_recipients_and_has_no_crlf_injection() -> None:
+    out = prepare(b"\r\nbody", ehlo_name="evil\r\nBcc: x@y", client_ip="192.0.2.1", hostname="r",
+                  queue_id="q", tls=True, authenticated=True, now=NOW)
+    received = out.raw.split(b"\r\n\t")[0]
+    assert received.startswith(b"Received: from evil??Bcc:?x@y ")
+    assert b" for " not in out.raw
+
+
+def test_from_domains_are_extracted_lower_case() -> None:
+    out = prepare(b"From: A <a@Example.COM>, b@other.example\r\n\r\n", ehlo_name="c", client_ip="x",
+                  hostname="r", queue_id="q", tls=True, authenticated=True, now=NOW)
+    assert out.from_domains == ("example.com", "other.example")
+
+
+def test_bcc_fields_are_removed_with_their_continuations() -> None:
+    raw = (b"From: a@example.com\r\nBcc: secret@example.org,\r\n  other@example.org\r\n"
+           b"To: b@example.net\r\nresent-bcc: x@example.org\r\n\r\nBcc: in body stays\r\n")
+    out = _prepare(raw)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"secret" not in head and b"other@" not in head and b"x@example.org" not in head
+    assert b"\r\nTo: b@example.net\r\n" in head
+    assert body == b"Bcc: in body stays\r\n"

@@ -1,0 +1,218 @@
+"""Dependencies point one way (STYLE.md, rule of thumb 1).
+
+- ``proto`` is sans-IO: importing it loads no event loop, no driver, no ``relay``;
+  its files import only the standard library, ``attrs`` and ``proto`` itself.
+- Only ``relay/storage/`` knows asyncio, asyncpg, trio-asyncio, psycopg2 and yoyo.
+- ``relay.api`` and ``relay.smtp`` never import each other.
+
+The static checks read every file with ``ast`` (so an import inside a function or an
+``if TYPE_CHECKING:`` block counts too) and resolve relative imports to absolute names.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RELAY = ROOT / "relay"
+PROTO = ROOT / "proto"
+
+STORAGE_ONLY = frozenset({"asyncpg", "asyncio", "trio_asyncio", "psycopg2", "yoyo"})
+PROTO_ALLOWED = frozenset({"attrs", "attr", "proto"})
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _module_name(path: Path) -> str:
+    """``relay/smtp/server.py`` -> ``relay.smtp.server``; a package is its ``__init__``."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_names(source: str, module: str, *, is_package: bool = False) -> set[str]:
+    """Every absolute module name ``source`` (the text of ``module``) may import.
+
+    ``from a import b`` yields both ``a`` and ``a.b``, since ``b`` may be a submodule;
+    ``importlib.import_module("x")`` and ``__import__("x")`` with a literal count too.
+    """
+    package = module if is_package else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".")
+                if node.level > 1:
+                    base_parts = base_parts[: -(node.level - 1)]
+                base = ".".join(base_parts)
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names if alias.name != "*")
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            called = (
+                func.attr if isinstance(func, ast.Attribute)
+                else func.id if isinstance(func, ast.Name)
+                else ""
+            )
+            first = node.args[0]
+            if (
+                called in ("import_module", "__import__")
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                names.add(first.value)
+    return names
+
+
+def _imports_of(path: Path) -> set[str]:
+    return imported_names(
+        path.read_text(encoding="utf-8"), _module_name(path), is_package=path.name == "__init__.py"
+    )
+
+
+def _python_files(where: Path) -> Iterator[Path]:
+    """A package folder's files, or the single module ``where.py``."""
+    if where.is_dir():
+        yield from sorted(where.rglob("*.py"))
+    elif where.with_suffix(".py").is_file():
+        yield where.with_suffix(".py")
+
+
+def _root(name: str) -> str:
+    return name.split(".")[0]
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+# ---------------------------------------------------------------- the helpers work
+
+
+@pytest.mark.parametrize(
+    ("source", "module", "expected"),
+    [
+        ("import asyncpg", "relay.app", {"asyncpg"}),
+        ("import asyncio.subprocess", "relay.app", {"asyncio.subprocess"}),
+        ("from ..smtp import server", "relay.api.routes", {"relay.smtp", "relay.smtp.server"}),
+        ("from .. import smtp", "relay.api.routes", {"relay", "relay.smtp"}),
+        ("from . import _events", "proto._server", {"proto", "proto._events"}),
+        ("from ._events import Command", "proto._server", {"proto._events", "proto._events.Command"}),
+        ("def f():\n    import yoyo\n", "relay.cli", {"yoyo"}),
+        ("import importlib\nimportlib.import_module('psycopg2')", "relay.x", {"importlib", "psycopg2"}),
+        ("__import__('trio_asyncio')", "relay.x", {"trio_asyncio"}),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from relay.api import app",
+         "relay.smtp.server", {"typing", "typing.TYPE_CHECKING", "relay.api", "relay.api.app"}),
+    ],
+)
+def test_import_scanner_resolves_what_a_file_imports(
+    source: str, module: str, expected: set[str]
+) -> None:
+    assert imported_names(source, module) == expected
+
+
+def test_import_scanner_resolves_relative_imports_in_a_package_init() -> None:
+    assert imported_names("from .storage import x", "relay", is_package=True) == {
+        "relay.storage", "relay.storage.x",
+    }
+
+
+def test_the_scan_sees_the_relay_package() -> None:
+    files = list(_python_files(RELAY))
+    assert RELAY / "app.py" in files and RELAY / "storage" / "__init__.py" in files
+    assert "relay.storage" in _imports_of(RELAY / "app.py")
+
+
+# ---------------------------------------------------------------- (a) proto alone
+
+
+def test_importing_proto_loads_no_event_loop_driver_or_relay() -> None:
+    if not (PROTO / "__init__.py").is_file():
+        pytest.skip("proto/ does not exist yet (its own issue)")
+    code = (
+        "import json, sys\n"
+        "before = set(sys.modules)\n"
+        "import proto\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False, capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert "proto" in loaded
+    forbidden = sorted(
+        name for name in loaded if _root(name) in {"trio", "asyncio", "asyncpg", "relay"}
+    )
+    assert forbidden == []
+
+
+# ---------------------------------------------------------------- (b) storage owns the drivers
+
+
+def test_only_relay_storage_imports_database_and_asyncio_modules() -> None:
+    storage = RELAY / "storage"
+    offenders = {}
+    for path in _python_files(RELAY):
+        if storage in path.parents:
+            continue
+        bad = sorted(n for n in _imports_of(path) if _root(n) in STORAGE_ONLY)
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = bad
+    assert offenders == {}
+
+
+def test_relay_storage_does_use_the_drivers() -> None:
+    """Keeps the check above honest: the scanner does find these imports where they are."""
+    found = {_root(n) for p in _python_files(RELAY / "storage") for n in _imports_of(p)}
+    assert {"trio_asyncio", "yoyo"} <= found
+
+
+# ---------------------------------------------------------------- (c) proto's dependencies
+
+
+def test_proto_imports_only_stdlib_attrs_and_itself() -> None:
+    files = list(_python_files(PROTO))
+    if not files:
+        pytest.skip("proto/ does not exist yet (its own issue)")
+    offenders = {}
+    for path in files:
+        bad = sorted(
+            name
+            for name in _imports_of(path)
+            if _root(name) not in sys.stdlib_module_names and _root(name) not in PROTO_ALLOWED
+        )
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = bad
+    assert offenders == {}
+
+
+# ---------------------------------------------------------------- (d) api and smtp apart
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported"), [("relay.api", "relay.smtp"), ("relay.smtp", "relay.api")]
+)
+def test_relay_api_and_relay_smtp_never_import_each_other(importer: str, imported: str) -> None:
+    where = ROOT.joinpath(*importer.split("."))
+    offenders = {}
+    for path in _python_files(where):
+        bad = sorted(n for n in _imports_of(path) if _within(n, imported))
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = bad
+    assert offenders == {}
