@@ -10,7 +10,8 @@ Strategy:
 - A verified login is cached for ``ttl`` seconds under (account id, stored hash),
   holding an HMAC of the password under a per-process random key: never the
   password itself, and useless outside this process. A new password hash means a
-  new cache key, so a changed password never matches an old entry.
+  new cache key, so a changed password never matches an old entry. Concurrent
+  logins with the same credentials share one bcrypt computation.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hmac
 import secrets
 import uuid
 
+import attrs
 import bcrypt
 import trio
 
@@ -39,6 +41,20 @@ def _bcrypt_check(password: bytes, stored: bytes, dummy: bytes) -> bool:
         return False
 
 
+@attrs.define
+class _Flight:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    #: None until known (or when the computing task was cancelled).
+    ok: bool | None = None
+
+
+@attrs.frozen
+class AuthenticatorStatistics:
+    bcrypt_checks: int
+    cache_hits: int
+    cached_logins: int
+
+
 class Authenticator:
     def __init__(self, storage: Storage, *, ttl: float, rounds: int = auth.BCRYPT_ROUNDS) -> None:
         self._storage = storage
@@ -46,6 +62,9 @@ class Authenticator:
         self._rounds = rounds
         self._hmac_key = secrets.token_bytes(32)
         self._cache: dict[tuple[uuid.UUID, str], tuple[bytes, float]] = {}
+        self._in_flight: dict[tuple[uuid.UUID, str, bytes], _Flight] = {}
+        self._bcrypt_checks = 0
+        self._cache_hits = 0
         self._dummy: bytes | None = None
         # bcrypt is CPU-bound: more threads than cores only queue inside the GIL-free C
         # code; a small limiter keeps a login flood from starving other thread work.
@@ -75,6 +94,7 @@ class Authenticator:
         account = await self._storage.accounts.get_by_email(username) if username else None
         dummy = await self._dummy_hash()
         if account is None:
+            self._bcrypt_checks += 1
             await trio.to_thread.run_sync(_bcrypt_check, encoded, dummy, dummy, limiter=self._limiter)
             return None
         key = (account.id, account.password_hash)
@@ -82,10 +102,11 @@ class Authenticator:
         cached = self._cache.get(key)
         now = trio.current_time()
         if cached is not None and cached[1] > now and hmac.compare_digest(cached[0], fingerprint):
+            self._cache_hits += 1
             return None if account.disabled else account
-        ok = await trio.to_thread.run_sync(
-            _bcrypt_check, encoded, account.password_hash.encode("ascii", "replace"), dummy,
-            limiter=self._limiter,
+        ok = await self._check_once(
+            (account.id, account.password_hash, fingerprint),
+            encoded, account.password_hash.encode("ascii", "replace"), dummy,
         )
         if not ok or account.disabled:
             return None
@@ -93,6 +114,35 @@ class Authenticator:
             self._prune(now)
             self._cache[key] = (fingerprint, now + self._ttl)
         return account
+
+    async def _check_once(
+        self, key: tuple[uuid.UUID, str, bytes], password: bytes, stored: bytes, dummy: bytes
+    ) -> bool:
+        """One bcrypt computation shared by concurrent logins with the same credentials.
+
+        An application that opens many connections at once with one login would
+        otherwise pay bcrypt once per connection before the first result is cached.
+        """
+        flight = self._in_flight.get(key)
+        if flight is not None:
+            await flight.done.wait()
+            if flight.ok is not None:
+                return flight.ok
+        flight = _Flight()
+        self._in_flight[key] = flight
+        self._bcrypt_checks += 1
+        try:
+            flight.ok = await trio.to_thread.run_sync(
+                _bcrypt_check, password, stored, dummy, limiter=self._limiter
+            )
+            return flight.ok
+        finally:
+            if self._in_flight.get(key) is flight:
+                del self._in_flight[key]
+            flight.done.set()
+
+    def statistics(self) -> AuthenticatorStatistics:
+        return AuthenticatorStatistics(self._bcrypt_checks, self._cache_hits, len(self._cache))
 
     def _prune(self, now: float) -> None:
         if len(self._cache) > 10_000:
