@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import proto  # noqa: E402
-from proto._writers import DotStuffer  # noqa: E402
+import proto
+from proto._writers import DotStuffer
 
 RECV = 65_536
 OK = proto.Reply(250, "OK", "2.0.0")
@@ -99,9 +99,12 @@ def bench_bdat(body: bytes) -> float:
     start = time.perf_counter()
     for i in range(0, len(wire), RECV):
         conn.receive_data(wire[i : i + RECV])
-        while conn.next_event() is not proto.NEED_DATA:
-            pass
+        while True:
+            event = conn.next_event()
+            if event is proto.NEED_DATA or isinstance(event, proto.EndOfData):
+                break
     elapsed = time.perf_counter() - start
+    assert isinstance(event, proto.EndOfData) and event.refusal is None, event
     return len(wire) / elapsed / 1e6
 
 

@@ -72,46 +72,48 @@ class BodyFilter:
         return self.oversize or self.too_long or (self.bare and not self._normalize)
 
     def feed(self, piece: bytes) -> bytes:
-        """Check ``piece`` and return the bytes to hand on (``b""`` once refused)."""
+        """Check ``piece`` and return the bytes to hand on (``b""`` once refused).
+
+        Once the message is known to be refused only its size is tracked.
+        """
         if self._cr:
             piece = b"\r" + piece
             self._cr = False
         if piece.endswith(b"\r"):
             piece = piece[:-1]
             self._cr = True
-        if not piece:
-            return piece
-        crlf = piece.count(b"\r\n")
-        if piece.count(b"\n") != crlf or piece.count(b"\r") != crlf:
+        if self.refused:
+            self.size += len(piece)
+            return b""
+        # One split serves both checks: after it, any CR or LF left is a bare one.
+        lines = piece.split(b"\r\n")
+        rest = b"".join(lines) if len(lines) > 1 else piece
+        if b"\r" in rest or b"\n" in rest:
             self.bare = True
             if self._normalize:
                 piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-        if not self.too_long:
-            self._measure(piece)
+                lines = piece.split(b"\r\n")
+        if len(lines) == 1:
+            self._line += len(piece)
+        else:
+            if self._line + len(lines[0]) > self._max_content or max(map(len, lines)) > self._max_content:
+                self.too_long = True
+            self._line = len(lines[-1])
+        if self._line > self._max_content:
+            self.too_long = True
         self.size += len(piece)
         if self.size > self._max_size:
             self.oversize = True
         return b"" if self.refused else piece
-
-    def _measure(self, piece: bytes) -> None:
-        last = piece.rfind(b"\r\n")
-        if last == -1:
-            self._line += len(piece)
-        else:
-            if self._line + len(piece) > self._max_content:  # only then can a line be long
-                lines = piece.split(b"\r\n")
-                longest = max(self._line + len(lines[0]), max(map(len, lines[1:])))
-                if longest > self._max_content:
-                    self.too_long = True
-            self._line = len(piece) - last - 2
-        if self._line > self._max_content:
-            self.too_long = True
 
     def finish(self) -> bytes:
         """End of the body: flush a held-back CR (a bare one) and return what remains."""
         if not self._cr:
             return b""
         self._cr = False
+        if self.refused:
+            self.size += 1
+            return b""
         self.bare = True
         if not self._normalize:
             return b""
@@ -141,6 +143,16 @@ class BodyFilter:
         )
 
 
+def _unstuff(work: bytes) -> bytes:
+    """Remove the leading dot of every line (RFC 5321 4.5.2) and the 2-octet context.
+
+    A ``<CRLF>.`` can start in the context (index 0), so unstuff before slicing.
+    """
+    if b"\r\n." in work:
+        work = work.replace(b"\r\n.", b"\r\n")
+    return work[2:]
+
+
 class DataReader:
     """Reads a DATA body from the buffer; see the module docstring."""
 
@@ -161,7 +173,7 @@ class DataReader:
         end = work.find(_TERMINATOR)
         if end != -1:
             buf.unread(work[end + 5 :])
-            out = self._body.feed(work[: end + 2].replace(b"\r\n.", b"\r\n")[2:])
+            out = self._body.feed(_unstuff(work[: end + 2]))
             out += self._body.finish()
             eod = self._body.end_of_data()
             return [Data(out), eod] if out else [eod]
@@ -173,8 +185,7 @@ class DataReader:
             return None
         buf.unread(work[cut:])
         self._ctx = work[cut - 2 : cut]
-        # A "<CRLF>." can start in the context (index 0), so unstuff before slicing.
-        out = self._body.feed(work[:cut].replace(b"\r\n.", b"\r\n")[2:])
+        out = self._body.feed(_unstuff(work[:cut]))
         return [Data(out)] if out else None
 
 

@@ -553,6 +553,11 @@ class ServerConnection:
         self._apply(effect, owed)
         self._state = next_state
         self._owed = None
+        if isinstance(owed, EndOfData) and reply.is_positive:
+            # Like Postfix's smtpd_hard_error_limit: the budget is for errors made
+            # without delivering mail, so a long session that keeps delivering is
+            # not ended by the occasional fault, while NOOPs do not refill it.
+            self._errors = 0
         return data
 
     @staticmethod

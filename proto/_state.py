@@ -284,8 +284,9 @@ class Limits:
         max_message_size: Body octets (RFC 1870 4: advertised as ``SIZE``); a larger
             ``SIZE=`` gets 552 5.3.4, a larger body is read to its end, not kept, and
             refused with 552 5.3.4.
-        max_errors: Protocol violations per session before the next one ends it with
-            421 4.7.0 (RFC 5321 7.8 leaves the defence against abuse to the server).
+        max_errors: Protocol violations since the last accepted message before the
+            next one ends the session with 421 4.7.0 (RFC 5321 7.8 leaves the defence
+            against abuse to the server; Postfix's smtpd_hard_error_limit works alike).
         max_auth_line: Octets in an AUTH response line, CRLF included (RFC 4954 4:
             at least 12288).
         max_reply_line: Client side: octets in a reply line, CRLF included (RFC 5321

@@ -164,7 +164,7 @@ class ConnectionPair:
         client: proto.ClientConnection | None = None,
     ) -> None:
         self.server = server or proto.ServerConnection("mx.example", auth_requires_tls=False)
-        self.client = client or proto.ClientConnection("relay.example")
+        self.client = client or proto.ClientConnection()
         self.respond = respond
         self.server_events: list[proto.Event] = []
         self.wire_to_server = bytearray()

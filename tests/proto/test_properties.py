@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from helpers import ENVELOPE, accept, drive, greeted, merge_data, message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import proto
-from helpers import ENVELOPE, accept, drive, greeted, merge_data, message
 from proto._writers import DotStuffer
 
 # Inputs built from protocol-shaped fragments find far more states than raw bytes.

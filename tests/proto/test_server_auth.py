@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
+from helpers import EHLO, drive, greeted, run
 
 import proto
-from helpers import EHLO, drive, greeted, run
 
 PLAIN = base64.b64encode(b"\0alice\0s3cret")
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import proto
 from helpers import EHLO, ENVELOPE, drive, greeted, run
+
+import proto
 
 
 def test_bdat_single_last_chunk() -> None:

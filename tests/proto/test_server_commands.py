@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers import EHLO, ENVELOPE, accept, drive, greeted, run
 
 import proto
-from helpers import EHLO, ENVELOPE, accept, drive, greeted, run
 
 A = proto.Address
 
@@ -319,15 +319,6 @@ def test_354_without_accepted_recipient_is_local_error() -> None:
     with pytest.raises(proto.LocalProtocolError, match="requires 503"):
         conn.send(proto.Reply(354, "go ahead"))
     assert conn.state is proto.REPLY  # unchanged
-
-
-def test_354_to_a_refused_transaction_is_local_error() -> None:
-    conn = greeted()
-    drive(conn, [ENVELOPE])
-    conn._rcpts.clear()  # simulate a caller bug: DataStart owed but no recipient
-    conn.receive_data(b"DATA\r\n")
-    assert conn.next_event() == proto.ProtocolViolation(
-        proto.Reply(503, "Need RCPT command (no valid recipients)", "5.5.1"), "Need RCPT command (no valid recipients)")
 
 
 def test_wrong_reply_code_for_event_is_local_error() -> None:

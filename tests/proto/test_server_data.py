@@ -9,9 +9,9 @@ command.
 from __future__ import annotations
 
 import pytest
+from helpers import ENVELOPE, drive, greeted, message, run
 
 import proto
-from helpers import ENVELOPE, drive, greeted, message, run
 
 SMUGGLED = b"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nspoofed\r\n"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers import EHLO, drive, greeted, run
 
 import proto
-from helpers import EHLO, drive, greeted, run
 
 
 def noop_line(total: int) -> bytes:
@@ -114,3 +114,19 @@ def test_error_state_refuses_everything_but_421() -> None:
         conn.send(proto.Reply(500, "no"))
     conn.send(proto.Reply(421, "bye", "4.7.0"))
     assert conn.state is proto.CLOSING
+
+
+def test_an_accepted_message_refills_the_error_budget() -> None:
+    conn = greeted(limits=proto.Limits(max_errors=2))
+    message = (b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+               b"Subject: x\r\n\r\nbody\r\n.\r\n")
+    t = drive(conn, [EHLO + b"FROB\r\nFROB\r\n" + message + b"FROB\r\nFROB\r\nNOOP\r\n"])
+    assert b"421" not in t.output
+    assert conn.state is proto.COMMAND
+    assert conn.session.errors == 2
+
+
+def test_noop_does_not_refill_the_error_budget() -> None:
+    conn = greeted(limits=proto.Limits(max_errors=2))
+    t = drive(conn, [b"FROB\r\nNOOP\r\nFROB\r\nNOOP\r\nFROB\r\n"])
+    assert t.output.endswith(b"Too many errors, closing connection\r\n")

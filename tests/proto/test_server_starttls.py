@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import proto
 from helpers import EHLO, HANDSHAKE, drive, greeted
+
+import proto
 
 INJECTED = b"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.net>\r\n"
 
