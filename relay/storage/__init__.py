@@ -49,6 +49,8 @@ class PoolHealth:
     max_size: int
     #: Connections in use; when this equals ``max_size`` further callers wait.
     in_use: int
+    #: Operations waiting for a connection at the moment of the snapshot.
+    waiting: int = 0
     error: str | None = None
 
 
@@ -88,6 +90,7 @@ class Storage:
             idle=idle,
             max_size=pool.get_max_size(),
             in_use=size - idle,
+            waiting=self._bridge.waiting,
             error=error,
         )
 

@@ -44,6 +44,8 @@ class Bridge:
         self._loop = loop
         self._pool = pool
         self._acquire_timeout = acquire_timeout
+        #: Operations waiting for a free pooled connection right now.
+        self.waiting = 0
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -62,8 +64,15 @@ class Bridge:
         """
 
         async def call() -> T:
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+            self.waiting += 1
+            try:
+                conn = await self._pool.acquire(timeout=self._acquire_timeout)
+            finally:
+                self.waiting -= 1
+            try:
                 return await fn(conn, *args)
+            finally:
+                await self._pool.release(conn)
 
         return await self.run_plain(call)
 

@@ -187,3 +187,30 @@ async def test_health_reports_pool(storage: Storage) -> None:
     health = await storage.health()
     assert health.ok and health.error is None
     assert health.max_size == 4 and health.size >= 1 and 0 <= health.idle <= health.size
+
+
+async def test_health_counts_operations_waiting_for_a_connection(database_url: str) -> None:
+    import asyncio
+
+    async with open_storage(database_url, min_size=1, max_size=1) as small:
+        release = asyncio.Event()
+        holding_flag: list[bool] = []
+
+        async def hold(conn: object) -> None:  # asyncio side, holding the only connection
+            holding_flag.append(True)
+            await release.wait()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(small._bridge.run, hold)
+            with trio.fail_after(5):
+                while not holding_flag:
+                    await trio.sleep(0.001)
+            nursery.start_soon(small.ping)
+            with trio.fail_after(5):
+                while small._bridge.waiting == 0:
+                    await trio.sleep(0.001)
+            health_waiting = small._bridge.waiting
+            release.set()
+        assert health_waiting == 1
+        assert small._bridge.waiting == 0
+        assert (await small.health()).waiting == 0
