@@ -6,15 +6,18 @@ upstream sink on 127.0.0.1 and one or more workers in this process, queues
 points at the sink, then times the worker from the first claim until every message
 is ``sent``. Traffic only goes to 127.0.0.1; the run is bounded by ``--max-seconds``.
 
-The sink speaks HTTP/1.1 (h11) and answers like Mailgun's messages.mime (raw MIME
-upload: the cheapest provider to build for) or SendGrid's mail/send (JSON built
-from the parsed message: the most expensive). An SMTP sink will follow once the SMTP
-provider exists (it waits for proto's client).
+For ``--provider mailgun``/``sendgrid`` the sink speaks HTTP/1.1 (h11) and answers
+like Mailgun's messages.mime (raw MIME upload: the cheapest provider to build for) or
+SendGrid's mail/send (JSON built from the parsed message: the most expensive). For
+``--provider smtp`` it is an SMTP server on ``proto.ServerConnection`` (plaintext,
+no AUTH; PIPELINING and CHUNKING offered unless ``--smtp-data``) that accepts every
+message, and the worker delivers through the smtp provider, reusing its sessions.
 
 Examples:
   python bench/worker_load.py --messages 2000
   python bench/worker_load.py --messages 2000 --provider sendgrid --concurrency 32
   python bench/worker_load.py --messages 2000 --workers 2
+  python bench/worker_load.py --messages 2000 --provider smtp
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pathlib import Path
 
 import h11
 import trio
+
+import proto
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,6 +66,36 @@ async def sink(stream: trio.SocketStream, status: int, counter: list[int]) -> No
         await trio.aclose_forcefully(stream)
 
 
+async def smtp_sink(stream: trio.SocketStream, chunking: bool, counter: list[int], sessions: list[int]) -> None:
+    """Accept everything; count messages (``counter``) and sessions (``sessions``)."""
+    sessions[0] += 1
+    conn = proto.ServerConnection("sink.bench", extensions=proto.Extensions(
+        starttls=False, auth=(), chunking=chunking), auth_requires_tls=False)
+    try:
+        await stream.send_all(conn.send(proto.Reply(220, "sink.bench ESMTP")))
+        while conn.state not in (proto.CLOSING, proto.CLOSED):
+            event = conn.next_event()
+            if event is proto.NEED_DATA:
+                conn.receive_data(await stream.receive_some(1 << 16))
+            elif isinstance(event, (proto.AutoReply, proto.ProtocolViolation)):
+                await stream.send_all(conn.send(event.reply))
+            elif isinstance(event, (proto.Ehlo, proto.Helo)):
+                await stream.send_all(conn.send(proto.Reply(250, "")))
+            elif isinstance(event, proto.DataStart):
+                await stream.send_all(conn.send(proto.Reply(354, "go ahead")))
+            elif isinstance(event, proto.Quit):
+                await stream.send_all(conn.send(proto.Reply(221, "bye", "2.0.0")))
+            elif isinstance(event, proto.EndOfData):
+                counter[0] += 1
+                await stream.send_all(conn.send(event.refusal or proto.Reply(250, "queued", "2.0.0")))
+            elif isinstance(event, proto.Event) and not isinstance(event, (proto.Data, proto.ConnectionClosed)):
+                await stream.send_all(conn.send(proto.Reply(250, "OK", "2.0.0")))
+    except (proto.RemoteProtocolError, trio.BrokenResourceError):
+        return
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
 def make_body(n: int, size: int) -> bytes:
     head = (b"From: bench@example.com\r\nTo: r0@example.net\r\nSubject: bench %d\r\n"
             b"Message-ID: <%d@bench>\r\n\r\n" % (n, n))
@@ -82,16 +117,22 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             url = server.get_uri()
             await trio.to_thread.run_sync(migrations.apply, url)
             async with open_storage(url, min_size=2, max_size=10) as storage, trio.open_nursery() as nursery:
-                counter = [0]
-                listeners = await nursery.start(functools.partial(
-                    trio.serve_tcp, functools.partial(sink, status=202 if args.provider == "sendgrid" else 200,
-                                                      counter=counter), 0, host="127.0.0.1"))
+                counter, sessions = [0], [0]
+                if args.provider == "smtp":
+                    handler = functools.partial(smtp_sink, chunking=not args.smtp_data, counter=counter,
+                                                sessions=sessions)
+                else:
+                    handler = functools.partial(sink, status=202 if args.provider == "sendgrid" else 200,
+                                                counter=counter)
+                listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
                 port = listeners[0].socket.getsockname()[1]
                 key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
                 account = await storage.accounts.create(
                     name="bench", email="bench@example.com", password_hash="x",
                     api_key_hash=key.hash, api_key_prefix=key.prefix, allowed_domains=("example.com",))
-                config = {"api_key": "k", "base_url": f"http://127.0.0.1:{port}"}
+                config: dict[str, object] = {"api_key": "k", "base_url": f"http://127.0.0.1:{port}"}
+                if args.provider == "smtp":
+                    config = {"host": "127.0.0.1", "port": port, "tls": "none"}
                 if args.provider == "mailgun":
                     config["domain"] = "mg.example.com"
                 provider = await storage.providers.create(
@@ -134,6 +175,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "size": args.size, "recipients": args.recipients, "batch": args.batch,
         "concurrency": args.concurrency, "sent": sent,
         "failed": counts[models.MessageStatus.FAILED], "requests_at_sink": counter[0],
+        **({"smtp_sessions": sessions[0], "smtp_data": args.smtp_data} if args.provider == "smtp" else {}),
         "seconds": round(elapsed, 2), "messages_per_second": round(sent / elapsed, 1),
         "timed_out": scope.cancelled_caught,
     }
@@ -144,7 +186,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=4000, help="bytes per message")
     parser.add_argument("--recipients", type=int, default=1)
-    parser.add_argument("--provider", choices=("mailgun", "sendgrid"), default="mailgun")
+    parser.add_argument("--provider", choices=("mailgun", "sendgrid", "smtp"), default="mailgun")
+    parser.add_argument("--smtp-data", action="store_true", help="smtp sink: no CHUNKING, so DATA is used")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=16)

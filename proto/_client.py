@@ -286,6 +286,12 @@ class ClientConnection:
             data = self._line(f"BDAT {len(chunk)}{' LAST' if command.last else ''}") + chunk
         elif isinstance(command, (Rset, Noop, Quit)):
             data = self._line(type(command).__name__.upper())
+            if isinstance(command, Rset):
+                # RFC 5321 4.1.1.5: the server drops the transaction when it reads RSET,
+                # so a MAIL pipelined after it starts a new one; its reply must not
+                # clear that newer transaction (see _complete).
+                self._txn = None
+                self._bdat = None
         else:
             raise LocalProtocolError(f"{type(command).__name__} is not a client command")
         self._pending.append(command)
@@ -430,7 +436,7 @@ class ClientConnection:
             self._txn = attrs.evolve(self._txn, recipients=tuple(recipients))
         elif effect is Effect.DATA_STARTED:
             self._stuffer = DotStuffer()
-        elif effect is Effect.TRANSACTION_ENDED:
+        elif effect is Effect.TRANSACTION_ENDED and not isinstance(command, Rset):
             self._txn = None
             self._bdat = None
         if isinstance(command, Bdat) and command.last:

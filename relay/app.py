@@ -91,7 +91,7 @@ async def watch_signals(shutdown: trio.Event) -> None:
 
 
 #: The services one process can run; ``relay serve`` runs them all.
-SERVICES = ("smtp", "worker")
+SERVICES = ("smtp", "api", "worker")
 
 
 @attrs.frozen
@@ -104,6 +104,8 @@ class Started:
     smtp: Any = None
     #: ``relay.worker.Worker`` when the worker runs.
     worker: Any = None
+    #: ``relay.api.server.Bound`` when the API runs.
+    api: Any = None
 
 
 async def serve(
@@ -129,11 +131,17 @@ async def serve(
             if handle_signals:
                 background.start_soon(watch_signals, shutdown)
             async with trio.open_nursery() as front:
-                smtp_bound = worker = None
+                smtp_bound = worker = api_bound = None
                 if "smtp" in services:
                     from .smtp.server import serve_smtp
 
                     smtp_bound = await front.start(serve_smtp, runtime, shutdown)
+                if "api" in services:
+                    from .api.server import serve_api
+
+                    api_bound = await front.start(
+                        functools.partial(serve_api, runtime, shutdown=shutdown)
+                    )
                 if "worker" in services:
                     from .worker import run_worker
 
@@ -141,7 +149,9 @@ async def serve(
                         functools.partial(run_worker, runtime, stop=shutdown)
                     )
                 log.info("relay ready", services=list(services))
-                task_status.started(Started(runtime, shutdown, smtp=smtp_bound, worker=worker))
+                task_status.started(
+                    Started(runtime, shutdown, smtp=smtp_bound, worker=worker, api=api_bound)
+                )
                 await shutdown.wait()
                 # Bound the drain: SMTP has smtp.shutdown_timeout; the worker gets its
                 # send timeout, after which its claims are released.

@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run every service in one process (embedded database unless database.url is set)",
     )
     sub.add_parser("smtp", help="run only the SMTP submission service")
+    sub.add_parser("api", help="run only the admin HTTP API")
     sub.add_parser("worker", help="run only the delivery worker (any number may share a database)")
     sub.add_parser("config", help="print the effective configuration, secrets redacted")
 

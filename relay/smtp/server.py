@@ -143,11 +143,11 @@ class SmtpServer:
                     handlers.start_soon(self._accept_loop, listener, handlers, False)
                 for listener in implicit:
                     handlers.start_soon(self._accept_loop, listener, handlers, True)
-                task_status.started(
-                    Bound(tuple(_port(l) for l in plain), tuple(_port(l) for l in implicit))
-                )
-                log.info("smtp listening", listen=smtp.listen,
-                         implicit_tls=smtp.implicit_tls_listen or None)
+                bound = Bound(tuple(_port(l) for l in plain), tuple(_port(l) for l in implicit))
+                task_status.started(bound)
+                log.info("smtp listening", listen=smtp.listen, ports=list(bound.ports),
+                         implicit_tls=smtp.implicit_tls_listen or None,
+                         implicit_tls_ports=list(bound.implicit_tls_ports))
                 await shutdown.wait()
                 log.info("smtp draining", sessions=len(self._sessions))
                 for listener in (*plain, *implicit):

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import attrs
 import trio
 
-from .. import models
+from .. import conditions, models
 from ..storage import Storage
 
 
@@ -41,7 +40,7 @@ class NoRoute:
 class ParsedRule:
     rule: models.RoutingRule
     #: ``None`` when the stored conditions did not parse; ``error`` says why.
-    condition: Any
+    condition: conditions.Condition | None
     error: str | None = None
 
 
@@ -54,23 +53,18 @@ class AccountRouting:
 
 
 def parse_rules(rules: Sequence[models.RoutingRule]) -> tuple[ParsedRule, ...]:
-    if not rules:
-        return ()
-    from .. import conditions
-
+    """Enabled rules in evaluation order (priority; ties keep storage's order: oldest first)."""
     parsed = []
     for rule in sorted((r for r in rules if r.enabled), key=lambda r: r.priority):
         try:
-            parsed.append(ParsedRule(rule, conditions.parse(rule.conditions)))
+            parsed.append(ParsedRule(rule, conditions.parse(rule.conditions, root="conditions")))
         except conditions.ConditionError as exc:
             parsed.append(ParsedRule(rule, None, str(exc)))
     return tuple(parsed)
 
 
-def facts(message: models.Message) -> Any:
-    """What conditions can test: the envelope, the header block and the size."""
-    from .. import conditions
-
+def facts(message: models.Message) -> conditions.MessageFacts:
+    """What conditions can test: the envelope (as accepted), the header block and the size."""
     return conditions.MessageFacts.from_raw(
         mail_from=message.mail_from, rcpt_to=message.rcpt_to, raw=message.raw or b""
     )
@@ -86,10 +80,8 @@ def choose(routing: AccountRouting, message: models.Message) -> Route | NoRoute:
     message_facts = None
     for parsed in routing.rules:
         if parsed.condition is None:
-            broken.append(f"{_describe(parsed.rule)} skipped: {parsed.error}")
+            broken.append(f"{_describe(parsed.rule)} skipped, its conditions no longer parse: {parsed.error}")
             continue
-        from .. import conditions
-
         if message_facts is None:
             message_facts = facts(message)
         if conditions.matches(parsed.condition, message_facts):

@@ -132,6 +132,7 @@ class Worker:
         """
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._writer)
+            nursery.start_soon(self._context.smtp_pool.run)
             await self._refresh_breakers(force=True)
             task_status.started()
             async with trio.open_nursery() as deliveries:
@@ -372,6 +373,9 @@ async def run_worker(
         context = providers.Context(
             http=http, connect_timeout=config.connect_timeout,
             send_timeout=config.send_timeout, hostname=hostname,
+            # An idle session for each delivery a provider may have in flight.
+            smtp_pool=providers.SmtpPool(max_idle_per_key=config.per_provider_concurrency,
+                                         max_idle=max(64, config.concurrency)),
         )
         worker = Worker(runtime.storage, config, context, worker_id=worker_id)
         log.info("worker starting", worker_id=worker.worker_id)
@@ -391,4 +395,6 @@ async def run_worker(
                 task_status.started(worker)
         finally:
             await worker.close()
+            with trio.CancelScope(shield=True):
+                await context.smtp_pool.aclose()
             log.info("worker stopped", **attrs.asdict(worker.statistics(), recurse=False))

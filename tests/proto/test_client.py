@@ -283,3 +283,19 @@ def test_refused_mail_from_clears_client_transaction() -> None:
     assert pair.client.transaction is None
     (ok,) = pair.exchange(proto.MailFrom(None))
     assert ok.reply.code == 250
+
+
+def test_rset_pipelined_before_mail_keeps_the_new_transaction() -> None:
+    """A reused session sends RSET, MAIL, RCPT in one group; RSET's reply must not
+    clear the transaction the MAIL after it opened."""
+    client = ready()
+    client.send(proto.MailFrom(ALICE))
+    client.receive_data(b"250 2.1.0 ok\r\n")
+    client.next_event()
+    out = client.send(proto.Rset()) + client.send(proto.MailFrom(ALICE)) + client.send(proto.RcptTo(BOB))
+    assert out == b"RSET\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.net>\r\n"
+    client.receive_data(b"250 2.0.0 reset\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n")
+    for _ in range(3):
+        assert isinstance(client.next_event(), proto.ServerReply)
+    assert client.transaction is not None and [a for a, _ in client.transaction.recipients] == [BOB]
+    assert client.send(proto.DataStart()) == b"DATA\r\n"

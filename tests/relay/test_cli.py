@@ -45,6 +45,8 @@ def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         RELAY_DATABASE__EMBEDDED_DIR=str(tmp_path / "pgdata"),
         RELAY_TLS__SELF_SIGNED_DIR=str(tmp_path / "tls"),
         RELAY_SMTP__HOSTNAME="relay.test",
+        RELAY_SMTP__LISTEN="127.0.0.1:0",
+        RELAY_API__LISTEN="127.0.0.1:0",
         RELAY_LOGGING__FORMAT="json",
     )
     env.update(extra)

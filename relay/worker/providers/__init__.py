@@ -10,6 +10,7 @@ import attrs
 import httpx
 
 from ... import models
+from ._smtp_pool import SmtpPool
 from .base import (
     Driver,
     Envelope,
@@ -26,6 +27,7 @@ __all__ = [
     "ProviderConfigError",
     "RecipientResult",
     "Result",
+    "SmtpPool",
     "Verdict",
     "build",
 ]
@@ -40,6 +42,9 @@ class Context:
     send_timeout: float
     #: Our name in EHLO to SMTP upstreams.
     hostname: str = "localhost"
+    #: Idle SMTP sessions kept for the next message to the same upstream; the worker
+    #: runs its reaper (``Worker.run``) and whoever made the context closes it.
+    smtp_pool: SmtpPool = attrs.field(factory=SmtpPool, repr=False)
 
 
 def build(provider: models.Provider, context: Context) -> Driver:

@@ -1,36 +1,505 @@
-"""SMTP upstream: not available yet.
+"""SMTP upstream: ``proto.ClientConnection`` driven over trio streams.
 
-The SMTP provider drives ``proto.ClientConnection`` (sans-IO) over trio streams:
-STARTTLS or implicit TLS with certificate verification (switchable per provider),
-AUTH, per-recipient results and connection reuse. ``proto``'s client side has not
-landed (``proto/_client.py`` is a placeholder), and this project does not grow a
-second SMTP client beside it, so until it lands building an ``smtp`` provider raises
-``ProviderConfigError``: the worker logs that, counts it against the provider's
-breaker and fails over to the next provider on the route, and messages with no other
-provider are deferred, not lost.
+Strategy: ``Smtp.deliver`` takes an idle session for this provider from the worker's
+``SmtpPool`` or opens one, runs one mail transaction on it and parks it again when
+the session is still usable. Opening a session is everything before the first MAIL:
+TCP connect, TLS (implicit, or STARTTLS after EHLO), EHLO (HELO when EHLO is refused)
+and AUTH, all within ``Context.connect_timeout``. A failure there means the upstream
+is unusable right now, not that the message is bad: the result is TEMPORARY and
+``unreachable`` (the breaker counts it and the route fails over), whatever the reply
+code — a 535 to AUTH or a 554 greeting bounces no mail, it opens the circuit, as
+``_http.py`` does for a refused API key.
 
-Config it will read: ``host`` (required), ``port`` (default 587; 465 with
-``tls = "implicit"``), ``tls`` (``"starttls"`` default, ``"implicit"`` or ``"none"``),
-``verify`` (default true), ``ca_file`` (optional PEM), ``username`` and ``password``
-(optional, AUTH PLAIN/LOGIN).
+The transaction: MAIL and one RCPT per envelope recipient (exactly those; headers are
+never read), pipelined when the upstream offers PIPELINING (RFC 2920), then the
+message as queued with BDAT when CHUNKING is offered (RFC 3030), else DATA (proto
+normalizes line ends and dot-stuffs). Every reply waits at most
+``Context.send_timeout``. Each recipient gets its own result: refused at RCPT (4xx
+temporary, 5xx permanent), or the verdict of the end of data. A reused session is
+first sent RSET; if it turns out dead before its MAIL and RCPTs are answered, the
+delivery is retried once on a fresh session (nothing was sent yet, so that retry can
+never deliver twice).
+
+Security decisions:
+
+* ``tls = "starttls"`` (the default) requires STARTTLS: an upstream that does not
+  offer it is a failure, never a silent downgrade to plaintext (STARTTLS stripping).
+* Certificates are verified (``ssl.create_default_context``: chain and host name)
+  unless ``verify = false``; ``ca_file`` replaces the system's CAs.
+* Credentials are sent only over TLS, or with ``tls = "none"``, which the operator
+  must write out (the default is ``starttls``): a relay on the same host or a private
+  network. The password is never logged nor shown by ``repr``.
+
+Config: ``host`` (required), ``port`` (default 587; 465 with ``tls = "implicit"``),
+``tls`` (``"starttls"`` default, ``"implicit"`` or ``"none"``), ``verify`` (default
+true), ``ca_file`` (optional PEM), ``username`` and ``password`` (optional, together;
+AUTH PLAIN, else LOGIN).
+
+Cancellation (the worker's time limit, shutdown): the session is closed at once and
+never parked; the worker treats the attempt as timed out.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import ssl
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+import proto
+
 from ... import models
-from .base import Envelope, ProviderConfigError, Result
+from ._smtp_pool import SmtpPool
+from .base import Envelope, ProviderConfigError, RecipientResult, Result, Verdict, clip
+
+if TYPE_CHECKING:
+    from . import Context
+
+#: Bytes asked of the stream per read.
+MAX_RECV = 64 * 1024
+_TLS_MODES = ("none", "starttls", "implicit")
+
+
+@attrs.frozen
+class SmtpSettings:
+    """A provider's ``config``, checked."""
+
+    host: str
+    port: int
+    tls: str
+    verify: bool
+    ca_file: str | None
+    username: str | None
+    password: str | None = attrs.field(repr=False)
+
+    @property
+    def peer(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], name: str) -> SmtpSettings:
+        """Raises: ProviderConfigError: naming the key to fix."""
+        where = f"smtp provider {name!r}"
+        host = config.get("host")
+        if not isinstance(host, str) or not host:
+            raise ProviderConfigError(f"{where}: config.host is required (the upstream's host name or IP)")
+        tls = config.get("tls", "starttls")
+        if tls not in _TLS_MODES:
+            raise ProviderConfigError(f"{where}: config.tls must be one of none, starttls, implicit; got {tls!r}")
+        port = config.get("port", 465 if tls == "implicit" else 587)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ProviderConfigError(f"{where}: config.port must be a port number 1-65535, got {port!r}")
+        verify = config.get("verify", True)
+        if not isinstance(verify, bool):
+            raise ProviderConfigError(f"{where}: config.verify must be true or false")
+        ca_file = config.get("ca_file") or None
+        if ca_file is not None and not (isinstance(ca_file, str) and os.path.isfile(ca_file)):
+            raise ProviderConfigError(f"{where}: config.ca_file {ca_file!r} is not a readable PEM file")
+        username = config.get("username") or None
+        password = config.get("password") or None
+        if (username is None) != (password is None) or not all(
+            v is None or isinstance(v, str) for v in (username, password)
+        ):
+            raise ProviderConfigError(f"{where}: config.username and config.password go together (strings)")
+        return cls(host, port, tls, verify, ca_file, username, password)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls == "none":
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ProviderConfigError(f"smtp provider: cannot load config.ca_file {self.ca_file!r}: {exc}") from exc
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+class _Failed(Exception):
+    """The session cannot go on; ``words`` say why, for the delivery log."""
+
+    def __init__(self, words: str, reply: proto.Reply | None = None) -> None:
+        super().__init__(words)
+        self.words = words
+        self.reply = reply
+
+
+class Session:
+    """One SMTP session to one upstream: a trio stream and the proto client driving it.
+
+    Owned by one delivery at a time (or parked in the pool). Every method raises
+    ``_Failed`` for I/O, protocol and time-limit problems, after which the session is
+    unusable and must be closed.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, conn: proto.ClientConnection, peer: str) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.peer = peer
+
+    @property
+    def usable(self) -> bool:
+        return self.conn.state is proto.COMMAND
+
+    async def send(self, *commands: proto.Event) -> None:
+        """Write ``commands`` in one piece (a pipelined group, or DATA's content)."""
+        data = b"".join(self.conn.send(c) for c in commands)
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise _Failed(f"connection to {self.peer} lost while sending: {_cause(exc)}") from exc
+
+    async def reply(self) -> proto.Reply:
+        """The next reply (to the oldest command still waiting for one)."""
+        while True:
+            try:
+                event = self.conn.next_event()
+            except proto.RemoteProtocolError as exc:
+                raise _Failed(f"{self.peer} broke the SMTP protocol: {exc}") from exc
+            if isinstance(event, proto.ServerReply):
+                return event.reply
+            if isinstance(event, proto.ConnectionClosed):
+                raise _Failed(f"connection closed by {self.peer}")
+            if event is not proto.NEED_DATA:  # PAUSED: no reply is due; a bug on our side
+                raise _Failed(f"internal error: waiting for a reply from {self.peer} when none is due")
+            try:
+                data = await self.stream.receive_some(MAX_RECV)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise _Failed(f"connection to {self.peer} lost: {_cause(exc)}") from exc
+            self.conn.receive_data(bytes(data))
+
+    async def command(self, command: proto.Event) -> proto.Reply:
+        await self.send(command)
+        return await self.reply()
+
+    async def aclose(self) -> None:
+        """QUIT when the session allows it, then close; never raises for I/O."""
+        try:
+            if self.usable:
+                with trio.move_on_after(1):
+                    await self.command(proto.Quit())
+        except (_Failed, proto.LocalProtocolError):
+            pass
+        finally:
+            await trio.aclose_forcefully(self.stream)
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__ or exc
+    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+
+
+def words(reply: proto.Reply) -> str:
+    """A reply as it appeared on the wire, on one line, for the delivery log."""
+    text = " ".join(t for t in reply.text if t)
+    return clip(" ".join(str(p) for p in (reply.code, reply.enhanced, text) if p))
+
+
+def verdict(reply: proto.Reply) -> Verdict:
+    """2xx delivered, 5xx permanent; 4xx (and anything odd) temporary."""
+    if reply.is_positive:
+        return Verdict.DELIVERED
+    return Verdict.PERMANENT if reply.is_permanent else Verdict.TEMPORARY
+
+
+class _DeadReused(Exception):
+    """A reused session died before the end of the message was sent: retry on a fresh one."""
 
 
 class Smtp:
-    def __init__(self, provider: models.Provider, context: object) -> None:
-        raise ProviderConfigError(
-            f"smtp provider {provider.name!r}: SMTP delivery is not available in this build"
-            " (it waits for proto's client side); route this account through an HTTP provider"
-            " meanwhile, or keep the messages deferred until an upgrade"
+    """The ``smtp`` provider; see the module docstring."""
+
+    def __init__(self, provider: models.Provider, context: Context) -> None:
+        self._settings = SmtpSettings.from_config(provider.config, provider.name)
+        self._ssl = self._settings.ssl_context()
+        self._hostname = context.hostname
+        self._connect_timeout = context.connect_timeout
+        self._send_timeout = context.send_timeout
+        self._pool: SmtpPool = context.smtp_pool
+        digest = hashlib.sha256(json.dumps(provider.config, sort_keys=True, default=str).encode()).hexdigest()
+        self._key = (provider.id, digest)
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return f"Smtp({s.peer}, tls={s.tls}, verify={s.verify}, user={s.username!r})"
+
+    async def aclose(self) -> None:
+        await self._pool.close_idle(self._key)
+
+    # ------------------------------------------------------------ delivering
+
+    async def deliver(self, envelope: Envelope) -> Result:
+        session = self._pool.take(self._key)
+        if session is not None:
+            assert isinstance(session, Session)
+            try:
+                return await self._deliver_on(session, envelope, reused=True)
+            except _DeadReused:
+                pass  # closed already; one fresh try below
+        try:
+            session = await self._open()
+        except _Failed as exc:
+            return Result.whole(Verdict.TEMPORARY, exc.words, envelope.rcpt_to, unreachable=True)
+        return await self._deliver_on(session, envelope, reused=False)
+
+    async def _deliver_on(self, session: Session, envelope: Envelope, *, reused: bool) -> Result:
+        """One transaction; parks the session if it is still usable, else closes it."""
+        park = False
+        progress = _Progress()
+        try:
+            result = await self._transaction(session, envelope, reused, progress)
+            park = session.usable
+            return result
+        except _Failed as exc:
+            if reused and not progress.session_ok:
+                raise _DeadReused() from exc
+            return self._failed_midway(exc, envelope, progress)
+        except proto.LocalProtocolError as exc:  # the upstream led us somewhere proto forbids
+            return self._failed_midway(_Failed(f"{self._settings.peer}: {exc}"), envelope, progress)
+        finally:
+            if not park:
+                await trio.aclose_forcefully(session.stream)
+            elif not self._pool.park(self._key, session):
+                await session.aclose()  # the pool is full or closed: QUIT politely
+
+    def _failed_midway(self, exc: _Failed, envelope: Envelope, progress: _Progress) -> Result:
+        """The session broke after it was established: what is known stays known."""
+        results = []
+        for rcpt in envelope.rcpt_to:
+            known = progress.refused.get(rcpt)
+            if known is not None:
+                results.append(known)
+            else:
+                why = exc.words + (" after the message was sent; it may have been delivered" if progress.end_sent else "")
+                results.append(RecipientResult(rcpt, Verdict.TEMPORARY, clip(why)))
+        return _combine(tuple(results), exc.words)
+
+    async def _transaction(
+        self, session: Session, envelope: Envelope, reused: bool, progress: _Progress
+    ) -> Result:
+        caps = session.conn.capabilities or proto.Capabilities()
+        parsed = _addresses(envelope)
+        if isinstance(parsed, Result):
+            return parsed
+        reverse_path, forward_paths, invalid = parsed
+        addresses = [a for _, a in forward_paths] + ([reverse_path] if reverse_path else [])
+        needs_utf8 = not all(a.is_ascii for a in addresses)
+        if needs_utf8 and not caps.smtputf8:
+            return Result.whole(
+                Verdict.PERMANENT,
+                f"{self._settings.peer} does not offer SMTPUTF8, which these addresses need (RFC 6531)",
+                envelope.rcpt_to,
+            )
+        params: dict[str, str | None] = {}
+        if caps.size is not None:
+            params["SIZE"] = str(len(envelope.raw))
+        if caps.eightbitmime and not envelope.raw.isascii():
+            params["BODY"] = "8BITMIME"
+        if needs_utf8:
+            params["SMTPUTF8"] = None
+        mail = proto.MailFrom(reverse_path, params)
+        rcpts = [proto.RcptTo(address) for _, address in forward_paths]
+        try:
+            with trio.fail_after(self._send_timeout):
+                # A reused session first gets RSET: a clean slate, and the probe that
+                # finds a parked session dead. With PIPELINING it rides in the same
+                # group as MAIL and the RCPTs (RFC 2920), costing no round trip.
+                lead = [proto.Rset()] if reused else []
+                if caps.pipelining:
+                    await session.send(*lead, mail, *rcpts)
+                    replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts))]
+                else:
+                    replies = [await session.command(lead[0])] if lead else []
+                    if not replies or replies[0].is_positive:
+                        replies.append(await session.command(mail))
+                        if replies[-1].is_positive:
+                            replies += [await session.command(r) for r in rcpts]
+                if lead:
+                    rset, replies = replies[0], replies[1:]
+                    if not rset.is_positive:  # a 421: the upstream is closing the session
+                        raise _Failed(f"{self._settings.peer} refused RSET: {words(rset)}", rset)
+        except trio.TooSlowError:
+            raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (MAIL/RCPT)") from None
+        progress.session_ok = True
+        mail_reply = replies[0]
+        if not mail_reply.is_positive:
+            return Result.whole(verdict(mail_reply), words(mail_reply), envelope.rcpt_to)
+
+        recipients: dict[str, RecipientResult] = dict(invalid)
+        accepted: list[str] = []
+        for (rcpt, _), reply in zip(forward_paths, replies[1:]):
+            if reply.is_positive:
+                accepted.append(rcpt)
+            else:
+                recipients[rcpt] = RecipientResult(rcpt, verdict(reply), words(reply))
+        progress.refused = dict(recipients)
+        if not accepted:
+            ordered = tuple(recipients[r] for r in envelope.rcpt_to)
+            return _combine(ordered, "no recipient accepted: " + "; ".join(
+                f"{r.recipient}: {r.response}" for r in ordered))
+
+        final = await self._send_message(session, envelope.raw, caps, progress)
+        for rcpt in accepted:
+            recipients[rcpt] = RecipientResult(rcpt, verdict(final), words(final))
+        return _combine(tuple(recipients[r] for r in envelope.rcpt_to), words(final))
+
+    async def _send_message(
+        self, session: Session, raw: bytes, caps: proto.Capabilities, progress: _Progress
+    ) -> proto.Reply:
+        """DATA (or BDAT): the reply that decides for every accepted recipient."""
+        try:
+            with trio.fail_after(self._send_timeout):
+                if caps.chunking:
+                    progress.end_sent = True  # from here on the upstream may have the message
+                    await session.send(proto.Bdat(raw, last=True))
+                    return await session.reply()
+                go = await session.command(proto.DataStart())
+                if go.code != 354:
+                    return go
+                progress.end_sent = True
+                await session.send(proto.Data(raw), proto.EndOfData())
+                return await session.reply()
+        except trio.TooSlowError:
+            raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (message data)") from None
+
+    # ------------------------------------------------------------ opening
+
+    async def _open(self) -> Session:
+        """TCP, TLS, EHLO/HELO, STARTTLS, AUTH within ``connect_timeout``.
+
+        Raises:
+            _Failed: anything went wrong; nothing is left open.
+        """
+        s = self._settings
+        try:
+            with trio.fail_after(self._connect_timeout):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(s.host, s.port)
+                try:
+                    return await self._handshake(stream)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+        except trio.TooSlowError:
+            raise _Failed(
+                f"no SMTP session with {s.peer} within {self._connect_timeout:g}s (worker.connect_timeout)"
+            ) from None
+        except OSError as exc:
+            raise _Failed(f"cannot connect to {s.peer}: {exc.strerror or exc}") from exc
+
+    async def _handshake(self, stream: trio.abc.Stream) -> Session:
+        s = self._settings
+        implicit = s.tls == "implicit"
+        if implicit:
+            stream = await self._start_tls(stream)
+        session = Session(stream, proto.ClientConnection(tls_active=implicit), s.peer)
+        try:
+            greeting = await session.reply()
+            if greeting.code != 220:
+                raise _Failed(f"{s.peer} refused the session: {words(greeting)}", greeting)
+            await self._hello(session)
+            if s.tls == "starttls":
+                caps = session.conn.capabilities
+                if caps is None or not caps.starttls:
+                    raise _Failed(
+                        f"{s.peer} does not offer STARTTLS; refusing to continue in plaintext "
+                        "(set config.tls to \"implicit\" for port 465, or \"none\" to allow plaintext)"
+                    )
+                reply = await session.command(proto.StartTLS())
+                if reply.code != 220:
+                    raise _Failed(f"{s.peer} refused STARTTLS: {words(reply)}", reply)
+                session.stream = await self._start_tls(session.stream)
+                session.conn.tls_established()
+                await self._hello(session, allow_helo=False)
+            if s.username is not None:
+                await self._auth(session)
+        except proto.LocalProtocolError as exc:
+            raise _Failed(f"{s.peer}: {exc}") from exc
+        return session
+
+    async def _start_tls(self, stream: trio.abc.Stream) -> trio.SSLStream[trio.abc.Stream]:
+        assert self._ssl is not None
+        tls = trio.SSLStream(stream, self._ssl, server_hostname=self._settings.host)
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise _Failed(
+                    f"TLS with {self._settings.peer}: certificate verification failed ({cause.verify_message}); "
+                    "set config.ca_file to the CA that issued it, or config.verify = false"
+                ) from exc
+            raise _Failed(f"TLS handshake with {self._settings.peer} failed: {_cause(exc)}") from exc
+        return tls
+
+    async def _hello(self, session: Session, *, allow_helo: bool = True) -> None:
+        reply = await session.command(proto.Ehlo(self._hostname))
+        if reply.is_permanent and reply.code != 421 and allow_helo and self._settings.tls != "starttls":
+            reply = await session.command(proto.Helo(self._hostname))  # RFC 5321 3.2
+        if not reply.is_positive:
+            raise _Failed(f"{self._settings.peer} refused EHLO: {words(reply)}", reply)
+
+    async def _auth(self, session: Session) -> None:
+        s = self._settings
+        assert s.username is not None and s.password is not None
+        offered = (session.conn.capabilities or proto.Capabilities()).auth
+        mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+        if mechanism is None:
+            raise _Failed(
+                f"{s.peer} offers no AUTH mechanism we use (PLAIN, LOGIN); it offers: {' '.join(offered) or 'none'}"
+            )
+        reply = await session.command(proto.AuthCredentials(mechanism, "", s.username, s.password))
+        while reply.code == 334:
+            reply = await session.command(proto.AuthResponse())
+        if reply.code != 235:
+            raise _Failed(f"{s.peer} refused AUTH {mechanism} for {s.username!r}: {words(reply)}", reply)
+
+
+@attrs.define
+class _Progress:
+    """How far a transaction got, for what to report when the session breaks."""
+
+    #: The session answered RSET, MAIL and RCPT: a reused one was not dead.
+    session_ok: bool = False
+    #: The end of the message was written: the upstream may have it.
+    end_sent: bool = False
+    #: Recipients already refused at RCPT (their result stands).
+    refused: dict[str, RecipientResult] = attrs.field(factory=dict)
+
+
+def _combine(recipients: tuple[RecipientResult, ...], response: str) -> Result:
+    found = {r.verdict for r in recipients}
+    overall = next(v for v in Verdict if v in found)  # DELIVERED, TEMPORARY, PERMANENT
+    return Result(verdict=overall, response=clip(response), recipients=recipients)
+
+
+def _addresses(
+    envelope: Envelope,
+) -> Result | tuple[proto.Address | None, list[tuple[str, proto.Address]], dict[str, RecipientResult]]:
+    """Parse the envelope for proto; an address SMTP cannot carry is refused for good."""
+    try:
+        reverse_path = proto.parse_path(f"<{envelope.mail_from}>", smtputf8=True, allow_null=True)
+    except ValueError as exc:
+        return Result.whole(
+            Verdict.PERMANENT, f"the sender {envelope.mail_from!r} cannot be sent on: {exc}", envelope.rcpt_to
         )
+    forward: list[tuple[str, proto.Address]] = []
+    invalid: dict[str, RecipientResult] = {}
+    for rcpt in envelope.rcpt_to:
+        try:
+            address = proto.parse_path(f"<{rcpt}>", smtputf8=True, allow_postmaster=True)
+        except ValueError as exc:
+            invalid[rcpt] = RecipientResult(rcpt, Verdict.PERMANENT, f"not an address SMTP can carry: {exc}")
+            continue
+        assert address is not None
+        forward.append((rcpt, address))
+    if not forward:
+        return _combine(tuple(invalid[r] for r in envelope.rcpt_to), "no valid recipient")
+    return reverse_path, forward, invalid
 
-    async def deliver(self, envelope: Envelope) -> Result:  # pragma: no cover - never built
-        raise NotImplementedError
 
-    async def aclose(self) -> None:  # pragma: no cover
-        pass
+__all__ = ["Session", "Smtp", "SmtpSettings", "verdict", "words"]

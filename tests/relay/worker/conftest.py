@@ -37,8 +37,11 @@ async def running(
 ) -> AsyncIterator[Worker]:
     """A worker delivering in the background for the block; cancelled and closed after."""
     async with httpx.AsyncClient(timeout=httpx.Timeout(config.send_timeout, connect=config.connect_timeout)) as http:
-        context = providers.Context(http=http, connect_timeout=config.connect_timeout,
-                                    send_timeout=config.send_timeout, hostname="relay.test")
+        context = providers.Context(
+            http=http, connect_timeout=config.connect_timeout, send_timeout=config.send_timeout,
+            hostname="relay.test",
+            smtp_pool=providers.SmtpPool(max_idle_per_key=config.per_provider_concurrency),
+        )
         worker = Worker(storage, config, context, **kwargs)
         try:
             async with trio.open_nursery() as nursery:
@@ -48,6 +51,8 @@ async def running(
         finally:
             if close:
                 await worker.close()
+                with trio.CancelScope(shield=True):
+                    await context.smtp_pool.aclose()
 
 
 async def wait_until(check: Callable[[], Any], timeout: float = 10.0) -> Any:

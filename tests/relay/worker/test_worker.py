@@ -282,7 +282,7 @@ async def test_run_worker_stops_gracefully_when_told(storage: Storage, database_
 async def test_an_unusable_provider_is_logged_and_the_message_deferred(storage: Storage) -> None:
     account = await make_account(storage)
     provider = await storage.providers.create(
-        account_id=account.id, name="mx", type=ProviderType.SMTP, config={"host": "127.0.0.1"})
+        account_id=account.id, name="mx", type=ProviderType.SMTP, config={"host": "127.0.0.1", "tls": "ssl"})
     await storage.accounts.update(account.id, default_provider_id=provider.id)
     [mid] = await storage.messages.enqueue_many([message(account, 1)])
     async with running(storage):
@@ -290,3 +290,4 @@ async def test_an_unusable_provider_is_logged_and_the_message_deferred(storage: 
     [log] = await storage.delivery_logs.list_for_message(mid)
     assert log.outcome is DeliveryOutcome.DEFERRED and log.provider_type == "smtp"
     assert log.response.startswith("provider not usable: smtp provider 'mx'")
+    assert "config.tls must be one of none, starttls, implicit" in log.response

@@ -1,0 +1,238 @@
+"""``/api/v1/accounts``: tenants, their SMTP login and their API key.
+
+Operators create, list and delete accounts. An account key sees only its own account
+(any other id is 404, as if it did not exist) and may change its name, email,
+password and default provider; the fields that limit what it may send
+(``OPERATOR_ONLY``) it may repeat unchanged — so a GET-modify-PUT round trip works —
+but not change (403).
+
+The password is hashed with bcrypt in a worker thread and never returned; the API
+key is returned once, on creation and rotation, and only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from .. import auth, models
+from ..storage import Conflict, InvalidReference
+from . import context
+from .context import caller, json_response, read_body, storage
+from .problems import Problem, forbidden, not_found
+from .validation import (
+    Boolean,
+    Domain,
+    Email,
+    Field,
+    Integer,
+    Invalid,
+    ListOf,
+    Nullable,
+    Object,
+    Password,
+    String,
+    Uuid,
+    parse_query,
+)
+
+blueprint = Blueprint("accounts", __name__)
+
+MAX_ALLOWED_DOMAINS = 100
+MAX_PAGE = 500
+#: Fields that bound what an account may send: only an operator changes them.
+OPERATOR_ONLY = ("allowed_domains", "disabled", "messages_per_minute", "recipients_per_hour")
+
+_NAME = Field(String(200), required=True)
+_EMAIL = Field(Email(description="The SMTP login; unique, compared case-insensitively."), required=True)
+_DOMAINS = Field(
+    ListOf(Domain(wildcard=True), MAX_ALLOWED_DOMAINS,
+           description="Sender domains this account may use; *.example.com allows subdomains."),
+    default=list,
+)
+_DISABLED = Field(Boolean("A disabled account cannot log in or use its key."), default=False)
+_PER_MINUTE = Field(
+    Nullable(Integer(0, 1_000_000, "Messages per minute; 0 unlimited, null the server default.")),
+    default=None,
+)
+_PER_HOUR = Field(
+    Nullable(Integer(0, 100_000_000, "Recipients per hour; 0 unlimited, null the server default.")),
+    default=None,
+)
+
+CREATE = Object({
+    "name": _NAME,
+    "email": _EMAIL,
+    "password": Field(Password(), required=True, write_only=True),
+    "allowed_domains": _DOMAINS,
+    "disabled": _DISABLED,
+    "messages_per_minute": _PER_MINUTE,
+    "recipients_per_hour": _PER_HOUR,
+})
+
+REPLACE = Object({
+    "name": _NAME,
+    "email": _EMAIL,
+    "password": Field(Password("Write-only; omit it to keep the current password."), write_only=True),
+    "allowed_domains": _DOMAINS,
+    "disabled": _DISABLED,
+    "messages_per_minute": _PER_MINUTE,
+    "recipients_per_hour": _PER_HOUR,
+    "default_provider_id": Field(
+        Nullable(Uuid("One of this account's providers, used when no routing rule matches.")),
+        default=None,
+    ),
+})
+
+
+def to_json(account: models.Account) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "email": account.email,
+        "allowed_domains": list(account.allowed_domains),
+        "disabled": account.disabled,
+        "messages_per_minute": account.messages_per_minute,
+        "recipients_per_hour": account.recipients_per_hour,
+        "default_provider_id": account.default_provider_id,
+        "api_key_prefix": account.api_key_prefix,
+        "created_at": account.created_at,
+        "updated_at": account.updated_at,
+    }
+
+
+def _location(account_id: uuid.UUID) -> dict[str, str]:
+    return {"Location": f"/api/v1/accounts/{account_id}"}
+
+
+def _email_taken(exc: Conflict) -> Problem:
+    return Problem(
+        409, "email: an account with this email already exists; choose another",
+        kind="conflict", field="email",
+    )
+
+
+async def _visible(account_id: uuid.UUID) -> models.Account:
+    """The account if the caller may see it. Raises: Problem 404 otherwise."""
+    who = caller()
+    if not who.is_operator and account_id != who.account_id:
+        raise not_found("account")
+    account = await storage().accounts.get(account_id)
+    if account is None:
+        raise not_found("account")
+    return account
+
+
+@blueprint.post("/accounts")
+async def create() -> Response:
+    context.require_operator("create accounts")
+    fields = await read_body(CREATE)
+    password_hash = await auth.hash_password_async(fields.pop("password"))
+    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    limits = {k: fields.pop(k) for k in ("disabled", "messages_per_minute", "recipients_per_hour")}
+    try:
+        account = await storage().accounts.create(
+            password_hash=password_hash, api_key_hash=key.hash, api_key_prefix=key.prefix,
+            **fields,
+        )
+    except Conflict as exc:
+        raise _email_taken(exc) from None
+    if limits != {"disabled": False, "messages_per_minute": None, "recipients_per_hour": None}:
+        account = await storage().accounts.update(account.id, **limits) or account
+    return json_response(
+        {**to_json(account), "api_key": key.secret}, 201, _location(account.id)
+    )
+
+
+@blueprint.get("/accounts")
+async def list_accounts() -> Response:
+    context.require_operator("list accounts")
+    query = parse_query(request.args, ("limit", "after"))
+    limit = _page_size(query.get("limit"))
+    after = None
+    if "after" in query:
+        try:
+            after = uuid.UUID(query["after"])
+        except ValueError:
+            raise Invalid("after", "expected the id of the last account of the previous page", status=400) from None
+    accounts = await storage().accounts.list(limit=limit + 1, after=after)
+    page = accounts[:limit]
+    next_after = str(page[-1].id) if len(accounts) > limit else None
+    return json_response({"items": [to_json(a) for a in page], "next_after": next_after})
+
+
+def _page_size(text: str | None, default: int = 100, maximum: int = MAX_PAGE) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise Invalid("limit", f"expected a whole number from 1 to {maximum}", status=400)
+    return int(text)
+
+
+@blueprint.get("/accounts/<uuid:account_id>")
+async def get(account_id: uuid.UUID) -> Response:
+    return json_response(to_json(await _visible(account_id)))
+
+
+@blueprint.put("/accounts/<uuid:account_id>")
+async def replace(account_id: uuid.UUID) -> Response:
+    return await _change(account_id, partial=False)
+
+
+@blueprint.patch("/accounts/<uuid:account_id>")
+async def patch(account_id: uuid.UUID) -> Response:
+    return await _change(account_id, partial=True)
+
+
+async def _change(account_id: uuid.UUID, *, partial: bool) -> Response:
+    current = await _visible(account_id)
+    fields = await read_body(REPLACE, partial=partial)
+    if not caller().is_operator:
+        for name in OPERATOR_ONLY:
+            if name in fields and _differs(fields[name], getattr(current, name)):
+                raise Problem(
+                    403, f"{name}: only an operator may change this field",
+                    kind="forbidden", field=name,
+                )
+    if "password" in fields:
+        fields["password_hash"] = await auth.hash_password_async(fields.pop("password"))
+    try:
+        account = await storage().accounts.update(account_id, **fields)
+    except Conflict as exc:
+        raise _email_taken(exc) from None
+    except InvalidReference:
+        raise Invalid(
+            "default_provider_id", "no provider with this id in this account"
+        ) from None
+    if account is None:
+        raise not_found("account")
+    return json_response(to_json(account))
+
+
+def _differs(new: Any, old: Any) -> bool:
+    if isinstance(old, tuple):
+        return list(new) != list(old)
+    return bool(new != old)
+
+
+@blueprint.delete("/accounts/<uuid:account_id>")
+async def delete(account_id: uuid.UUID) -> Response:
+    await _visible(account_id)
+    if not caller().is_operator:
+        raise forbidden("only an operator key may delete accounts")
+    if not await storage().accounts.delete(account_id):
+        raise not_found("account")
+    return context.no_content()
+
+
+@blueprint.post("/accounts/<uuid:account_id>/rotate-key")
+async def rotate_key(account_id: uuid.UUID) -> Response:
+    await _visible(account_id)
+    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    if not await storage().accounts.set_api_key(
+        account_id, api_key_hash=key.hash, api_key_prefix=key.prefix
+    ):
+        raise not_found("account")
+    return json_response({"api_key": key.secret, "api_key_prefix": key.prefix})

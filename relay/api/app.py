@@ -1,0 +1,149 @@
+"""The quart-trio application: routes, the request pipeline and error handling.
+
+Strategy: one before-request hook gives each request its id (``X-Request-Id``, echoed
+from the client when it is a sane token) and binds it to the log context; CORS
+preflights are answered next, without authentication; then every route outside the
+public ones (health, the OpenAPI document) authenticates the caller and spends one
+token of its key's rate budget. One after-request hook adds the id, CORS and
+``Cache-Control: no-store`` headers and writes the single log line of the request —
+method, path, status, duration, caller id — never a header, a query or a body, so
+no key or password can reach the log.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import trio
+from quart import Response, g, request
+from quart_trio import QuartTrio
+
+from ..app import Runtime
+from ..logging import bind, get_logger, unbind
+from . import accounts, health, messages, openapi, problems, providers, routing_rules
+from .auth import authenticate
+from .context import EXTENSION, ApiState, json_response, state
+from .problems import Problem
+from .ratelimit import RateLimiter
+
+log = get_logger("relay.api")
+
+PREFIX = "/api/v1"
+#: Blueprints served without a key.
+PUBLIC = frozenset({"health", "openapi"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
+_CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
+#: Seconds a browser may cache a preflight answer.
+_CORS_MAX_AGE = "600"
+
+
+def create_app(runtime: Runtime) -> QuartTrio:
+    """The API over ``runtime.storage``; serve it with ``server.serve_api``."""
+    app = QuartTrio("relay.api")
+    api = runtime.config.api
+    app.config.update(
+        MAX_CONTENT_LENGTH=api.max_body_size,
+        # OPTIONS is answered by the CORS hook or refused (405), never guessed.
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    app.extensions[EXTENSION] = ApiState(
+        runtime=runtime,
+        limiter=RateLimiter(api.rate_limit_per_minute, trio.current_time),
+        openapi=openapi.document(runtime.config),
+    )
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(openapi.blueprint, url_prefix=PREFIX)
+    for module in (accounts, providers, routing_rules, messages):
+        app.register_blueprint(module.blueprint, url_prefix=PREFIX)
+    problems.install(app)
+    app.before_request(_start)
+    app.before_request(_preflight)
+    app.before_request(_authenticate)
+    app.after_request(_finish)
+    app.teardown_request(_teardown)
+    return app
+
+
+async def _start() -> None:
+    given = request.headers.get("X-Request-Id", "")
+    g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+    bind(request_id=g.request_id)
+
+
+def _allowed_origin() -> str | None:
+    origins = state().runtime.config.api.cors_origins
+    origin = request.headers.get("Origin")
+    if not origins or not origin:
+        return None
+    if "*" in origins:
+        return "*"
+    return origin if origin in origins else None
+
+
+async def _preflight() -> Response | None:
+    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        return None
+    if _allowed_origin() is None:
+        raise Problem(
+            403, "cross-origin requests from this origin are not allowed (api.cors_origins)",
+            kind="cors-refused",
+        )
+    return Response(b"", status=204, headers={
+        "Access-Control-Allow-Methods": _CORS_METHODS,
+        "Access-Control-Allow-Headers": _CORS_HEADERS,
+        "Access-Control-Max-Age": _CORS_MAX_AGE,
+    })
+
+
+async def _authenticate() -> None:
+    if request.endpoint is None or request.blueprint in PUBLIC:
+        return  # unknown path or method: the router answers 404/405
+    api = state()
+    caller = await authenticate(api.runtime.storage, request.headers.get("Authorization"))
+    g.caller = caller
+    decision = api.limiter.take(caller.key_hash)
+    if not decision.allowed:
+        raise Problem(
+            429,
+            f"rate limit of {api.runtime.config.api.rate_limit_per_minute} requests per"
+            f" minute for this key reached; retry in {decision.retry_after} s",
+            kind="rate-limited",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+
+
+async def _finish(response: Response) -> Response:
+    request_id = g.get("request_id")
+    if request_id:
+        response.headers["X-Request-Id"] = request_id
+    response.headers.setdefault("Cache-Control", "no-store")
+    origin = _allowed_origin()
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After, Location"
+        if origin != "*":
+            response.headers.add("Vary", "Origin")
+    started = g.get("started")
+    caller = g.get("caller")
+    log.info(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1) if started else None,
+        caller=caller.label() if caller else None,
+    )
+    return response
+
+
+async def _teardown(exc: BaseException | None) -> None:
+    unbind("request_id")
+
+
+# Re-exported for ``openapi`` and tests that build a reply by hand.
+__all__ = ["PREFIX", "create_app", "json_response"]

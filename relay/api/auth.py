@@ -1,0 +1,100 @@
+"""Who is calling: ``Authorization: Bearer <key>`` resolved to an operator or an account.
+
+Strategy: the key's prefix says which table to look in (``rk_admin_`` operator keys,
+``rk_live_`` account keys), so a malformed or foreign key is refused without a
+database round trip. Only the SHA-256 of a key is stored and looked up: the secret
+itself is never compared, logged or kept, and a lookup by hash leaks nothing a timing
+attacker could use. Rotating or revoking a key takes effect on the next request —
+nothing is cached.
+
+A missing or unknown key is 401 with ``WWW-Authenticate: Bearer`` (RFC 6750 §3); a
+valid key of a disabled account is 403, because asking again with the same key
+cannot help.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import attrs
+
+from .. import auth
+from ..storage import Storage
+from .problems import Problem
+
+#: RFC 6750 §2.1: the b64token syntax, bounded: our keys are about 52 characters.
+MAX_KEY_LENGTH = 200
+
+
+@attrs.frozen
+class Caller:
+    """An authenticated caller. ``account_id`` is ``None`` for an operator."""
+
+    #: ``"operator"`` or ``"account"``.
+    kind: str
+    #: The operator key's id, or the account's id: what logs name, never the key.
+    id: uuid.UUID
+    #: Rate-limit identity: per key, so a rotated key starts a fresh budget.
+    key_hash: bytes = attrs.field(repr=False)
+    account_id: uuid.UUID | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.account_id is None
+
+    def label(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+def _unauthorized(detail: str, error: str = "invalid_token") -> Problem:
+    challenge = f'Bearer realm="relay", error="{error}"' if error else 'Bearer realm="relay"'
+    return Problem(401, detail, kind="unauthorized", headers={"WWW-Authenticate": challenge})
+
+
+def bearer_token(header: str | None) -> str:
+    """The key in an Authorization header.
+
+    Raises:
+        Problem: 401 when there is no Bearer key.
+    """
+    if not header:
+        raise _unauthorized(
+            "send an API key as 'Authorization: Bearer <key>'", error=""
+        )
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized(
+            "use the Bearer scheme: 'Authorization: Bearer <key>'", error="invalid_request"
+        )
+    if len(token) > MAX_KEY_LENGTH or not token.isascii():
+        raise _unauthorized("the API key is not valid")
+    return token
+
+
+async def authenticate(storage: Storage, header: str | None) -> Caller:
+    """Resolve the Authorization header to a caller.
+
+    Raises:
+        Problem: 401 for a missing, malformed, unknown, revoked or rotated key;
+            403 for the key of a disabled account.
+        DatabaseUnavailable: the keys could not be looked up.
+    """
+    token = bearer_token(header)
+    key_hash = auth.hash_key(token)
+    if token.startswith(auth.OPERATOR_KEY_PREFIX):
+        admin = await storage.admin_keys.find_active(key_hash)
+        if admin is not None:
+            return Caller("operator", admin.id, key_hash)
+    elif token.startswith(auth.ACCOUNT_KEY_PREFIX):
+        account = await storage.accounts.get_by_api_key_hash(key_hash)
+        if account is not None:
+            if account.disabled:
+                raise Problem(
+                    403, "this account is disabled; ask an operator to enable it",
+                    kind="account-disabled",
+                )
+            return Caller("account", account.id, key_hash, account_id=account.id)
+    raise _unauthorized(
+        "the API key is not valid (unknown, revoked or rotated); use a current key"
+    )

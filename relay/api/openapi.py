@@ -1,0 +1,501 @@
+"""``GET /api/v1/openapi.json``: an OpenAPI 3.1 description of what the server does.
+
+Strategy: request bodies come from the very ``validation.Object`` declarations the
+views parse with, and per-type provider configs from ``providers.CONFIGS``, so the
+document cannot promise a field the server refuses or miss one it accepts. Response
+schemas are written here, next to each other, and are strict
+(``unevaluatedProperties: false``): the test suite validates every response it sees
+against them, so a response that grows a field — a hash, a secret — fails a test
+instead of leaking quietly. A test also checks that the paths listed here are exactly
+the routes the app serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response
+
+from ..config import Config
+from ..models import ProviderType
+from . import accounts, messages, providers, routing_rules
+from .context import json_response, state
+
+blueprint = Blueprint("openapi", __name__)
+
+P = "/api/v1"
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_ID = {"type": "string", "format": "uuid"}
+
+
+def _strict(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "unevaluatedProperties": False,
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+_ACCOUNT = {
+    "id": _ID,
+    "name": {"type": "string"},
+    "email": {"type": "string"},
+    "allowed_domains": {"type": "array", "items": {"type": "string"}},
+    "disabled": {"type": "boolean"},
+    "messages_per_minute": {"type": ["integer", "null"]},
+    "recipients_per_hour": {"type": ["integer", "null"]},
+    "default_provider_id": _nullable(_ID),
+    "api_key_prefix": {"type": "string", "description": "The visible start of the current key."},
+    "created_at": _TIME,
+    "updated_at": _TIME,
+}
+
+_SECRET_MARKER = {
+    "type": "object",
+    "properties": {"set": {"type": "boolean"}},
+    "required": ["set"],
+    "additionalProperties": False,
+    "description": "A write-only secret: only whether it is set is shown.",
+}
+
+
+def _shown_config(kind: ProviderType) -> dict[str, Any]:
+    """The config of one provider type as responses show it (secrets masked)."""
+    schema = providers.CONFIGS[kind]
+    properties: dict[str, Any] = {}
+    required = []
+    for name, spec in schema.fields.items():
+        if spec.write_only:
+            properties[name] = _SECRET_MARKER
+            required.append(name)
+        else:
+            properties[name] = spec.type.schema()
+            if spec.required:
+                required.append(name)
+    return {
+        "type": "object", "properties": properties, "required": required,
+        "additionalProperties": False,
+    }
+
+
+def _by_type(config_schema: Any) -> dict[str, Any]:
+    """``oneOf`` over provider types, pairing ``type`` with that type's config schema."""
+    return {"oneOf": [
+        {
+            "properties": {"type": {"const": str(kind)}, "config": config_schema(kind)},
+            "required": ["type"],
+        }
+        for kind in ProviderType
+    ]}
+
+
+def _schemas() -> dict[str, Any]:
+    provider_base = _strict({
+        "id": _ID,
+        "account_id": _ID,
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": [str(t) for t in ProviderType]},
+        "config": {"type": "object"},
+        "enabled": {"type": "boolean"},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+    })
+    provider = {**provider_base, **_by_type(_shown_config)}
+    attempt = _strict({
+        "provider_id": _nullable(_ID),
+        "provider_type": {"type": ["string", "null"]},
+        "outcome": {"type": "string", "enum": ["delivered", "deferred", "failed"]},
+        "response": {"type": "string"},
+        "duration_ms": {"type": "integer"},
+        "created_at": _TIME,
+    })
+    message = {
+        "id": _ID,
+        "account_id": _ID,
+        "mail_from": {"type": "string"},
+        "rcpt_to": {"type": "array", "items": {"type": "string"}},
+        "size": {"type": "integer"},
+        "status": {"type": "string", "enum": list(messages.STATUSES)},
+        "attempts": {"type": "integer"},
+        "next_attempt_at": _TIME,
+        "message_id": {"type": ["string", "null"]},
+        "client_ip": {"type": ["string", "null"]},
+        "tls": {"type": "boolean"},
+        "correlation_id": {"type": ["string", "null"]},
+        "last_error": {"type": ["string", "null"]},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+    }
+    check = {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "detail": {"type": "string"},
+            "skipped": {"type": "boolean"},
+            "not_after": _TIME,
+        },
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    checks = {
+        "type": "object",
+        "properties": {"database": check, "tls_certificate": check},
+        "required": ["database", "tls_certificate"],
+        "additionalProperties": False,
+    }
+    provider_create = {**providers.CREATE.schema(), **_by_type(lambda k: providers.CONFIGS[k].schema())}
+    provider_replace = {**providers.REPLACE.schema(), **_by_type(lambda k: providers.CONFIGS[k].schema())}
+    return {
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details; every error has this shape.",
+            "properties": {
+                "type": {"type": "string", "format": "uri"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "field": {"type": "string", "description": "The request member at fault."},
+                "request_id": {"type": "string"},
+                "checks": checks,
+            },
+            "required": ["type", "title", "status", "detail"],
+            "additionalProperties": False,
+        },
+        "Account": _strict(_ACCOUNT),
+        "AccountCreated": _strict(
+            {**_ACCOUNT, "api_key": {"type": "string", "description": "Shown once; store it now."}}
+        ),
+        "AccountPage": _strict({
+            "items": {"type": "array", "items": _ref("Account")},
+            "next_after": {
+                "type": ["string", "null"],
+                "description": "Pass as ?after= for the next page; null on the last.",
+            },
+        }),
+        "ApiKey": _strict({
+            "api_key": {"type": "string", "description": "Shown once; the old key no longer works."},
+            "api_key_prefix": {"type": "string"},
+        }),
+        "AccountCreate": accounts.CREATE.schema(),
+        "AccountReplace": accounts.REPLACE.schema(),
+        "AccountPatch": accounts.REPLACE.schema(partial=True),
+        "Provider": provider,
+        "ProviderList": _strict({"items": {"type": "array", "items": _ref("Provider")}}),
+        "ProviderCreate": provider_create,
+        "ProviderReplace": provider_replace,
+        "ProviderPatch": {
+            **providers.REPLACE.schema(partial=True),
+            "description": "config members merge into the stored config; null removes one."
+            " Changing type requires the whole config.",
+        },
+        "RoutingRule": _strict({
+            "id": _ID,
+            "account_id": _ID,
+            "name": {"type": "string"},
+            "priority": {"type": "integer"},
+            "conditions": routing_rules.CONDITIONS_SCHEMA,
+            "provider_id": _ID,
+            "fallback_provider_ids": {"type": "array", "items": _ID},
+            "enabled": {"type": "boolean"},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+        }),
+        "RoutingRuleList": _strict({
+            "items": {"type": "array", "items": _ref("RoutingRule"),
+                      "description": "Ordered by priority, lowest first."},
+        }),
+        "RoutingRuleCreate": routing_rules.CREATE.schema(),
+        "RoutingRuleReplace": routing_rules.REPLACE.schema(),
+        "RoutingRulePatch": routing_rules.REPLACE.schema(partial=True),
+        "Message": _strict(message),
+        "MessageDetail": _strict({**message, "delivery_attempts": {"type": "array", "items": attempt}}),
+        "MessagePage": _strict({
+            "items": {"type": "array", "items": _ref("Message")},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass as ?cursor= for the next (older) page; null on the last.",
+            },
+        }),
+        "Health": _strict({"status": {"const": "ok"}}),
+        "Ready": _strict({"status": {"const": "ready"}, "checks": checks}),
+    }
+
+
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM: {"schema": _ref("Problem")}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_INT_HEADER = {"schema": {"type": "integer"}}
+_RESPONSES = {
+    "BadRequest": _problem("Malformed JSON, a duplicate member, or a bad query parameter."),
+    "Unauthorized": _problem(
+        "No key, or a key that is unknown, revoked or rotated.",
+        {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    ),
+    "Forbidden": _problem("An operator-only action or field, or a disabled account."),
+    "NotFound": _problem("No such object — or another tenant's, which is never revealed."),
+    "Conflict": _problem("Duplicate email, or a message in a state that forbids the action."),
+    "TooLarge": _problem("The body exceeds api.max_body_size."),
+    "UnsupportedMediaType": _problem("The body is not application/json."),
+    "Unprocessable": _problem("A member breaks the schema; field names it."),
+    "TooManyRequests": _problem(
+        "The key's rate limit (api.rate_limit_per_minute) is spent.",
+        {"Retry-After": _INT_HEADER},
+    ),
+    "Unavailable": _problem("The database is unreachable.", {"Retry-After": _INT_HEADER}),
+    "ServerError": _problem("An unexpected failure; quote request_id."),
+}
+
+
+def _ok(status: str, schema: str | None, description: str) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description}
+    if schema is not None:
+        response["content"] = {JSON: {"schema": _ref(schema)}}
+    return {status: response}
+
+
+def _operation(
+    operation_id: str, summary: str, responses: dict[str, Any], *,
+    body: str | None = None, params: list[dict[str, Any]] | None = None,
+    errors: tuple[str, ...] = (), public: bool = False,
+) -> dict[str, Any]:
+    codes = {
+        "400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound",
+        "409": "Conflict", "413": "TooLarge", "415": "UnsupportedMediaType",
+        "422": "Unprocessable", "429": "TooManyRequests", "503": "Unavailable",
+    }
+    wanted = set(errors) | ({"503"} if not public else set())
+    if not public:
+        wanted |= {"401", "403", "429"}  # 403: a disabled account's key
+    if body is not None:
+        wanted |= {"400", "413", "415", "422"}
+    all_responses = dict(responses)
+    for code in sorted(wanted):
+        all_responses[code] = {"$ref": f"#/components/responses/{codes[code]}"}
+    all_responses["500"] = {"$ref": "#/components/responses/ServerError"}
+    operation: dict[str, Any] = {
+        "operationId": operation_id, "summary": summary, "responses": all_responses,
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True, "content": {JSON: {"schema": _ref(body)}},
+        }
+    if params:
+        operation["parameters"] = params
+    if public:
+        operation["security"] = []
+    return operation
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _ID}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def _crud(
+    collection: str, item: str, name: str, *, list_params: list[dict[str, Any]],
+    create_errors: tuple[str, ...], change_errors: tuple[str, ...],
+) -> dict[str, Any]:
+    plural = f"{name}s"
+    id_param = [_path_id("id")]
+    return {
+        f"{P}/{collection}": {
+            "post": _operation(
+                f"create{name}", f"Create a {item}", _ok("201", name, f"The new {item}."),
+                body=f"{name}Create", errors=create_errors,
+            ),
+            "get": _operation(
+                f"list{plural}", f"List {item}s", _ok("200", f"{name}List", f"The {item}s."),
+                params=list_params, errors=("400",),
+            ),
+        },
+        f"{P}/{collection}/{{id}}": {
+            "get": _operation(f"get{name}", f"Get a {item}", _ok("200", name, f"The {item}."),
+                              params=id_param, errors=("404",)),
+            "put": _operation(
+                f"replace{name}", f"Replace a {item}", _ok("200", name, f"The {item}."),
+                body=f"{name}Replace", params=id_param, errors=("404", *change_errors),
+            ),
+            "patch": _operation(
+                f"update{name}", f"Change some fields of a {item}", _ok("200", name, f"The {item}."),
+                body=f"{name}Patch", params=id_param, errors=("404", *change_errors),
+            ),
+            "delete": _operation(
+                f"delete{name}", f"Delete a {item}", _ok("204", None, "Deleted."),
+                params=id_param, errors=("404",),
+            ),
+        },
+    }
+
+
+def _paths() -> dict[str, Any]:
+    account_filter = [_query(
+        "account_id", _ID, "Operators: only this account's. Account keys always see only their own.",
+    )]
+    paths: dict[str, Any] = {
+        f"{P}/accounts": {
+            "post": _operation(
+                "createAccount", "Create an account (operator)",
+                _ok("201", "AccountCreated", "The account and its API key, shown once."),
+                body="AccountCreate", errors=("403", "409"),
+            ),
+            "get": _operation(
+                "listAccounts", "List accounts (operator)",
+                _ok("200", "AccountPage", "A page of accounts ordered by id."),
+                params=[
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": accounts.MAX_PAGE},
+                           "Page size, default 100."),
+                    _query("after", _ID, "next_after of the previous page."),
+                ],
+                errors=("400", "403"),
+            ),
+        },
+        f"{P}/accounts/{{id}}": {
+            "get": _operation("getAccount", "Get an account", _ok("200", "Account", "The account."),
+                              params=[_path_id("id")], errors=("404",)),
+            "put": _operation(
+                "replaceAccount", "Replace an account; operator-only fields must stay unchanged for an account key",
+                _ok("200", "Account", "The account."), body="AccountReplace",
+                params=[_path_id("id")], errors=("403", "404", "409"),
+            ),
+            "patch": _operation(
+                "updateAccount", "Change some fields of an account",
+                _ok("200", "Account", "The account."), body="AccountPatch",
+                params=[_path_id("id")], errors=("403", "404", "409"),
+            ),
+            "delete": _operation(
+                "deleteAccount", "Delete an account with its providers, rules and messages (operator)",
+                _ok("204", None, "Deleted."), params=[_path_id("id")], errors=("403", "404"),
+            ),
+        },
+        f"{P}/accounts/{{id}}/rotate-key": {
+            "post": _operation(
+                "rotateAccountKey", "Replace the account's API key; the old one stops at once",
+                _ok("200", "ApiKey", "The new key, shown once."),
+                params=[_path_id("id")], errors=("404",),
+            ),
+        },
+        **_crud("providers", "provider", "Provider", list_params=account_filter,
+                create_errors=(), change_errors=()),
+        **_crud("routing-rules", "routing rule", "RoutingRule", list_params=account_filter,
+                create_errors=(), change_errors=()),
+        f"{P}/messages": {
+            "get": _operation(
+                "listMessages", "List messages, newest first",
+                _ok("200", "MessagePage", "A page of messages."),
+                params=[
+                    _query("status", {"type": "string", "enum": list(messages.STATUSES)}, "Only this status."),
+                    _query("since", _TIME, "Created at or after (with a time zone)."),
+                    _query("until", _TIME, "Created before (with a time zone)."),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": messages.MAX_PAGE},
+                           f"Page size, default {messages.DEFAULT_PAGE}."),
+                    _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+                    *account_filter,
+                ],
+                errors=("400",),
+            ),
+        },
+        f"{P}/messages/{{id}}": {
+            "get": _operation(
+                "getMessage", "Get a message with its delivery attempts",
+                _ok("200", "MessageDetail", "The message."), params=[_path_id("id")],
+                errors=("404",),
+            ),
+            "delete": _operation(
+                "deleteMessage", "Delete a queued, deferred or failed message",
+                _ok("204", None, "Deleted."), params=[_path_id("id")], errors=("404", "409"),
+            ),
+        },
+        f"{P}/messages/{{id}}/retry": {
+            "post": _operation(
+                "retryMessage", "Make a queued, deferred or failed message due now",
+                _ok("200", "Message", "The message, queued."), params=[_path_id("id")],
+                errors=("404", "409"),
+            ),
+        },
+        f"{P}/openapi.json": {
+            "get": _operation(
+                "getOpenApi", "This document",
+                {"200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}},
+                public=True,
+            ),
+        },
+    }
+    for prefix in ("", P):
+        paths[f"{prefix}/healthz"] = {"get": _operation(
+            f"healthz{'V1' if prefix else ''}", "Liveness: the process answers",
+            _ok("200", "Health", "Alive."), public=True,
+        )}
+        ready = _operation(
+            f"readyz{'V1' if prefix else ''}", "Readiness: database and TLS certificate",
+            _ok("200", "Ready", "Ready."), public=True,
+        )
+        ready["responses"]["503"] = _problem("A check failed; checks names it.")
+        paths[f"{prefix}/readyz"] = {"get": ready}
+    return paths
+
+
+def document(config: Config) -> dict[str, Any]:
+    """The OpenAPI document for an app with this configuration."""
+    schemas = _schemas()
+    # The generated list schemas are named after _crud's convention.
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "relay admin API",
+            "version": "1.0.0",
+            "description": (
+                "Tenants, upstream providers, routing rules and the message queue of a relay"
+                " SMTP submission service. Authenticate with 'Authorization: Bearer <key>':"
+                " an operator key (rk_admin_…) manages every account; an account key"
+                " (rk_live_…) sees only its own account and its objects — any other id"
+                " answers 404. Each key may make"
+                f" {config.api.rate_limit_per_minute} requests per minute (429 with"
+                " Retry-After beyond). Bodies are JSON objects of at most"
+                f" {config.api.max_body_size} bytes; unknown members are refused. Every"
+                " error is application/problem+json (RFC 9457). Every response carries"
+                " X-Request-Id."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key."},
+            },
+            "schemas": schemas,
+            "responses": _RESPONSES,
+        },
+    }
+
+
+@blueprint.get("/openapi.json")
+async def serve_document() -> Response:
+    return json_response(state().openapi)

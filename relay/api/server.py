@@ -1,0 +1,111 @@
+"""Serve the API with hypercorn's trio worker on ``api.listen``.
+
+``serve_api`` reports readiness through ``task_status.started(Bound(...))`` only once
+the socket is bound and listening, so ``await nursery.start(serve_api, runtime)``
+returns the real port even for ``api.listen = "127.0.0.1:0"``. It stops when
+cancelled (connections are dropped) or, more gently, when ``shutdown`` is set:
+hypercorn then stops accepting and gives requests in flight ``GRACEFUL_TIMEOUT``
+seconds to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from ..app import Runtime
+from ..config import parse_listen
+from ..logging import get_logger
+from .app import create_app
+
+log = get_logger("relay.api")
+
+#: Seconds requests in flight get after ``shutdown`` is set.
+GRACEFUL_TIMEOUT = 10.0
+#: Seconds an idle keep-alive connection is kept open.
+KEEP_ALIVE_TIMEOUT = 30.0
+#: Bytes of request line and headers hypercorn buffers (h11's bound).
+MAX_HEADER_BYTES = 16 * 1024
+
+
+@attrs.frozen
+class Bound:
+    """Where the API listens."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def hypercorn_config(listen: str) -> HypercornConfig:
+    host, port = parse_listen(listen)
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    # relay.api logs one line per request itself (without keys); hypercorn's own
+    # access log would duplicate it.
+    config.accesslog = None
+    config.errorlog = logging.getLogger("relay.api.hypercorn")
+    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    config.h11_max_incomplete_size = MAX_HEADER_BYTES
+    config.include_server_header = False
+    return config
+
+
+def _bound(binds: list[str]) -> Bound:
+    parts = urlsplit(binds[0])
+    return Bound(host=parts.hostname or "", port=parts.port or 0)
+
+
+async def serve_api(
+    runtime: Runtime,
+    *,
+    shutdown: trio.Event | None = None,
+    task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the admin API until cancelled or until ``shutdown`` is set.
+
+    Raises:
+        OSError: the address in ``api.listen`` cannot be bound.
+    """
+    app = create_app(runtime)
+    config = hypercorn_config(runtime.config.api.listen)
+
+    async def started(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(
+            app, config,  # type: ignore[arg-type]
+            shutdown_trigger=shutdown.wait if shutdown is not None else None,
+            task_status=task_status,
+        )
+
+    try:
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(started)
+            bound = _bound(binds)
+            log.info("api listening", url=bound.url)
+            task_status.started(bound)
+    except BaseExceptionGroup as group:
+        # hypercorn binds inside its nurseries; a bind failure is one OSError, and the
+        # caller (``relay api``) should see it as one, to print a one-line error.
+        leaf = _single_leaf(group)
+        if isinstance(leaf, OSError):
+            raise leaf from None
+        raise
+
+
+def _single_leaf(group: BaseExceptionGroup) -> BaseException | None:  # type: ignore[type-arg]
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        if len(error.exceptions) != 1:
+            return None
+        error = error.exceptions[0]
+    return error

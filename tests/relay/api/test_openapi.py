@@ -1,0 +1,84 @@
+"""The OpenAPI document: valid 3.1, served, and exactly the routes the app has.
+
+Responses are checked against it by every test (``openapi_check``); these tests check
+the document itself and that the check would catch a drift.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jsonschema
+import pytest
+from openapi_spec_validator import validate
+
+from relay.api import create_app
+from relay.app import Runtime
+
+from . import openapi_check
+from .conftest import Api
+
+
+def test_document_is_valid_openapi_3_1() -> None:
+    document = openapi_check.document()
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+async def test_served_document_is_the_one_checked(api: Api) -> None:
+    reply = await api.get("/api/v1/openapi.json")
+    assert reply.status == 200
+    served = reply.json
+    assert served["paths"] == openapi_check.document()["paths"]
+    assert served["components"] == openapi_check.document()["components"]
+    validate(served)
+
+
+async def test_paths_match_the_app_routes(runtime: Runtime) -> None:
+    app = create_app(runtime)
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", "{id}", rule.rule)
+        for method in rule.methods or ():
+            if method not in ("HEAD", "OPTIONS"):
+                routes.add((method.lower(), path))
+    documented = {
+        (method, path)
+        for path, operations in openapi_check.document()["paths"].items()
+        for method in operations
+    }
+    assert routes == documented
+
+
+def test_request_bodies_come_from_the_validators() -> None:
+    schemas = openapi_check.document()["components"]["schemas"]
+    account = schemas["AccountCreate"]
+    assert account["additionalProperties"] is False
+    assert set(account["required"]) == {"name", "email", "password"}
+    assert account["properties"]["password"]["writeOnly"] is True
+    assert schemas["AccountPatch"].get("required") is None
+
+
+def test_strict_response_schema_catches_a_leak() -> None:
+    leaky = {
+        "id": "00000000-0000-0000-0000-000000000000", "name": "n", "email": "e@example.com",
+        "allowed_domains": [], "disabled": False, "messages_per_minute": None,
+        "recipients_per_hour": None, "default_provider_id": None, "api_key_prefix": "rk_live_x",
+        "created_at": "2024-01-01T00:00:00+00:00", "updated_at": "2024-01-01T00:00:00+00:00",
+    }
+    openapi_check.validate(leaky, "/components/schemas/Account")
+    with pytest.raises(jsonschema.ValidationError):
+        openapi_check.validate({**leaky, "password_hash": "$2b$..."}, "/components/schemas/Account")
+
+
+def test_provider_secrets_are_markers_in_responses() -> None:
+    provider = {
+        "id": "00000000-0000-0000-0000-000000000000", "account_id": "00000000-0000-0000-0000-000000000000",
+        "name": "p", "type": "sendgrid", "enabled": True,
+        "created_at": "2024-01-01T00:00:00+00:00", "updated_at": "2024-01-01T00:00:00+00:00",
+    }
+    openapi_check.validate({**provider, "config": {"api_key": {"set": True}}}, "/components/schemas/Provider")
+    with pytest.raises(jsonschema.ValidationError):
+        openapi_check.validate({**provider, "config": {"api_key": "SG.plain"}}, "/components/schemas/Provider")
