@@ -1,0 +1,110 @@
+"""The newcomer's path, as a person would walk it, with the real `relay` command:
+
+`relay serve` → create an account and an SMTP provider through the API → submit a
+message with smtplib over STARTTLS + AUTH → the worker hands it to an upstream SMTP
+server (aiosmtpd) → `GET /api/v1/messages/{id}` shows it sent, with its attempt.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import smtplib
+import ssl
+import subprocess
+from pathlib import Path
+
+import httpx
+import trio
+import trustme
+
+from .test_cli import RELAY, TIMEOUT, LineReader, _env, _event
+from .worker.upstream import aiosmtpd_upstream
+
+OPERATOR_KEY = re.compile(r"rk_admin_[A-Za-z0-9_-]+")
+
+
+async def test_serve_api_smtp_worker_upstream(database_url: str, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "upstream-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    env = _env(database_url, tmp_path, RELAY_WORKER__POLL_INTERVAL="0.2")
+    async with aiosmtpd_upstream(ca, tls="starttls", auth=True) as upstream, trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(functools.partial(
+            trio.run_process, [*RELAY, "serve"], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+        ))
+        assert process.stderr is not None
+        reader = LineReader(process.stderr)
+        try:
+            with trio.fail_after(TIMEOUT):
+                operator_key = ""
+                smtp_port = api_url = None
+                while smtp_port is None or api_url is None or not operator_key:
+                    line = await reader.next_line()
+                    assert line is not None, "\n".join(reader.seen)
+                    if (found := OPERATOR_KEY.search(line)):
+                        operator_key = found.group(0)
+                    event = _event(line) or {}
+                    if event.get("event") == "smtp listening":
+                        smtp_port = event["ports"][0]
+                    if event.get("event") == "api listening":
+                        api_url = event["url"]
+                nursery.start_soon(reader.rest)
+
+                async with httpx.AsyncClient(base_url=f"{api_url}/api/v1") as api:
+                    created = await api.post("/accounts", headers={"Authorization": f"Bearer {operator_key}"}, json={
+                        "name": "Newcomer", "email": "new@app.example", "password": "a good long password",
+                        "allowed_domains": ["app.example"],
+                    })
+                    assert created.status_code == 201, created.text
+                    account = created.json()
+                    tenant = {"Authorization": f"Bearer {account['api_key']}"}
+                    provider = await api.post("/providers", headers=tenant, json={
+                        "name": "upstream", "type": "smtp", "config": {
+                            "host": "127.0.0.1", "port": upstream.port, "tls": "starttls",
+                            "ca_file": str(ca_file), "username": "relay-user", "password": "s3cret upstream",
+                        },
+                    })
+                    assert provider.status_code == 201, provider.text
+                    assert "s3cret" not in provider.text
+                    patched = await api.patch(f"/accounts/{account['id']}", headers=tenant,
+                                              json={"default_provider_id": provider.json()["id"]})
+                    assert patched.status_code == 200, patched.text
+
+                    raw = b"From: new@app.example\r\nTo: friend@example.net\r\nSubject: first\r\n\r\nHello!\r\n"
+
+                    def submit() -> bytes:
+                        context = ssl.create_default_context()
+                        context.check_hostname = False
+                        context.verify_mode = ssl.CERT_NONE  # relay serve's own self-signed pair
+                        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as client:
+                            client.starttls(context=context)
+                            client.login("new@app.example", "a good long password")
+                            client.mail("new@app.example")
+                            client.rcpt("friend@example.net")
+                            client.rcpt("bcc-only@example.org")
+                            code, text = client.data(raw)
+                            assert code == 250, text
+                            return text
+
+                    queue_id = (await trio.to_thread.run_sync(submit)).decode().rsplit(" ", 1)[-1]
+                    while True:
+                        shown = await api.get(f"/messages/{queue_id}", headers=tenant)
+                        assert shown.status_code == 200, shown.text
+                        if shown.json()["status"] in ("sent", "failed"):
+                            break
+                        await trio.sleep(0.1)
+                    message = shown.json()
+                    assert message["status"] == "sent", json.dumps(message, indent=1)
+                    [attempt] = message["delivery_attempts"]
+                    assert attempt["outcome"] == "delivered"
+                    [received] = upstream.messages
+                    assert sorted(received.rcpt_tos) == ["bcc-only@example.org", "friend@example.net"]
+                    assert received.content.endswith(raw.split(b"\r\n\r\n")[1])
+                    assert b"bcc-only" not in received.content
+        finally:
+            process.terminate()
+        with trio.fail_after(TIMEOUT):
+            assert await process.wait() == 0, "\n".join(reader.seen)
