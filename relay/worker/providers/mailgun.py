@@ -6,8 +6,8 @@ recipient list without touching the headers, so Bcc recipients are delivered and
 never shown. Authentication is HTTP Basic with user ``api`` and the API key.
 Mailgun accepts up to 1,000 recipients per request; larger envelopes are split.
 
-Config: ``api_key`` and ``domain`` (required), ``base_url`` (default
-``https://api.mailgun.net``; ``https://api.eu.mailgun.net`` for EU domains).
+Config: ``api_key`` and ``domain`` (required), ``region`` (``us``, the default, or
+``eu`` for domains in Mailgun's EU region), ``base_url`` (overrides both).
 Success is 200 ``{"id", "message": "Queued. Thank you."}``; errors carry ``message``.
 """
 
@@ -22,6 +22,8 @@ from . import _http, _mime
 from .base import Envelope, Result
 
 MAX_RECIPIENTS = 1000
+#: Mailgun serves each domain from the region it was created in.
+REGION_ENDPOINTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 
 
 def _words(response: httpx.Response) -> str:
@@ -33,7 +35,8 @@ class Mailgun:
         name = f"mailgun provider {provider.name!r}"
         api_key: str = _http.setting(provider.config, "api_key", name)
         domain: str = _http.setting(provider.config, "domain", name)
-        base = _http.base_url(provider.config, name, "https://api.mailgun.net")
+        region = provider.config.get("region", "us")
+        base = _http.base_url(provider.config, name, REGION_ENDPOINTS.get(region, REGION_ENDPOINTS["us"]))
         self._url = f"{base}/v3/{quote(domain, safe='')}/messages.mime"
         self._auth = httpx.BasicAuth("api", api_key)
         self._client = client

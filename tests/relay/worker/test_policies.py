@@ -94,3 +94,23 @@ def test_adopts_circuits_other_workers_opened() -> None:
     ], NOW)
     assert not breakers.allow(pid, NOW)
     assert breakers.allow(stale, NOW)
+
+
+def test_mailgun_region_picks_the_endpoint() -> None:
+    import datetime as dt
+    import uuid
+
+    import httpx
+
+    from relay import models
+    from relay.worker.providers.mailgun import Mailgun
+
+    def provider(config: dict[str, str]) -> models.Provider:
+        now = dt.datetime.now(dt.timezone.utc)
+        return models.Provider(id=uuid.uuid4(), account_id=uuid.uuid4(), name="mg", type=models.ProviderType.MAILGUN,
+                               config={"api_key": "k", "domain": "mg.example", **config}, enabled=True,
+                               created_at=now, updated_at=now)
+
+    client = httpx.AsyncClient()
+    assert "https://api.eu.mailgun.net/v3/mg.example/" in repr(Mailgun(provider({"region": "eu"}), client))
+    assert "https://api.mailgun.net/v3/mg.example/" in repr(Mailgun(provider({}), client))
