@@ -54,7 +54,7 @@ import email.parser
 import email.policy
 import fnmatch
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -212,6 +212,10 @@ class _Headers(Mapping[str, str]):
         return f"Headers({self._data!r})"
 
 
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 def _headers(value: Mapping[str, str]) -> _Headers:
     return value if isinstance(value, _Headers) else _Headers(value)
 
@@ -221,7 +225,7 @@ class MessageFacts:
     """What a condition can look at: the envelope, the first value of each header, the size."""
 
     mail_from: str
-    rcpt_to: tuple[str, ...] = attrs.field(converter=tuple)
+    rcpt_to: tuple[str, ...] = attrs.field(converter=_strings)
     #: Case-insensitive names (a plain dict given here is wrapped).
     headers: Mapping[str, str] = attrs.field(converter=_headers, factory=dict)
     size: int = 0

@@ -78,7 +78,7 @@ async def read_body(schema: Object, *, partial: bool = False) -> dict[str, Any]:
             member that breaks the schema (the field is named).
         RequestEntityTooLarge: the body exceeds ``api.max_body_size`` (413).
     """
-    body = await request.get_data(as_text=False)
+    body: bytes = await request.get_data(as_text=False)  # type: ignore[assignment]
     data = decode_json(body, request.headers.get("Content-Type"))
     if partial and not data:
         raise Invalid("body", f"name at least one field to change: {', '.join(schema.fields)}")

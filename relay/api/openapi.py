@@ -232,6 +232,16 @@ def _schemas() -> dict[str, Any]:
                 "description": "Pass as ?cursor= for the next (older) page; null on the last.",
             },
         }),
+        "ProviderHealth": _strict({
+            "provider_id": _ID,
+            "state": {"type": "string", "enum": ["closed", "open", "half_open"],
+                      "description": "The delivery workers' circuit breaker: open means skipped."},
+            "consecutive_failures": {"type": "integer"},
+            "opened_until": _nullable(_TIME),
+            "last_error": {"type": ["string", "null"]},
+            "last_failure_at": _nullable(_TIME),
+            "last_success_at": _nullable(_TIME),
+        }),
         "Health": _strict({"status": {"const": "ok"}}),
         "Ready": _strict({"status": {"const": "ready"}, "checks": checks}),
     }
@@ -403,6 +413,13 @@ def _paths() -> dict[str, Any]:
         },
         **_crud("providers", "provider", "Provider", list_params=account_filter,
                 create_errors=(), change_errors=()),
+        f"{P}/providers/{{id}}/health": {
+            "get": _operation(
+                "getProviderHealth", "The provider's circuit-breaker state as the workers last saw it",
+                _ok("200", "ProviderHealth", "Closed when it never failed."),
+                params=[_path_id("id")], errors=("404",),
+            ),
+        },
         **_crud("routing-rules", "routing rule", "RoutingRule", list_params=account_filter,
                 create_errors=(), change_errors=()),
         f"{P}/messages": {

@@ -223,6 +223,23 @@ async def get(provider_id: uuid.UUID) -> Response:
     return json_response(to_json(await _visible(provider_id)))
 
 
+@blueprint.get("/providers/<uuid:provider_id>/health")
+async def health(provider_id: uuid.UUID) -> Response:
+    """The circuit-breaker state the delivery workers share (``provider_health``)."""
+    provider = await _visible(provider_id)
+    known = await storage().worker_state.health(provider_ids=[provider.id])
+    state = known[0] if known else None
+    return json_response({
+        "provider_id": provider.id,
+        "state": str(state.state) if state else "closed",
+        "consecutive_failures": state.consecutive_failures if state else 0,
+        "opened_until": state.opened_until if state else None,
+        "last_error": state.last_error if state else None,
+        "last_failure_at": state.last_failure_at if state else None,
+        "last_success_at": state.last_success_at if state else None,
+    })
+
+
 @blueprint.put("/providers/<uuid:provider_id>")
 async def replace(provider_id: uuid.UUID) -> Response:
     return await _change(provider_id, partial=False)

@@ -82,7 +82,7 @@ async def serve_api(
 
     async def started(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await serve(
-            app, config,  # type: ignore[arg-type]
+            app, config,
             shutdown_trigger=shutdown.wait if shutdown is not None else None,
             task_status=task_status,
         )
@@ -102,7 +102,7 @@ async def serve_api(
         raise
 
 
-def _single_leaf(group: BaseExceptionGroup) -> BaseException | None:  # type: ignore[type-arg]
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     error: BaseException = group
     while isinstance(error, BaseExceptionGroup):
         if len(error.exceptions) != 1:

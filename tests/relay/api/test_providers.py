@@ -151,3 +151,25 @@ async def test_list_and_delete(api: Api, tenant: Tenant, other: Tenant, operator
     assert (await api.delete(f"/api/v1/providers/{mine.id}", key=tenant.key)).status == 204
     assert (await api.get(f"/api/v1/providers/{mine.id}", key=tenant.key)).status == 404
     assert (await api.delete(f"/api/v1/providers/{mine.id}", key=tenant.key)).status == 404
+
+
+async def test_health_shows_the_workers_breaker_state_to_its_tenant_only(
+    api: Api, tenant: Tenant, other: Tenant, storage: Storage
+) -> None:
+    import datetime as dt
+
+    from relay.storage.worker_state import HealthState, ProviderHealth
+
+    provider = await storage.providers.create(account_id=tenant.account.id, name="up", type=ProviderType.POSTMARK,
+                                              config={"server_token": "t"})
+    fresh = await api.get(f"/api/v1/providers/{provider.id}/health", key=tenant.key)
+    assert fresh.status == 200 and fresh.json["state"] == "closed" and fresh.json["consecutive_failures"] == 0
+    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+    await storage.worker_state.save_health([ProviderHealth(
+        provider_id=provider.id, state=HealthState.OPEN, consecutive_failures=5, opened_until=until,
+        last_error="HTTP 503 from api.postmarkapp.com", last_failure_at=until - dt.timedelta(minutes=1),
+    )])
+    shown = await api.get(f"/api/v1/providers/{provider.id}/health", key=tenant.key)
+    assert shown.json["state"] == "open" and shown.json["consecutive_failures"] == 5
+    assert shown.json["last_error"] == "HTTP 503 from api.postmarkapp.com"
+    assert (await api.get(f"/api/v1/providers/{provider.id}/health", key=other.key)).status == 404
