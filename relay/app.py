@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import attrs
 import trio
@@ -20,8 +21,7 @@ import trio
 from . import auth
 from .config import Config
 from .logging import get_logger
-from .storage import Storage, StorageError, open_storage
-from .storage import embedded, migrations
+from .storage import Storage, embedded, migrations, open_storage
 
 log = get_logger("relay.app")
 
@@ -61,15 +61,14 @@ async def open_database(config: Config, *, migrate: bool | None = None) -> Async
 
 @contextlib.asynccontextmanager
 async def open_runtime(config: Config, *, migrate: bool | None = None) -> AsyncIterator[Runtime]:
-    async with open_database(config, migrate=migrate) as url:
-        async with open_storage(
-            url,
-            min_size=config.database.pool_min_size,
-            max_size=config.database.pool_max_size,
-            connect_timeout=config.database.connect_timeout,
-            command_timeout=config.database.command_timeout,
-        ) as storage:
-            yield Runtime(config=config, database_url=url, storage=storage)
+    async with open_database(config, migrate=migrate) as url, open_storage(
+        url,
+        min_size=config.database.pool_min_size,
+        max_size=config.database.pool_max_size,
+        connect_timeout=config.database.connect_timeout,
+        command_timeout=config.database.command_timeout,
+    ) as storage:
+        yield Runtime(config=config, database_url=url, storage=storage)
 
 
 async def ensure_operator_key(storage: Storage) -> str | None:

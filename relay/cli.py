@@ -10,12 +10,15 @@ import argparse
 import getpass
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import trio
 
-from . import app, auth, config as config_mod, logging as relay_logging
+from . import app, auth
+from . import config as config_mod
+from . import logging as relay_logging
 from .smtp.tls import TlsConfigError
 from .storage import Conflict, StorageError, migrations
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 import attrs
 import trio

@@ -254,7 +254,7 @@ class SubmissionPolicy:
                 queue_id=str(queue_id),
                 tls=self.tls,
                 authenticated=True,
-                now=dt.datetime.now(dt.timezone.utc),
+                now=dt.datetime.now(dt.UTC),
             )
             self._chunks = []
             if self._shared.settings.check_header_from and not all(

@@ -182,8 +182,6 @@ class Session:
         log.info("tls established", version=self._tls_version(tls_stream))
 
     @staticmethod
-    def _tls_version(stream: Any) -> str | None:
-        try:
-            return stream.version()  # type: ignore[no-any-return]
-        except Exception:
-            return None
+    def _tls_version(stream: trio.SSLStream[Any]) -> str | None:
+        version = stream.version()
+        return None if version is None else str(version)

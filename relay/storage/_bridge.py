@@ -14,7 +14,8 @@ so callers handle "the database is unreachable" without importing asyncpg.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 

@@ -8,8 +8,8 @@ migrations live in ``sql/`` as numbered ``.sql`` files, each with a
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import parse_qsl, urlsplit
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 from yoyo import get_backend, read_migrations

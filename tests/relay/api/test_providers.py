@@ -164,7 +164,7 @@ async def test_health_shows_the_workers_breaker_state_to_its_tenant_only(
                                               config={"server_token": "t"})
     fresh = await api.get(f"/api/v1/providers/{provider.id}/health", key=tenant.key)
     assert fresh.status == 200 and fresh.json["state"] == "closed" and fresh.json["consecutive_failures"] == 0
-    until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
     await storage.worker_state.save_health([ProviderHealth(
         provider_id=provider.id, state=HealthState.OPEN, consecutive_failures=5, opened_until=until,
         last_error="HTTP 503 from api.postmarkapp.com", last_failure_at=until - dt.timedelta(minutes=1),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import smtplib
 import ssl
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import attrs
 import pytest

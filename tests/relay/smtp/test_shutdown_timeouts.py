@@ -103,8 +103,9 @@ async def test_data_timeout_bounds_a_trickling_client(
         relay_config,
         smtp=attrs.evolve(relay_config.smtp, auth_require_tls=False, command_timeout=30.0, data_timeout=100.0),
     )
-    from .conftest import create_account
     import base64
+
+    from .conftest import create_account
 
     await create_account(storage)
     client = await _session_over_memory(config, storage, nursery)

@@ -17,7 +17,7 @@ from relay.smtp.limits import (
     TrustedNetworks,
 )
 
-NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
 async def test_connection_rate_is_per_ip_and_recovers(autojump_clock: trio.testing.MockClock) -> None:

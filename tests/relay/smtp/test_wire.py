@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import trio
 
 from .conftest import PASSWORD, Relay, in_thread
 from .rawclient import RawClient

@@ -9,7 +9,7 @@ import trio
 
 from relay import models
 from relay.models import DeliveryOutcome, MessageStatus
-from relay.storage import AttemptLog, Change, Finish, Storage, open_storage
+from relay.storage import AttemptLog, Change, Finish, InvalidReference, Storage, open_storage
 
 from .helpers import make_account, new_message
 
@@ -47,7 +47,7 @@ async def test_enqueue_many_with_a_bad_row_stores_nothing(storage: Storage) -> N
     account = await make_account(storage)
     good = new_message(account)
     bad = models.NewMessage(account_id=uuid.uuid4(), mail_from="x@example.com", rcpt_to=("y@example.com",), raw=b"x")
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidReference):
         await storage.messages.enqueue_many([good, bad])
     assert await storage.messages.get(good.id) is None
 
@@ -56,7 +56,7 @@ async def test_finish_sent_deferred_failed_with_logs(storage: Storage) -> None:
     account = await make_account(storage)
     ids = await storage.messages.enqueue_many([new_message(account) for _ in range(3)])
     await storage.messages.claim(worker_id="w", limit=3, lock_seconds=60)
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     log = AttemptLog(outcome=DeliveryOutcome.DEFERRED, response="451 try later", duration_ms=12, provider_type="smtp")
     applied = await storage.messages.finish("w", [
         Finish(ids[0], MessageStatus.SENT, logs=(AttemptLog(DeliveryOutcome.DELIVERED, "250 ok", 5),)),
@@ -134,7 +134,7 @@ async def test_list_filters_and_cursor_pages(storage: Storage) -> None:
     assert all(m.raw is None for m in page1)
     assert await storage.messages.list(account_id=a.id, status=MessageStatus.SENT) == []
     assert len(await storage.messages.list(status=MessageStatus.QUEUED)) == 6
-    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     assert await storage.messages.list(account_id=a.id, since=future) == []
     counts = await storage.messages.count_by_status(account_id=a.id)
     assert counts[MessageStatus.QUEUED] == 5 and counts[MessageStatus.SENT] == 0

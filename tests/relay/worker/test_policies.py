@@ -106,7 +106,7 @@ def test_mailgun_region_picks_the_endpoint() -> None:
     from relay.worker.providers.mailgun import Mailgun
 
     def provider(config: dict[str, str]) -> models.Provider:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         return models.Provider(id=uuid.uuid4(), account_id=uuid.uuid4(), name="mg", type=models.ProviderType.MAILGUN,
                                config={"api_key": "k", "domain": "mg.example", **config}, enabled=True,
                                created_at=now, updated_at=now)
