@@ -60,6 +60,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "json_kind",
     "All",
     "AnyOf",
     "Condition",
@@ -305,7 +306,8 @@ _GLOB_DOMAIN = re.compile(r"^[a-z0-9*?.\-]+$")
 _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How an error message names the JSON type of ``value`` ("a string", "null")."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -327,7 +329,7 @@ class _Parser:
 
     def condition(self, data: Any, path: str, depth: int) -> Condition:
         if not isinstance(data, dict):
-            raise ConditionError(path, f"expected a condition object, got {_kind(data)}")
+            raise ConditionError(path, f"expected a condition object, got {json_kind(data)}")
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise ConditionError(path, f"too many conditions (at most {MAX_NODES} in one rule)")
@@ -372,7 +374,7 @@ class _Parser:
         self, value: Any, path: str, depth: int, *, allow_empty: bool
     ) -> tuple[Condition, ...]:
         if not isinstance(value, list):
-            raise ConditionError(path, f"expected a list of conditions, got {_kind(value)}")
+            raise ConditionError(path, f"expected a list of conditions, got {json_kind(value)}")
         if not value and not allow_empty:
             raise ConditionError(path, "expected at least one condition")
         if len(value) > MAX_LIST:
@@ -404,7 +406,7 @@ class _Parser:
             )
         if operator == "exists":
             if not isinstance(operand, bool):
-                raise ConditionError(path, f"expected true or false, got {_kind(operand)}")
+                raise ConditionError(path, f"expected true or false, got {json_kind(operand)}")
             return TextTest("exists", expected=operand)
         if operator == "in":
             if not isinstance(operand, list) or not operand:
@@ -421,7 +423,7 @@ class _Parser:
     def header(self, value: Any, path: str) -> Header:
         if not isinstance(value, dict):
             raise ConditionError(
-                path, f'expected an object such as {{"name": "X-Campaign", "equals": "spring"}}, got {_kind(value)}'
+                path, f'expected an object such as {{"name": "X-Campaign", "equals": "spring"}}, got {json_kind(value)}'
             )
         name = value.get("name")
         if not isinstance(name, str) or not _FIELD_NAME.match(name):
@@ -458,7 +460,7 @@ class _Parser:
 
 def _text(value: Any, path: str) -> str:
     if not isinstance(value, str):
-        raise ConditionError(path, f"expected a string, got {_kind(value)}")
+        raise ConditionError(path, f"expected a string, got {json_kind(value)}")
     if len(value) > MAX_TEXT:
         raise ConditionError(path, f"too long ({len(value)} characters; at most {MAX_TEXT})")
     return value.lower().strip()
@@ -466,7 +468,7 @@ def _text(value: Any, path: str) -> str:
 
 def _domain(value: Any, path: str) -> str:
     if not isinstance(value, str):
-        raise ConditionError(path, f"expected a domain name, got {_kind(value)}")
+        raise ConditionError(path, f"expected a domain name, got {json_kind(value)}")
     domain = value.lower().rstrip(".")
     if (
         not domain
@@ -481,7 +483,7 @@ def _domain(value: Any, path: str) -> str:
 
 def _address(value: Any, path: str) -> str:
     if not isinstance(value, str):
-        raise ConditionError(path, f"expected an address, got {_kind(value)}")
+        raise ConditionError(path, f"expected an address, got {json_kind(value)}")
     local, at, domain = value.rpartition("@")
     if not at or not local or len(value) > MAX_ADDRESS or any(c.isspace() for c in value):
         raise ConditionError(path, f"{value[:80]!r} is not an address such as alice@example.com")

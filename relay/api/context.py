@@ -21,7 +21,7 @@ from ..storage import Storage
 from .auth import Caller
 from .problems import Problem
 from .ratelimit import RateLimiter
-from .validation import Invalid, Object, decode_json
+from .validation import Invalid, Object, decode_json, query_uuid
 
 EXTENSION = "relay"
 
@@ -108,6 +108,30 @@ def owning_account(requested: uuid.UUID | None) -> uuid.UUID:
 def scope() -> uuid.UUID | None:
     """``account_id=`` for storage calls: ``None`` (everything) for an operator."""
     return caller().account_id
+
+
+@attrs.frozen
+class ListingScope:
+    """Whose objects a listing shows: ``account_id`` for storage, or nothing at all
+    when an account key filters on another tenant (an empty page, never a 403)."""
+
+    account_id: uuid.UUID | None
+    empty: bool = False
+
+
+def listing_scope(query: Mapping[str, str]) -> ListingScope:
+    """The caller's scope narrowed by an optional ``?account_id=``.
+
+    Raises:
+        Invalid: ``account_id`` is not a UUID (400).
+    """
+    account_id = scope()
+    if "account_id" not in query:
+        return ListingScope(account_id)
+    wanted = query_uuid(query["account_id"], "account_id")
+    if account_id is not None and wanted != account_id:
+        return ListingScope(account_id, empty=True)
+    return ListingScope(wanted)
 
 
 def require_operator(action: str) -> None:

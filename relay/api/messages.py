@@ -19,9 +19,9 @@ from quart import Blueprint, Response, request
 
 from .. import models
 from ..storage import Change
-from .context import json_response, no_content, scope, storage
+from .context import json_response, listing_scope, no_content, scope, storage
 from .problems import Problem, not_found
-from .validation import Invalid, parse_query, parse_timestamp, query_uuid
+from .validation import Invalid, parse_query, parse_timestamp
 
 blueprint = Blueprint("messages", __name__)
 
@@ -101,12 +101,10 @@ async def list_messages() -> Response:
             raise Invalid("limit", f"expected a whole number from 1 to {MAX_PAGE}", status=400)
         limit = int(text)
     before = decode_cursor(query["cursor"]) if "cursor" in query else None
-    account_id = scope()
-    if "account_id" in query:
-        wanted = query_uuid(query["account_id"], "account_id")
-        if account_id is not None and wanted != account_id:
-            return json_response({"items": [], "next_cursor": None})
-        account_id = wanted
+    listing = listing_scope(query)
+    if listing.empty:
+        return json_response({"items": [], "next_cursor": None})
+    account_id = listing.account_id
     messages = await storage().messages.list(
         account_id=account_id, status=status, since=since, until=until, before=before,
         limit=limit + 1,

@@ -23,6 +23,7 @@ from ..models import ProviderType
 from ..storage import InvalidReference
 from .context import (
     json_response,
+    listing_scope,
     no_content,
     owning_account,
     read_body,
@@ -42,7 +43,6 @@ from .validation import (
     Uuid,
     check_domain,
     parse_query,
-    query_uuid,
 )
 
 blueprint = Blueprint("providers", __name__)
@@ -200,14 +200,10 @@ async def create() -> Response:
 
 @blueprint.get("/providers")
 async def list_providers() -> Response:
-    query = parse_query(request.args, ("account_id",))
-    account_id = scope()
-    if "account_id" in query:
-        wanted = query_uuid(query["account_id"], "account_id")
-        if account_id is not None and wanted != account_id:
-            return json_response({"items": []})
-        account_id = wanted
-    providers = await storage().providers.list(account_id=account_id)
+    listing = listing_scope(parse_query(request.args, ("account_id",)))
+    if listing.empty:
+        return json_response({"items": []})
+    providers = await storage().providers.list(account_id=listing.account_id)
     return json_response({"items": [to_json(p) for p in providers]})
 
 

@@ -19,6 +19,7 @@ from .. import conditions, models
 from ..storage import InvalidReference
 from .context import (
     json_response,
+    listing_scope,
     no_content,
     owning_account,
     read_body,
@@ -37,7 +38,6 @@ from .validation import (
     String,
     Uuid,
     parse_query,
-    query_uuid,
 )
 
 blueprint = Blueprint("routing_rules", __name__)
@@ -131,14 +131,10 @@ async def create() -> Response:
 
 @blueprint.get("/routing-rules")
 async def list_rules() -> Response:
-    query = parse_query(request.args, ("account_id",))
-    account_id = scope()
-    if "account_id" in query:
-        wanted = query_uuid(query["account_id"], "account_id")
-        if account_id is not None and wanted != account_id:
-            return json_response({"items": []})
-        account_id = wanted
-    rules = await storage().rules.list(account_id=account_id)
+    listing = listing_scope(parse_query(request.args, ("account_id",)))
+    if listing.empty:
+        return json_response({"items": []})
+    rules = await storage().rules.list(account_id=listing.account_id)
     return json_response({"items": [to_json(r) for r in rules]})
 
 

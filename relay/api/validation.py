@@ -23,6 +23,8 @@ from typing import Any
 
 import attrs
 
+from ..conditions import json_kind
+
 __all__ = [
     "Boolean",
     "Custom",
@@ -61,22 +63,6 @@ class Invalid(Exception):
         self.status = status
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 # ---------------------------------------------------------------- scalar types
 
 
@@ -88,7 +74,7 @@ class String:
 
     def parse(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
-            raise Invalid(path, f"expected a string, got {_kind(value)}")
+            raise Invalid(path, f"expected a string, got {json_kind(value)}")
         if len(value) > self.max_length:
             raise Invalid(path, f"too long: {len(value)} characters, at most {self.max_length}")
         if len(value) < self.min_length:
@@ -115,7 +101,7 @@ class Password:
 
     def parse(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
-            raise Invalid(path, f"expected a string, got {_kind(value)}")
+            raise Invalid(path, f"expected a string, got {json_kind(value)}")
         if len(value) < MIN_PASSWORD:
             raise Invalid(path, f"too short: at least {MIN_PASSWORD} characters")
         if len(value.encode("utf-8")) > MAX_PASSWORD_BYTES:
@@ -150,7 +136,7 @@ class Domain:
 
     def parse(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
-            raise Invalid(path, f"expected a domain name, got {_kind(value)}")
+            raise Invalid(path, f"expected a domain name, got {json_kind(value)}")
         base = value[2:] if self.wildcard and value.startswith("*.") else value
         if check_domain(base) is None:
             hint = " or *.example.com" if self.wildcard else ""
@@ -175,7 +161,7 @@ class Email:
 
     def parse(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
-            raise Invalid(path, f"expected an email address, got {_kind(value)}")
+            raise Invalid(path, f"expected an email address, got {json_kind(value)}")
         local, at, domain = value.rpartition("@")
         if (
             not at
@@ -202,7 +188,7 @@ class Integer:
 
     def parse(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise Invalid(path, f"expected a whole number, got {_kind(value)}")
+            raise Invalid(path, f"expected a whole number, got {json_kind(value)}")
         if not self.minimum <= value <= self.maximum:
             raise Invalid(path, f"must be between {self.minimum} and {self.maximum}, got {value}")
         return value
@@ -220,7 +206,7 @@ class Boolean:
 
     def parse(self, value: Any, path: str) -> bool:
         if not isinstance(value, bool):
-            raise Invalid(path, f"expected true or false, got {_kind(value)}")
+            raise Invalid(path, f"expected true or false, got {json_kind(value)}")
         return value
 
     def schema(self) -> dict[str, Any]:
@@ -298,7 +284,7 @@ class ListOf:
 
     def parse(self, value: Any, path: str) -> list[Any]:
         if not isinstance(value, list):
-            raise Invalid(path, f"expected a list, got {_kind(value)}")
+            raise Invalid(path, f"expected a list, got {json_kind(value)}")
         if len(value) > self.max_items:
             raise Invalid(path, f"too many items: {len(value)}, at most {self.max_items}")
         items = [self.item.parse(v, f"{path}[{i}]") for i, v in enumerate(value)]
@@ -344,7 +330,7 @@ class Object:
             Invalid: names the first member at fault.
         """
         if not isinstance(data, dict):
-            raise Invalid(path or "body", f"expected a JSON object, got {_kind(data)}")
+            raise Invalid(path or "body", f"expected a JSON object, got {json_kind(data)}")
         prefix = f"{path}." if path else ""
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
@@ -441,7 +427,7 @@ def decode_json(body: bytes, content_type: str | None) -> Any:
     except RecursionError:
         raise Invalid("body", "nested too deeply", status=400) from None
     if not isinstance(data, dict):
-        raise Invalid("body", f"expected a JSON object, got {_kind(data)}", status=400)
+        raise Invalid("body", f"expected a JSON object, got {json_kind(data)}", status=400)
     return data
 
 

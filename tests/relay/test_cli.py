@@ -362,13 +362,13 @@ def _is_event(name: str) -> Callable[[str], bool]:
     return lambda line: (_event(line) or {}).get("event") == name
 
 
-async def _serve_until_sigterm(env: dict[str, str]) -> tuple[list[str], int]:
-    """Start ``relay serve``, wait for ``relay ready``, SIGTERM it, return stderr and status."""
+async def _serve_until_sigterm(env: dict[str, str], command: str = "serve") -> tuple[list[str], int]:
+    """Start ``relay <command>``, wait for ``relay ready``, SIGTERM it, return stderr and status."""
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
             functools.partial(
                 trio.run_process,
-                [*RELAY, "serve"],
+                [*RELAY, command],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -425,3 +425,16 @@ async def test_serve_prints_no_key_when_an_operator_key_exists(
     assert returncode == 0, "\n".join(lines)
     assert not any(OPERATOR_KEY.search(line) for line in lines), "\n".join(lines)
     assert _query(database_url, "SELECT count(*) FROM admin_keys") == [(1,)]
+
+
+@pytest.mark.parametrize("command", ["smtp", "api", "worker"])
+async def test_each_service_runs_alone(database_url: str, tmp_path: Path, command: str) -> None:
+    env = _env(database_url, tmp_path)
+    lines, returncode = await _serve_until_sigterm(env, command)
+    assert returncode == 0, "\n".join(lines)
+    [ready] = [e for e in map(_event, lines) if e and e.get("event") == "relay ready"]
+    assert ready["services"] == [command]
+    started = {e.get("event") for e in map(_event, lines) if e}
+    others = {"smtp": "smtp listening", "api": "api listening", "worker": "worker starting"}
+    assert others[command] in started
+    assert not (started & {v for k, v in others.items() if k != command}), started
