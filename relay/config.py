@@ -164,6 +164,12 @@ class SmtpConfig:
     implicit_tls_listen: str = attrs.field(default="", validator=_listen)
     hostname: str = ""
     max_connections: int = attrs.field(default=1000, validator=_positive)
+    #: Connections open at once from one IP (Postfix's smtpd_client_connection_count_limit).
+    max_connections_per_ip: int = attrs.field(default=50, validator=_positive)
+    #: Networks not subject to max_connections_per_ip (none by default).
+    per_ip_exempt_networks: tuple[str, ...] = attrs.field(
+        default=(), converter=tuple, validator=_networks
+    )
     listen_backlog: int = attrs.field(default=4096, validator=_positive)
     max_message_size: int = attrs.field(default=25 * 1024 * 1024, validator=_positive)
     max_recipients: int = attrs.field(default=100, validator=_positive)
@@ -183,6 +189,9 @@ class SmtpConfig:
     command_timeout: float = attrs.field(default=30.0, validator=_positive)
     #: Whole-DATA limit; RFC 5321 §4.5.3.2.6 suggests 10 minutes.
     data_timeout: float = attrs.field(default=600.0, validator=_positive)
+    #: Octets per second a message must average after its first command_timeout
+    #: seconds (Postfix's smtpd_min_data_rate), so a trickle cannot hold a slot.
+    min_data_rate: int = attrs.field(default=500, validator=_positive)
     #: Process-wide bytes of message content held in memory at once.
     memory_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
     shutdown_timeout: float = attrs.field(default=30.0, validator=_non_negative)
@@ -202,6 +211,9 @@ class ApiConfig:
     listen: str = attrs.field(default="127.0.0.1:8080", validator=_listen)
     #: Requests per minute per API key.
     rate_limit_per_minute: int = attrs.field(default=100, validator=_positive)
+    #: Failed authentications per minute per client address (IPv6: per /64); past it
+    #: every request from that address that needs a key is refused (429) unlooked-up.
+    auth_failures_per_minute: int = attrs.field(default=30, validator=_positive)
     #: Origins allowed by CORS; empty = CORS off.
     cors_origins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     max_body_size: int = attrs.field(default=1024 * 1024, validator=_positive)
@@ -212,7 +224,9 @@ class WorkerConfig:
     """The delivery worker and queue housekeeping."""
 
     batch_size: int = attrs.field(default=32, validator=_positive)
-    lock_timeout: float = attrs.field(default=300.0, validator=_positive)
+    #: The lease on a claimed message: renewed every third of it while its worker
+    #: lives, so a dead worker's messages are taken over within this many seconds.
+    lock_timeout: float = attrs.field(default=30.0, validator=_positive)
     retention_days: float = attrs.field(default=7.0, validator=_positive)
     poll_interval: float = attrs.field(default=1.0, validator=_positive)
     #: Deliveries in flight at once, overall and per provider.

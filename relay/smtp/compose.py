@@ -27,11 +27,29 @@ class Prepared:
     from_domains: tuple[str, ...]
 
 
+#: Octets of header block we parse (Postfix's header_size_limit): the header parser
+#: is pure Python, so an unbounded block would let one message stall every session.
+MAX_HEADER_BLOCK = 102_400
+
+
+class HeaderTooLarge(ValueError):
+    """The header block is longer than ``MAX_HEADER_BLOCK``; refuse the message."""
+
+
 def _header_block(raw: bytes) -> bytes:
+    """The header fields (up to the empty line), each with its CRLF.
+
+    Raises:
+        HeaderTooLarge: no empty line within ``MAX_HEADER_BLOCK`` octets.
+    """
     if raw.startswith(b"\r\n"):
         return b""
-    match = _HEADER_END.search(raw)
-    return raw[: match.start() + 2] if match else raw
+    match = _HEADER_END.search(raw, 0, MAX_HEADER_BLOCK + 4)
+    if match is not None:
+        return raw[: match.start() + 2]
+    if len(raw) > MAX_HEADER_BLOCK:
+        raise HeaderTooLarge(f"the header block exceeds {MAX_HEADER_BLOCK} octets")
+    return raw
 
 
 # A Bcc or Resent-Bcc field with its folded continuation lines (RFC 5322 §2.2.3).
@@ -53,14 +71,16 @@ def prepare(
     authenticated: bool,
     now: dt.datetime,
 ) -> Prepared:
-    block = _header_block(raw)
+    """The message as it will be queued.
+
+    Raises:
+        HeaderTooLarge: the header block is too long to examine.
+    """
+    original = _header_block(raw)
     # RFC 5322 §3.6.3 / RFC 6409 §8: the Bcc recipients are in the envelope; the
     # field itself must not reach the other recipients, so it is removed here, once,
     # and every provider gets the same bytes.
-    stripped = _BCC_FIELD.sub(b"", block)
-    if stripped != block:
-        raw = stripped + raw[len(block):]
-        block = stripped
+    block = _BCC_FIELD.sub(b"", original)
     parsed = BytesHeaderParser(policy=SMTP_POLICY).parsebytes(block + b"\r\n")
     added = []
     message_id = parsed.get("Message-ID")
@@ -81,12 +101,12 @@ def prepare(
         for _, addr in email.utils.getaddresses([str(v) for v in parsed.get_all("From", [])])
         if "@" in addr
     )
-    if added:
-        # New fields go at the end of the header block (after the existing fields).
-        insert_at = len(block)
-        raw = raw[:insert_at] + b"".join(added) + raw[insert_at:]
+    # One copy of the body, whatever was changed: the message may be megabytes and
+    # every copy counts against smtp.memory_budget. New fields go at the end of the
+    # header block (after the existing fields).
+    body = memoryview(raw)[len(original):]
     return Prepared(
-        raw=received + raw,
+        raw=b"".join((received, block, *added, body)),
         message_id=None if message_id is None else str(message_id).strip(),
         from_domains=from_domains,
     )

@@ -83,6 +83,42 @@ class ConnectionRateLimiter:
         return True
 
 
+class ConcurrencyPerIp:
+    """At most ``limit`` connections open at once from one IP (``smtp.max_connections_per_ip``).
+
+    Postfix's ``smtpd_client_connection_count_limit`` (default 50) is the model: without
+    it one address can hold every slot of ``smtp.max_connections`` and refuse service
+    to everyone else. Networks in ``exempt`` are not counted. Memory is bounded by the
+    open connections: an address with none left is forgotten.
+    """
+
+    def __init__(self, limit: int, exempt: TrustedNetworks) -> None:
+        self._limit = limit
+        self._exempt = exempt
+        self._open: dict[str, int] = {}
+
+    def allow(self, ip: str) -> bool:
+        """Whether one more connection from ``ip`` may open (``add`` it if so)."""
+        return ip in self._exempt or self._open.get(ip, 0) < self._limit
+
+    def add(self, ip: str) -> None:
+        self._open[ip] = self._open.get(ip, 0) + 1
+
+    def remove(self, ip: str) -> None:
+        left = self._open.get(ip, 0) - 1
+        if left > 0:
+            self._open[ip] = left
+        else:
+            self._open.pop(ip, None)
+
+    def open_from(self, ip: str) -> int:
+        return self._open.get(ip, 0)
+
+    def __len__(self) -> int:
+        """Addresses with a connection open."""
+        return len(self._open)
+
+
 class AuthFailureTracker:
     """More than ``limit`` failed AUTHs from one IP within ``window`` blocks it."""
 

@@ -24,7 +24,7 @@ import proto
 from .. import models
 from ..logging import get_logger
 from ..storage import StorageError
-from .compose import domain_allowed, prepare
+from .compose import HeaderTooLarge, domain_allowed, prepare
 from .credentials import Authenticator
 from .enqueue import GroupCommitter
 from .limits import AccountLimits, AuthFailureTracker, MemoryBudget
@@ -47,6 +47,14 @@ RATE_LIMITED_MESSAGES = _reply(450, "4.7.1", "Message rate limit exceeded, try a
 RATE_LIMITED_RECIPIENTS = _reply(450, "4.7.1", "Recipient rate limit exceeded, try again later")
 FROM_REFUSED = _reply(550, "5.7.1", "From: header domain not allowed for this account")
 NO_MEMORY = _reply(452, "4.3.1", "Insufficient system storage, try again later")
+
+#: Copies of a message the budget accounts for while it is held: the received body
+#: and the prepared message, then the prepared message and the driver's encoding.
+COPIES = 2
+#: Octets reserved at DATA when the client declared no SIZE, and the step by which
+#: a reservation grows.
+MIN_RESERVATION = 64 * 1024
+HEADER_TOO_LARGE = _reply(552, "5.3.4", "Message header too large")
 STORE_FAILED = _reply(451, "4.3.0", "Local error storing the message, try again later")
 
 
@@ -96,8 +104,10 @@ class SubmissionPolicy:
 
     def _reset_transaction(self) -> None:
         self._mail_from: str | None = None
+        self._declared_size = 0
         self._recipients: list[str] = []
         self._chunks: list[bytes] = []
+        self._received = 0
         self._reserved = 0
         self._over_budget = False
 
@@ -133,6 +143,12 @@ class SubmissionPolicy:
         if isinstance(event, proto.RcptTo):
             return self._rcpt(event)
         if isinstance(event, proto.DataStart):
+            # Reserve before the client sends a byte: a refusal now costs it nothing
+            # and costs us no memory (RFC 1870 SIZE tells how much is coming).
+            if not self._reserve(COPIES * max(self._declared_size, MIN_RESERVATION)):
+                log.info("message refused", reason="memory budget exhausted",
+                         declared_size=self._declared_size)
+                return NO_MEMORY
             return _reply(354, None, "End data with <CR><LF>.<CR><LF>")
         if isinstance(event, proto.BdatChunk):
             if event.refusal is not None:
@@ -203,6 +219,8 @@ class SubmissionPolicy:
         if not self._shared.account_limits.may_send_message(account.id, per_minute):
             return RATE_LIMITED_MESSAGES
         self._mail_from = str(event.reverse_path)
+        size = event.params.get("SIZE")
+        self._declared_size = int(size) if size else 0  # proto checked its syntax
         return _reply(250, "2.1.0", "Sender ok")
 
     def _rcpt(self, event: proto.RcptTo) -> proto.Reply:
@@ -221,17 +239,30 @@ class SubmissionPolicy:
 
     # ------------------------------------------------------------ content
 
+    def _reserve(self, total: int) -> bool:
+        """Hold at least ``total`` octets of the budget for this transaction."""
+        if total <= self._reserved:
+            return True
+        if not self._shared.budget.try_reserve(total - self._reserved):
+            return False
+        self._reserved = total
+        return True
+
     def _buffer(self, data: bytes) -> None:
         if self._over_budget:
             return
-        if not self._shared.budget.try_reserve(len(data)):
+        self._received += len(data)
+        # Grow in steps of at least MIN_RESERVATION so a client without SIZE does not
+        # cost a budget call per read.
+        need = COPIES * self._received
+        step = max(need, self._reserved + COPIES * MIN_RESERVATION)
+        if need > self._reserved and not (self._reserve(step) or self._reserve(need)):
             # Keep reading to the end of data (proto consumes it); answer 452 then.
             self._over_budget = True
             self._shared.budget.release(self._reserved)
             self._reserved = 0
             self._chunks = []
             return
-        self._reserved += len(data)
         self._chunks.append(data)
 
     async def _end_of_data(self, event: proto.EndOfData) -> proto.Reply:
@@ -246,17 +277,26 @@ class SubmissionPolicy:
                 return NO_MEMORY
             assert account is not None and self._mail_from is not None
             queue_id = uuid.uuid4()
-            prepared = prepare(
-                b"".join(self._chunks),
-                ehlo_name=self.ehlo_name,
-                client_ip=self._info.client_ip,
-                hostname=self._info.hostname,
-                queue_id=str(queue_id),
-                tls=self.tls,
-                authenticated=True,
-                now=dt.datetime.now(dt.UTC),
-            )
+            # The reservation (COPIES x size) covers the joined body and the prepared
+            # copy, and after that the prepared copy and the database driver's
+            # encoding of it; it is released only once the commit has returned.
+            body = b"".join(self._chunks)
             self._chunks = []
+            try:
+                prepared = prepare(
+                    body,
+                    ehlo_name=self.ehlo_name,
+                    client_ip=self._info.client_ip,
+                    hostname=self._info.hostname,
+                    queue_id=str(queue_id),
+                    tls=self.tls,
+                    authenticated=True,
+                    now=dt.datetime.now(dt.UTC),
+                )
+            except HeaderTooLarge as exc:
+                log.info("message refused", account_id=str(account.id), reason=str(exc))
+                return HEADER_TOO_LARGE
+            del body
             if self._shared.settings.check_header_from and not all(
                 domain_allowed(d, account.allowed_domains) for d in prepared.from_domains
             ):

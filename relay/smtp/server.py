@@ -1,13 +1,21 @@
 """The submission listeners: accept, admit or refuse, run a session per connection.
 
 Strategy (after trio's serve_listeners): one accept loop per listener, every
-connection a task in one handler nursery. Admission is decided before the greeting:
-past ``smtp.max_connections`` or an IP's ``smtp.ip_connection_rate`` the client gets
-``421 4.7.0`` and is closed at once. Shutdown is graceful: listeners close, idle
-sessions get ``421 4.3.2``, sessions inside DATA may finish (their message is stored
-and 250'd, or refused — never 250'd and lost), and after ``smtp.shutdown_timeout``
-everything left is cancelled. The group committer outlives the sessions so that a
-message whose DATA finished during shutdown is still stored.
+connection a task in one handler nursery. Admission is decided before the greeting
+and before any TLS handshake: past ``smtp.max_connections`` open connections, past
+``smtp.max_connections_per_ip`` from one address, or past an IP's
+``smtp.ip_connection_rate`` the client gets ``421 4.7.0`` and is closed at once. A
+connection counts from accept to close, its implicit-TLS handshake included, so
+clients that never finish a handshake hold no more slots than any other.
+
+Each connection is one unit of work: a fault in it is logged with its correlation
+id and counted, and ends that connection only, never the process.
+
+Shutdown is graceful: listeners close, idle sessions get ``421 4.3.2``, sessions
+inside DATA may finish (their message is stored and 250'd, or refused — never 250'd
+and lost), and after ``smtp.shutdown_timeout`` everything left is cancelled. The
+group committer outlives the sessions so that a message whose DATA finished during
+shutdown is still stored.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from .enqueue import GroupCommitter
 from .limits import (
     AccountLimits,
     AuthFailureTracker,
+    ConcurrencyPerIp,
     ConnectionRateLimiter,
     MemoryBudget,
     TrustedNetworks,
@@ -43,6 +52,14 @@ log = get_logger("relay.smtp.server")
 
 TOO_MANY_CONNECTIONS = proto.Reply(421, "Too many connections, try again later", "4.7.0")
 RATE_LIMITED = proto.Reply(421, "Too many connections from your address, try again later", "4.7.0")
+TOO_MANY_FROM_IP = proto.Reply(
+    421, "Too many concurrent connections from your address, try again later", "4.7.0"
+)
+#: Refusals being written at once; past it a refused connection is closed unanswered,
+#: so a flood of refused clients costs at most this many tasks and TLS handshakes.
+MAX_REFUSALS_IN_FLIGHT = 64
+#: Seconds one refusal (a 421 line, after a TLS handshake on an implicit-TLS port) may take.
+REFUSAL_TIMEOUT = 2.0
 
 # trio's list of accept errors that mean "resources are short", not "the listener is broken".
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -50,9 +67,15 @@ _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 @attrs.frozen
 class ServerStatistics:
+    #: Connections admitted and not yet closed (TLS handshakes included).
+    connections: int
+    #: Of those, sessions past the greeting.
     active_sessions: int
     refused_busy: int
     refused_rate: int
+    refused_per_ip: int
+    #: Sessions ended by an unexpected exception (logged with their correlation id).
+    session_faults: int
 
 
 @attrs.frozen
@@ -72,6 +95,9 @@ class SmtpServer:
         self._hostname = smtp.hostname or socket.getfqdn()
         trusted = TrustedNetworks(smtp.trusted_networks)
         self._rate = ConnectionRateLimiter(smtp.ip_connection_rate, trusted)
+        self._per_ip = ConcurrencyPerIp(
+            smtp.max_connections_per_ip, TrustedNetworks(smtp.per_ip_exempt_networks)
+        )
         self.committer = GroupCommitter(runtime.storage)
         self._shared = Shared(
             authenticator=Authenticator(runtime.storage, ttl=smtp.credential_cache_ttl),
@@ -93,6 +119,7 @@ class SmtpServer:
             hostname=self._hostname,
             command_timeout=smtp.command_timeout,
             data_timeout=smtp.data_timeout,
+            min_data_rate=smtp.min_data_rate,
             limits=proto.Limits(
                 max_command_line=limits.max_command_line,
                 max_text_line=limits.max_text_line,
@@ -116,14 +143,25 @@ class SmtpServer:
         self._sessions: set[Session] = set()
         #: Set whenever the last session ends; shutdown waits on it.
         self._no_sessions = trio.Event()
+        self._connections = 0
         self._refused_busy = 0
         self._refused_rate = 0
+        self._refused_per_ip = 0
+        self._refusing = 0
+        self._faults = 0
 
     async def prepare(self) -> None:
         await self._shared.authenticator.prepare()
 
     def statistics(self) -> ServerStatistics:
-        return ServerStatistics(len(self._sessions), self._refused_busy, self._refused_rate)
+        return ServerStatistics(
+            connections=self._connections,
+            active_sessions=len(self._sessions),
+            refused_busy=self._refused_busy,
+            refused_rate=self._refused_rate,
+            refused_per_ip=self._refused_per_ip,
+            session_faults=self._faults,
+        )
 
     async def serve(
         self,
@@ -187,35 +225,69 @@ class SmtpServer:
     async def _handle(self, stream: trio.SocketStream, implicit_tls: bool) -> None:
         try:
             ip = _peer_ip(stream)
-            if len(self._sessions) >= self._config.smtp.max_connections:
-                self._refused_busy += 1
-                await _refuse(stream, TOO_MANY_CONNECTIONS, implicit_tls and self._ssl_context)
+            refusal = self._admit(ip)
+            if refusal is not None:
+                await self._refuse(stream, refusal, implicit_tls)
                 return
-            if not self._rate.allow(ip):
-                self._refused_rate += 1
-                log.info("connection rate limited", client_ip=ip)
-                await _refuse(stream, RATE_LIMITED, implicit_tls and self._ssl_context)
-                return
-            correlation_id = uuid.uuid4().hex[:16]
-            with bound(correlation_id=correlation_id, client_ip=ip):
-                await self.run_session(stream, ip, correlation_id, implicit_tls)
+            self._connections += 1
+            self._per_ip.add(ip)
+            try:
+                correlation_id = uuid.uuid4().hex[:16]
+                with bound(correlation_id=correlation_id, client_ip=ip):
+                    await self.run_session(stream, ip, correlation_id, implicit_tls)
+            finally:
+                self._connections -= 1
+                self._per_ip.remove(ip)
+        except Exception:
+            # run_session contains the session's own faults; this is the last line for
+            # anything around it (admission, TLS set-up): one connection, never the process.
+            self._faults += 1
+            log.exception("connection failed")
         finally:
             await trio.aclose_forcefully(stream)
+
+    def _admit(self, ip: str) -> proto.Reply | None:
+        """None to admit a new connection from ``ip``, else the 421 to refuse it with."""
+        if self._connections >= self._config.smtp.max_connections:
+            self._refused_busy += 1
+            return TOO_MANY_CONNECTIONS
+        if not self._per_ip.allow(ip):
+            self._refused_per_ip += 1
+            log.info("too many connections from one address", client_ip=ip)
+            return TOO_MANY_FROM_IP
+        if not self._rate.allow(ip):
+            self._refused_rate += 1
+            log.info("connection rate limited", client_ip=ip)
+            return RATE_LIMITED
+        return None
+
+    async def _refuse(self, stream: Any, reply: proto.Reply, implicit_tls: bool) -> None:
+        """Say why and close, bounded in time and in how many run at once."""
+        if self._refusing >= MAX_REFUSALS_IN_FLIGHT:
+            return
+        self._refusing += 1
+        try:
+            await _refuse(stream, reply, self._ssl_context if implicit_tls else None)
+        finally:
+            self._refusing -= 1
 
     async def run_session(
         self, stream: Any, ip: str, correlation_id: str, implicit_tls: bool
     ) -> None:
         """One admitted connection, from greeting to close (also used by tests with
-        in-memory streams)."""
+        in-memory streams). Faults inside the session are contained and counted here."""
         if implicit_tls:
             assert self._ssl_context is not None
             stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
-            with trio.move_on_after(self._settings.command_timeout):
+            with trio.move_on_after(self._settings.command_timeout) as handshake:
                 try:
                     await stream.do_handshake()
                 except trio.BrokenResourceError:
                     log.info("tls handshake failed")
                     return
+            if handshake.cancelled_caught:
+                log.info("tls handshake timed out")
+                return
         policy = SubmissionPolicy(
             self._shared, SessionInfo(ip, correlation_id, self._hostname)
         )
@@ -227,6 +299,8 @@ class SmtpServer:
         try:
             await session.run()
         finally:
+            if session.faulted:
+                self._faults += 1
             self._sessions.discard(session)
             if not self._sessions:
                 self._no_sessions.set()
@@ -245,9 +319,9 @@ def _port(listener: trio.SocketListener) -> int:
     return int(listener.socket.getsockname()[1])
 
 
-async def _refuse(stream: Any, reply: proto.Reply, ssl_context: Any) -> None:
-    """Say why and close, without starting a session (bounded in time)."""
-    with trio.move_on_after(5):
+async def _refuse(stream: Any, reply: proto.Reply, ssl_context: ssl.SSLContext | None) -> None:
+    """Say why, without starting a session (bounded in time); the caller closes."""
+    with trio.move_on_after(REFUSAL_TIMEOUT):
         try:
             if ssl_context:
                 stream = trio.SSLStream(stream, ssl_context, server_side=True)

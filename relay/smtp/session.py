@@ -2,13 +2,24 @@
 
 Strategy: the loop in STYLE.md. ``proto.ServerConnection`` decides what the bytes
 mean, ``SubmissionPolicy`` decides the answers, and this module applies time limits
-(a command timeout while waiting for a command, one deadline for a whole DATA) and
-the STARTTLS handoff. Protocol errors are caught here and nowhere else.
+and the STARTTLS handoff. Protocol errors are caught here and nowhere else.
+
+Time limits are deadlines a trickling client cannot push back (Postfix's
+``smtpd_per_request_deadline`` and ``smtpd_min_data_rate`` work alike):
+
+* a whole command line (or AUTH response) must arrive within ``command_timeout`` of
+  the moment we started waiting for it, however many single bytes come meanwhile;
+* in a message (DATA, or one BDAT chunk) every read must come within
+  ``command_timeout``, the message may take ``command_timeout`` plus one second per
+  ``min_data_rate`` octets received so far, and never more than ``data_timeout``.
+
+This is also the boundary of one unit of work: an unexpected exception in a session
+is logged with its correlation id, answered ``421 4.3.0`` when the stream still
+works, counted, and ends that session only (``Session.run`` never raises it).
 """
 
 from __future__ import annotations
 
-import math
 import ssl
 from typing import Any
 
@@ -26,6 +37,11 @@ MAX_RECV = 64 * 1024
 
 TIMEOUT = proto.Reply(421, "Timeout, closing connection", "4.4.2")
 SHUTTING_DOWN = proto.Reply(421, "Server shutting down, try again later", "4.3.2")
+INTERNAL_ERROR = proto.Reply(421, "Local error in processing, closing connection", "4.3.0")
+#: Written as is when proto cannot serialize a reply any more (its state is unknown).
+_INTERNAL_ERROR_LINE = b"421 4.3.0 Local error in processing, closing connection\r\n"
+#: Seconds a goodbye (421) may take to write before the stream is closed anyway.
+GOODBYE_TIMEOUT = 5.0
 
 
 @attrs.frozen
@@ -33,6 +49,8 @@ class SessionSettings:
     hostname: str
     command_timeout: float
     data_timeout: float
+    #: Octets per second a message must average after its first ``command_timeout``.
+    min_data_rate: int
     limits: proto.Limits
     extensions: proto.Extensions
     bare_line_ending_policy: str
@@ -57,7 +75,13 @@ class Session:
         self._ssl_context = ssl_context
         self._draining = False
         self._idle_scope: trio.CancelScope | None = None
-        self._data_deadline = math.inf
+        #: When the command line we are waiting for must be complete (None: not waiting).
+        self._command_deadline: float | None = None
+        #: The message being read: when it started, and octets received since.
+        self._message_started: float | None = None
+        self._message_octets = 0
+        #: Whether an unexpected exception ended this session (counted by the server).
+        self.faulted = False
         self._policy.tls = tls_active
         extensions = settings.extensions
         if ssl_context is None or tls_active:
@@ -88,18 +112,36 @@ class Session:
     async def _say_and_close(self, reply: proto.Reply) -> None:
         """Best effort: the peer may already be gone."""
         try:
-            with trio.move_on_after(5):
+            with trio.move_on_after(GOODBYE_TIMEOUT):
                 await self._send(reply)
         except (trio.BrokenResourceError, trio.ClosedResourceError, proto.LocalProtocolError):
             pass
 
     async def run(self) -> None:
+        """Run the session to its end. Never raises but ``trio.Cancelled``: a fault
+        is contained here (logged, answered 421 4.3.0, ``faulted`` set)."""
         try:
             await self._run()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             log.info("connection lost", error=str(exc) or type(exc).__name__)
+        except Exception:
+            self.faulted = True
+            log.exception("session failed", state=self.conn.state.name)
+            await self._say_internal_error()
         finally:
             self._policy.release()
+
+    async def _say_internal_error(self) -> None:
+        """421 4.3.0 through proto if it still can, else as raw bytes (best effort)."""
+        try:
+            data = self.conn.send(INTERNAL_ERROR)
+        except Exception:
+            data = _INTERNAL_ERROR_LINE
+        try:
+            with trio.move_on_after(GOODBYE_TIMEOUT):
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass
 
     async def _run(self) -> None:
         await self._send(proto.Reply(220, f"{self._settings.hostname} ESMTP relay ready"))
@@ -115,6 +157,8 @@ class Session:
                 if not await self._receive():
                     return
                 continue
+            # An event: the next command line gets a deadline of its own.
+            self._command_deadline = None
             if event is proto.PAUSED:
                 raise AssertionError(f"proto paused in state {self.conn.state}")
             if isinstance(event, proto.ConnectionClosed):
@@ -127,32 +171,45 @@ class Session:
                 proto.State.CLOSING, proto.State.CLOSED
             ):
                 return
-            if reply.code == 354:
-                self._data_deadline = trio.current_time() + self._settings.data_timeout
-            elif self.conn.state is proto.State.TLS_HANDOFF:
+            if self.conn.state is proto.State.TLS_HANDOFF:
                 await self._start_tls()
             if not self.in_message:
-                self._data_deadline = math.inf
+                self._message_started = None
+
+    def _deadline(self, now: float) -> float:
+        """When the input we are waiting for must have arrived (see the module doc)."""
+        settings = self._settings
+        if self.in_message:
+            if self._message_started is None:
+                self._message_started, self._message_octets = now, 0
+            started = self._message_started
+            earned = self._message_octets / settings.min_data_rate
+            return min(
+                now + settings.command_timeout,
+                started + settings.command_timeout + earned,
+                started + settings.data_timeout,
+            )
+        if self._command_deadline is None:
+            self._command_deadline = now + settings.command_timeout
+        return self._command_deadline
 
     async def _receive(self) -> bool:
         """Read more input; False when the session must end."""
+        deadline = self._deadline(trio.current_time())
         if self.in_message:
-            deadline = min(
-                self._data_deadline, trio.current_time() + self._settings.command_timeout
-            )
             with trio.move_on_at(deadline):
                 data = await self.stream.receive_some(MAX_RECV)
+                self._message_octets += len(data)
                 self.conn.receive_data(data)
                 return True
             await self._say_and_close(TIMEOUT)
-            log.info("timeout", state=str(self.conn.state))
+            log.info("timeout", state=self.conn.state.name, octets=self._message_octets)
             return False
         if self._draining:
             await self._say_and_close(SHUTTING_DOWN)
             return False
-        with trio.CancelScope() as scope:
+        with trio.CancelScope(deadline=deadline) as scope:
             self._idle_scope = scope
-            scope.deadline = trio.current_time() + self._settings.command_timeout
             data = await self.stream.receive_some(MAX_RECV)
             self._idle_scope = None
             self.conn.receive_data(data)
@@ -160,7 +217,7 @@ class Session:
         self._idle_scope = None
         await self._say_and_close(SHUTTING_DOWN if self._draining else TIMEOUT)
         if not self._draining:
-            log.info("timeout", state=str(self.conn.state))
+            log.info("timeout", state=self.conn.state.name)
         return False
 
     async def _start_tls(self) -> None:

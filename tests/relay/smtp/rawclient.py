@@ -8,8 +8,11 @@ import ssl
 
 
 class RawClient:
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 10.0, *, source: str | None = None) -> None:
+        """``source``: the local address to connect from (``127.0.0.2`` is another client)."""
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self._buffer = b""
 
     def close(self) -> None:

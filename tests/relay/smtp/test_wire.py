@@ -195,18 +195,46 @@ async def test_oversize_message_552_after_data_and_session_in_sync(relay: Relay,
     assert await relay.storage.messages.list() == []
 
 
-@pytest.mark.parametrize("smtp_env", [{"RELAY_SMTP__MEMORY_BUDGET": "2000"}])
-async def test_memory_budget_exhausted_gives_452(relay: Relay, smtp_env: dict[str, str]) -> None:
-    def session() -> tuple[int, list[str]]:
+@pytest.mark.parametrize("smtp_env", [{"RELAY_SMTP__MEMORY_BUDGET": "200000"}])
+async def test_memory_budget_refuses_a_declared_size_before_its_data(relay: Relay, smtp_env: dict[str, str]) -> None:
+    """SIZE=150000 needs two copies (300,000) of a 200,000 budget: 452 at DATA, so the
+    client never sends the body; a small message afterwards still fits."""
+    def session() -> list[tuple[int, list[str]]]:
         with _client(relay) as c:
-            c.command(b"MAIL FROM:<app@example.com>")
-            c.command(b"RCPT TO:<a@example.net>")
-            c.command(b"DATA")
-            c.send(HEADERS + (b"y" * 70 + b"\r\n") * 60 + b".\r\n")
-            return c.reply()
+            replies = [c.command(b"MAIL FROM:<app@example.com> SIZE=150000"),
+                       c.command(b"RCPT TO:<a@example.net>"),
+                       c.command(b"DATA"),
+                       c.command(b"RSET")]
+            replies.append(_send_message(c, HEADERS + b"small\r\n"))
+            return replies
 
-    code, text = await in_thread(session)
+    mail, rcpt, data, rset, small = await in_thread(session)
+    assert (mail[0], rcpt[0]) == (250, 250)
+    assert data[0] == 452 and data[1][0].startswith("4.3.1")
+    assert rset[0] == 250 and small[0] == 250
+
+
+@pytest.mark.parametrize("smtp_env", [{"RELAY_SMTP__MEMORY_BUDGET": "200000"}])
+async def test_memory_budget_exhausted_mid_message_gives_452_after_data(relay: Relay, smtp_env: dict[str, str]) -> None:
+    """Without SIZE the reservation grows with the body; past the budget the rest is
+    read and dropped, 452 comes after the end of data and the session stays in sync."""
+    def session() -> tuple[tuple[int, list[str]], tuple[int, list[str]]]:
+        with _client(relay) as c:
+            big = HEADERS + (b"y" * 98 + b"\r\n") * 1200  # 120,000 octets: 240,000 reserved
+            return _send_message(c, big), c.command(b"NOOP")
+
+    (code, text), noop = await in_thread(session)
     assert code == 452 and text[0].startswith("4.3.1")
+    assert noop[0] == 250
+    assert await relay.storage.messages.list() == []
+
+
+def _send_message(c: RawClient, body: bytes) -> tuple[int, list[str]]:
+    assert c.command(b"MAIL FROM:<app@example.com>")[0] == 250
+    assert c.command(b"RCPT TO:<a@example.net>")[0] == 250
+    assert c.command(b"DATA")[0] == 354
+    c.send(body + b".\r\n")
+    return c.reply()
 
 
 async def test_account_message_rate_limit(relay: Relay) -> None:
