@@ -6,8 +6,14 @@ preflights are answered next, without authentication; then every route outside t
 public ones (health, the OpenAPI document) authenticates the caller and spends one
 token of its key's rate budget. One after-request hook adds the id, CORS and
 ``Cache-Control: no-store`` headers and writes the single log line of the request —
-method, path, status, duration, caller id — never a header, a query or a body, so
-no key or password can reach the log.
+method, path, status, duration, caller id, client address — never a header, a query
+or a body, so no key or password can reach the log.
+
+Authentication itself is budgeted per client address (``api.auth_failures_per_minute``):
+a token is taken before the key is looked up and given back only when the key is good,
+so an address that keeps sending bad keys is answered 429 without any database work —
+whatever key it sends next, a valid one included, until its budget refills. The
+address is the TCP peer; ``X-Forwarded-For`` is never trusted.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from quart_trio import QuartTrio
 from ..app import Runtime
 from ..logging import bind, get_logger, unbind
 from . import accounts, health, messages, openapi, problems, providers, routing_rules
-from .auth import authenticate
+from .auth import Caller, authenticate
 from .context import EXTENSION, ApiState, json_response, state
 from .problems import Problem
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, client_key
 
 log = get_logger("relay.api")
 
@@ -53,6 +59,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
     app.extensions[EXTENSION] = ApiState(
         runtime=runtime,
         limiter=RateLimiter(api.rate_limit_per_minute, trio.current_time),
+        auth_failures=RateLimiter(api.auth_failures_per_minute, trio.current_time),
         openapi=openapi.document(runtime.config),
     )
     app.register_blueprint(health.blueprint)
@@ -100,12 +107,17 @@ async def _preflight() -> Response | None:
     })
 
 
+def _peer() -> str | None:
+    """The TCP peer's address (the ASGI ``client``), never a header the client wrote."""
+    client = request.scope.get("client")
+    return str(client[0]) if client else None
+
+
 async def _authenticate() -> None:
     if request.endpoint is None or request.blueprint in PUBLIC:
         return  # unknown path or method: the router answers 404/405
     api = state()
-    caller = await authenticate(api.runtime.storage, request.headers.get("Authorization"))
-    g.caller = caller
+    caller = g.caller = await _identify(api)
     decision = api.limiter.take(caller.key_hash)
     if not decision.allowed:
         raise Problem(
@@ -115,6 +127,41 @@ async def _authenticate() -> None:
             kind="rate-limited",
             headers={"Retry-After": str(decision.retry_after)},
         )
+
+
+async def _identify(api: ApiState) -> Caller:
+    """The caller, with one token of its address's failure budget at stake.
+
+    The token is taken *before* the lookup, so concurrent attempts from one address
+    can never start more lookups than its budget holds, and it is handed back when the
+    key turns out good — or when the lookup could not tell (database down, request
+    cancelled), which is no failure of the client's.
+
+    Raises:
+        Problem: 429 when the address has spent ``api.auth_failures_per_minute``; else
+            whatever ``authenticate`` raises (401, 403).
+        DatabaseUnavailable: the keys could not be looked up.
+    """
+    client = client_key(_peer())
+    decision = api.auth_failures.take(client)
+    if not decision.allowed:
+        raise Problem(
+            429,
+            f"too many failed authentications from this address (at most"
+            f" {api.runtime.config.api.auth_failures_per_minute} a minute); retry in"
+            f" {decision.retry_after} s with a valid key",
+            kind="rate-limited",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+    try:
+        caller = await authenticate(api.runtime.storage, request.headers.get("Authorization"))
+    except Problem:
+        raise  # a refused key: the token stays spent
+    except BaseException:
+        api.auth_failures.refund(client)
+        raise
+    api.auth_failures.refund(client)
+    return caller
 
 
 async def _finish(response: Response) -> Response:
@@ -137,6 +184,7 @@ async def _finish(response: Response) -> Response:
         status=response.status_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 1) if started else None,
         caller=caller.label() if caller else None,
+        client=_peer(),
     )
     return response
 

@@ -29,7 +29,11 @@ EXTENSION = "relay"
 @attrs.frozen
 class ApiState:
     runtime: Runtime
+    #: Requests per key (``api.rate_limit_per_minute``), keyed by the key's hash.
     limiter: RateLimiter
+    #: Failed authentications per client (``api.auth_failures_per_minute``), keyed by
+    #: ``ratelimit.client_key``.
+    auth_failures: RateLimiter
     #: The OpenAPI document, built once per app.
     openapi: Mapping[str, Any] = attrs.field(repr=False)
 

@@ -271,7 +271,9 @@ _RESPONSES = {
     "UnsupportedMediaType": _problem("The body is not application/json."),
     "Unprocessable": _problem("A member breaks the schema; field names it."),
     "TooManyRequests": _problem(
-        "The key's rate limit (api.rate_limit_per_minute) is spent.",
+        "The key's rate limit (api.rate_limit_per_minute) is spent, or the client"
+        " address has failed to authenticate api.auth_failures_per_minute times in"
+        " the last minute (then every key from it is refused unlooked-up).",
         {"Retry-After": _INT_HEADER},
     ),
     "Unavailable": _problem("The database is unreachable.", {"Retry-After": _INT_HEADER}),
@@ -494,7 +496,9 @@ def document(config: Config) -> dict[str, Any]:
                 " (rk_live_…) sees only its own account and its objects — any other id"
                 " answers 404. Each key may make"
                 f" {config.api.rate_limit_per_minute} requests per minute (429 with"
-                " Retry-After beyond). Bodies are JSON objects of at most"
+                " Retry-After beyond); an address that fails to authenticate"
+                f" {config.api.auth_failures_per_minute} times a minute gets 429 for any"
+                " key until its budget refills. Bodies are JSON objects of at most"
                 f" {config.api.max_body_size} bytes; unknown members are refused. Every"
                 " error is application/problem+json (RFC 9457). Every response carries"
                 " X-Request-Id."

@@ -5,7 +5,9 @@ the socket is bound and listening, so ``await nursery.start(serve_api, runtime)`
 returns the real port even for ``api.listen = "127.0.0.1:0"``. It stops when
 cancelled (connections are dropped) or, more gently, when ``shutdown`` is set:
 hypercorn then stops accepting and gives requests in flight ``GRACEFUL_TIMEOUT``
-seconds to finish.
+seconds to finish. The app is served through ``asgi.ConnectionGuard``, without which
+hypercorn's end-of-response bookkeeping is cancelled by quart-trio and a keep-alive
+connection can hang (see that module).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..app import Runtime
 from ..config import parse_listen
 from ..logging import get_logger
 from .app import create_app
+from .asgi import ConnectionGuard
 
 log = get_logger("relay.api")
 
@@ -77,7 +80,7 @@ async def serve_api(
     Raises:
         OSError: the address in ``api.listen`` cannot be bound.
     """
-    app = create_app(runtime)
+    app = ConnectionGuard(create_app(runtime))
     config = hypercorn_config(runtime.config.api.listen)
 
     async def started(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:

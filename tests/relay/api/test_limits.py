@@ -109,3 +109,19 @@ def test_limiter_retry_after_rounds_up() -> None:
     assert limiter.take("k").retry_after == 60
     now[0] += 59.5
     assert limiter.take("k").retry_after == 1
+
+
+def test_limiter_refund_gives_back_a_token_never_more() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, lambda: now[0])
+    assert limiter.take("k").allowed
+    limiter.refund("k")
+    assert limiter.take("k").allowed and limiter.take("k").allowed
+    assert not limiter.take("k").allowed
+    limiter.refund("k")
+    limiter.refund("k")
+    limiter.refund("k")  # capped at the capacity
+    assert limiter.take("k").allowed and limiter.take("k").allowed
+    assert not limiter.take("k").allowed
+    limiter.refund("never-seen")  # a forgotten key is a full bucket: nothing to do
+    assert limiter.statistics().keys == 1
