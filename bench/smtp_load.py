@@ -77,8 +77,10 @@ def client_context() -> ssl.SSLContext:
     return context
 
 
-async def open_session(args: argparse.Namespace) -> Client:
-    stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", args.port)
+async def open_session(args: argparse.Namespace, stream: trio.abc.Stream | None = None) -> Client:
+    """EHLO, STARTTLS and AUTH on a new connection (or on ``stream``, already connected)."""
+    if stream is None:
+        stream = await trio.open_tcp_stream("127.0.0.1", args.port)
     client = Client(stream)
     code, _ = await client.reply()
     if code != 220:
@@ -259,7 +261,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(args: argparse.Namespace, workdir: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    args: argparse.Namespace, workdir: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     import pgserver  # the same embedded PostgreSQL the relay uses
 
     server = pgserver.get_server(workdir / "pg", cleanup_mode="stop")
@@ -276,6 +280,9 @@ def spawn(args: argparse.Namespace, workdir: Path) -> subprocess.Popen[bytes]:
         "RELAY_LOGGING__LEVEL": "warning",
         # hold mode keeps sessions idle on purpose; don't let the idle timeout end them
         "RELAY_SMTP__COMMAND_TIMEOUT": "600" if args.mode == "hold" else "30",
+        # The generator is one address; the per-address cap is for hostile clients.
+        "RELAY_SMTP__PER_IP_EXEMPT_NETWORKS": "127.0.0.0/8",
+        **(extra_env or {}),
     }
     subprocess.run([sys.executable, "-m", "relay", "migrate", "up"], env=env, check=True,
                    stdout=subprocess.DEVNULL)

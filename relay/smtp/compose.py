@@ -36,7 +36,7 @@ class HeaderTooLarge(ValueError):
     """The header block is longer than ``MAX_HEADER_BLOCK``; refuse the message."""
 
 
-def _header_block(raw: bytes) -> bytes:
+def _header_block(raw: bytes | bytearray) -> bytes:
     """The header fields (up to the empty line), each with its CRLF.
 
     Raises:
@@ -46,10 +46,10 @@ def _header_block(raw: bytes) -> bytes:
         return b""
     match = _HEADER_END.search(raw, 0, MAX_HEADER_BLOCK + 4)
     if match is not None:
-        return raw[: match.start() + 2]
+        return bytes(raw[: match.start() + 2])
     if len(raw) > MAX_HEADER_BLOCK:
         raise HeaderTooLarge(f"the header block exceeds {MAX_HEADER_BLOCK} octets")
-    return raw
+    return bytes(raw)
 
 
 # A Bcc or Resent-Bcc field with its folded continuation lines (RFC 5322 §2.2.3).
@@ -61,7 +61,7 @@ def _has_header(block: bytes, name: bytes) -> bool:
 
 
 def prepare(
-    raw: bytes,
+    raw: bytes | bytearray,
     *,
     ehlo_name: str,
     client_ip: str,

@@ -61,6 +61,10 @@ MAX_REFUSALS_IN_FLIGHT = 64
 #: Seconds one refusal (a 421 line, after a TLS handshake on an implicit-TLS port) may take.
 REFUSAL_TIMEOUT = 2.0
 
+#: The group committer's batch is at most 1/BATCH_SHARE of smtp.memory_budget in octets
+#: (one message always fits, however large).
+BATCH_SHARE = 16
+
 # trio's list of accept errors that mean "resources are short", not "the listener is broken".
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
@@ -98,7 +102,11 @@ class SmtpServer:
         self._per_ip = ConcurrencyPerIp(
             smtp.max_connections_per_ip, TrustedNetworks(smtp.per_ip_exempt_networks)
         )
-        self.committer = GroupCommitter(runtime.storage)
+        # A batch is encoded once more by the database driver while it commits: keep
+        # that copy a small fraction of the memory budget, whatever the batch holds.
+        self.committer = GroupCommitter(
+            runtime.storage, max_batch_bytes=max(1, smtp.memory_budget // BATCH_SHARE)
+        )
         self._shared = Shared(
             authenticator=Authenticator(runtime.storage, ttl=smtp.credential_cache_ttl),
             committer=self.committer,
