@@ -199,6 +199,10 @@ class SmtpConfig:
     bare_line_ending_policy: str = attrs.field(
         default="reject", validator=_one_of("reject", "normalize")
     )
+    #: A message line over 998 octets (RFC 5321 §4.5.3.1.6): "split" accepts it as
+    #: received and the SMTP provider breaks it on delivery (as Postfix does);
+    #: "reject" refuses the message with 500 5.5.6.
+    long_line_policy: str = attrs.field(default="split", validator=_one_of("split", "reject"))
     #: Defaults for accounts without their own limit; 0 = unlimited.
     account_messages_per_minute: int = attrs.field(default=0, validator=_non_negative)
     account_recipients_per_hour: int = attrs.field(default=0, validator=_non_negative)

@@ -146,6 +146,7 @@ class SmtpServer:
                 enhanced_status_codes=True,
             ),
             bare_line_ending_policy=smtp.bare_line_ending_policy,
+            long_line_policy=smtp.long_line_policy,
             auth_requires_tls=smtp.auth_require_tls,
         )
         self._sessions: set[Session] = set()

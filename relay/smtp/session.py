@@ -54,6 +54,8 @@ class SessionSettings:
     limits: proto.Limits
     extensions: proto.Extensions
     bare_line_ending_policy: str
+    #: ``smtp.long_line_policy``: "split" (accept, split on delivery) or "reject".
+    long_line_policy: str
     auth_requires_tls: bool
 
 
@@ -91,6 +93,7 @@ class Session:
             limits=settings.limits,
             extensions=extensions,
             bare_line_ending_policy=settings.bare_line_ending_policy,
+            long_line_policy="reject" if settings.long_line_policy == "reject" else "accept",
             tls_active=tls_active,
             auth_requires_tls=settings.auth_requires_tls,
         )

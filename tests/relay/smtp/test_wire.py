@@ -285,3 +285,30 @@ async def test_database_unreachable_gives_451_and_nothing_half_stored(relay: Rel
     finally:
         client.close()
     assert await relay.storage.messages.list() == []
+
+
+LONG_LINE = b"<p>" + b"w" * 1997 + b"</p>\r\n"  # 2,007 octets, as HTML generators write
+
+
+async def test_long_lines_are_accepted_and_stored_as_received_by_default(relay: Relay) -> None:
+    def session() -> tuple[int, list[str]]:
+        with _client(relay) as c:
+            return _send_message(c, HEADERS + LONG_LINE + b"short\r\n")
+
+    code, text = await in_thread(session)
+    assert code == 250, (code, text)
+    [stored] = await relay.storage.messages.list()
+    message = await relay.storage.messages.get(stored.id, with_raw=True)
+    assert message is not None and message.raw.endswith(b"\r\n\r\n" + LONG_LINE + b"short\r\n")
+
+
+@pytest.mark.parametrize("smtp_env", [{"RELAY_SMTP__LONG_LINE_POLICY": "reject"}])
+async def test_long_line_policy_reject_refuses_with_500_5_5_6(relay: Relay, smtp_env: dict[str, str]) -> None:
+    def session() -> tuple[tuple[int, list[str]], tuple[int, list[str]]]:
+        with _client(relay) as c:
+            return _send_message(c, HEADERS + LONG_LINE), c.command(b"NOOP")
+
+    (code, text), noop = await in_thread(session)
+    assert code == 500 and text[0].startswith("5.5.6")
+    assert noop[0] == 250
+    assert await relay.storage.messages.list() == []
