@@ -1,11 +1,22 @@
 """The queue: enqueue, claim, finish, reclaim, purge, and the API's views of it.
 
 Strategy: claims use ``FOR UPDATE SKIP LOCKED`` so any number of workers share the
-table without blocking each other or taking the same row; a claim sets
-``locked_until`` and ``locked_by``, and every later write checks ``locked_by`` so a
-worker whose lock expired (and whose message was reclaimed) cannot overwrite the new
-owner's result. Delivery is therefore at-least-once: a worker that dies after the
-upstream accepted but before ``finish`` commits causes one more delivery later.
+table without blocking each other or taking the same row. A claim is a lease:
+``locked_by`` names the worker and ``locked_until`` is when the lease ends, measured
+by PostgreSQL's ``now()`` so every worker shares one clock. A live worker ``renew``s
+its leases; a dead worker's leases lapse, and the next ``claim`` by another worker
+takes those messages over, or housekeeping's ``reclaim_expired`` puts them back in
+the queue, whichever comes first. Either way the lost attempt stays counted and
+gets a delivery-log row naming the worker.
+
+Every later write checks ``locked_by`` (and ``finish`` also the attempt number, a
+fencing token) so a worker whose lease lapsed cannot overwrite the new owner's
+result. Delivery is therefore at-least-once: a worker that dies after the upstream
+accepted but before ``finish`` commits causes one more delivery later.
+
+Statements that lock several of one worker's rows (``finish``, ``renew``,
+``release``) lock them in ``id`` order, so a worker's heartbeat and its writer never
+deadlock each other.
 
 Batch methods (``enqueue_many``, ``finish``) carry many operations across the
 trio/asyncio bridge in one crossing and one transaction.
@@ -41,6 +52,9 @@ class Finish:
     error: str | None = None
     #: Required for DEFERRED.
     next_attempt_at: dt.datetime | None = None
+    #: The claim's ``attempts`` (``Message.attempts`` as claimed): the verdict then
+    #: applies only to that claim, never to a later one of the same message.
+    attempt: int | None = None
 
     def __attrs_post_init__(self) -> None:
         final = (models.MessageStatus.SENT, models.MessageStatus.DEFERRED, models.MessageStatus.FAILED)
@@ -97,54 +111,124 @@ class MessageRepository:
     # ------------------------------------------------------------ worker side
 
     async def claim(
-        self, *, worker_id: str, limit: int, lock_seconds: float
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lock_seconds: float,
+        held: Sequence[uuid.UUID] = (),
     ) -> list[models.Message]:
-        """Take up to ``limit`` due messages (with bodies), oldest due first.
+        """Take up to ``limit`` messages (with bodies) on a lease of ``lock_seconds``.
 
-        Each claim counts as an attempt. Rows another worker holds are skipped, never
-        waited for.
+        First messages whose lease lapsed (their worker died or lost the database:
+        ``status = 'sending' AND locked_until < now()``), oldest lapse first, then due
+        messages, oldest due first. Each claim counts as an attempt; a lapsed lease
+        taken over also gets a delivery-log row naming the worker that lost it. Rows
+        another transaction holds are skipped, never waited for.
+
+        Args:
+            held: messages this worker is still delivering; never taken again, even
+                if their lease lapsed (the worker's heartbeat will renew it).
         """
 
         async def take(conn: Any) -> Any:
+            # Each arm scans its own partial index in order and locks only the rows
+            # it returns (CTEs are read lazily): messages_locked_idx for lapsed
+            # leases, messages_due_idx for due messages.
             return await conn.fetch(
-                """UPDATE messages m
+                """WITH lapsed AS (
+                       SELECT id, locked_by FROM messages
+                       WHERE status = 'sending' AND locked_until < now()
+                         AND id <> ALL($4::uuid[])
+                       ORDER BY locked_until
+                       LIMIT $2
+                       FOR UPDATE SKIP LOCKED
+                   ), due AS (
+                       SELECT id FROM messages
+                       WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()
+                         AND id <> ALL($4::uuid[])
+                       ORDER BY next_attempt_at
+                       LIMIT $2
+                       FOR UPDATE SKIP LOCKED
+                   ), taken AS (
+                       SELECT id FROM lapsed UNION ALL SELECT id FROM due LIMIT $2
+                   ), noted AS (
+                       INSERT INTO delivery_logs (message_id, outcome, response)
+                       SELECT id, 'deferred', 'lease of worker ' || coalesce(locked_by, '?')
+                              || ' lapsed without a result; delivering again'
+                       FROM lapsed
+                   )
+                   UPDATE messages m
                    SET status = 'sending', attempts = m.attempts + 1,
                        locked_until = now() + make_interval(secs => $3),
                        locked_by = $1, updated_at = now()
-                   WHERE m.id IN (
-                       SELECT id FROM messages
-                       WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()
-                       ORDER BY next_attempt_at
-                       LIMIT $2
-                       FOR UPDATE SKIP LOCKED)
+                   FROM taken
+                   WHERE m.id = taken.id
                    RETURNING m.*""",
-                worker_id, limit, float(lock_seconds),
+                worker_id, limit, float(lock_seconds), list(held),
             )
 
         rows = await self._bridge.run(take)
         return sorted((_rows.message(r) for r in rows), key=lambda m: m.next_attempt_at)
 
+    async def renew(
+        self, worker_id: str, message_ids: Sequence[uuid.UUID], lock_seconds: float
+    ) -> set[uuid.UUID]:
+        """Extend this worker's leases on ``message_ids`` to ``now() + lock_seconds``.
+
+        One statement for all of them. A lease that lapsed but was not taken is
+        renewed (the row is still this worker's).
+
+        Returns:
+            The ids still held. One missing was taken over by another worker,
+            reclaimed by housekeeping, or finished.
+        """
+        if not message_ids:
+            return set()
+
+        async def extend(conn: Any) -> Any:
+            return await conn.fetch(
+                """UPDATE messages m
+                   SET locked_until = now() + make_interval(secs => $3)
+                   FROM (SELECT id FROM messages
+                         WHERE id = ANY($2::uuid[]) AND locked_by = $1 AND status = 'sending'
+                         ORDER BY id
+                         FOR UPDATE) mine
+                   WHERE m.id = mine.id
+                   RETURNING m.id""",
+                worker_id, list(message_ids), float(lock_seconds),
+            )
+
+        return {r["id"] for r in await self._bridge.run(extend)}
+
     async def finish(self, worker_id: str, results: Sequence[Finish]) -> list[bool]:
         """Record outcomes and attempt logs in one transaction.
 
         Returns, per result, whether it applied: ``False`` means this worker no longer
-        holds the claim (it expired and was reclaimed); its logs are still written.
+        holds that claim (its lease lapsed and another worker or housekeeping took
+        the message); its logs are still written.
         """
+        # PostgreSQL text cannot hold NUL, and an upstream's words may contain one.
+        results = [_storable(r) for r in results]
+        order = sorted(range(len(results)), key=lambda i: results[i].message_id)
 
         async def write(conn: Any) -> list[bool]:
-            applied = []
+            applied = [False] * len(results)
             async with conn.transaction():
-                for r in results:
+                for i in order:
+                    r = results[i]
                     await insert_logs(conn, r.message_id, r.logs)
                     status = await conn.execute(
                         """UPDATE messages
                            SET status = $3, last_error = $4,
                                next_attempt_at = COALESCE($5, next_attempt_at),
                                locked_until = NULL, locked_by = NULL, updated_at = now()
-                           WHERE id = $1 AND locked_by = $2 AND status = 'sending'""",
+                           WHERE id = $1 AND locked_by = $2 AND status = 'sending'
+                             AND ($6::integer IS NULL OR attempts = $6)""",
                         r.message_id, worker_id, str(r.status), r.error, r.next_attempt_at,
+                        r.attempt,
                     )
-                    applied.append(status == "UPDATE 1")
+                    applied[i] = status == "UPDATE 1"
             return applied
 
         return await self._bridge.run(write)
@@ -154,26 +238,45 @@ class MessageRepository:
 
         async def give_back(conn: Any) -> Any:
             return await conn.execute(
-                """UPDATE messages
-                   SET status = CASE WHEN attempts <= 1 THEN 'queued' ELSE 'deferred' END,
-                       attempts = greatest(attempts - 1, 0),
+                """UPDATE messages m
+                   SET status = CASE WHEN m.attempts <= 1 THEN 'queued' ELSE 'deferred' END,
+                       attempts = greatest(m.attempts - 1, 0),
                        locked_until = NULL, locked_by = NULL, updated_at = now()
-                   WHERE id = ANY($2::uuid[]) AND locked_by = $1 AND status = 'sending'""",
+                   FROM (SELECT id FROM messages
+                         WHERE id = ANY($2::uuid[]) AND locked_by = $1 AND status = 'sending'
+                         ORDER BY id
+                         FOR UPDATE) mine
+                   WHERE m.id = mine.id""",
                 worker_id, list(message_ids),
             )
 
         return int((await self._bridge.run(give_back)).split()[-1])
 
     async def reclaim_expired(self) -> int:
-        """Return claims whose lock expired (their worker died) to the queue."""
+        """Return messages whose lease lapsed (their worker died) to the queue.
+
+        Each gets a delivery-log row naming the worker. Rows locked right now (being
+        renewed or taken over) are skipped; they are not lapsed, or no longer.
+        """
 
         async def reclaim(conn: Any) -> Any:
             return await conn.execute(
-                """UPDATE messages
+                """WITH lapsed AS (
+                       SELECT id, locked_by FROM messages
+                       WHERE status = 'sending' AND locked_until < now()
+                       FOR UPDATE SKIP LOCKED
+                   ), noted AS (
+                       INSERT INTO delivery_logs (message_id, outcome, response)
+                       SELECT id, 'deferred', 'lease of worker ' || coalesce(locked_by, '?')
+                              || ' lapsed without a result; back in the queue'
+                       FROM lapsed
+                   )
+                   UPDATE messages m
                    SET status = 'deferred', locked_until = NULL, locked_by = NULL,
-                       last_error = coalesce(last_error, 'worker lock expired'),
+                       last_error = coalesce(m.last_error, 'worker lease lapsed'),
                        updated_at = now()
-                   WHERE status = 'sending' AND locked_until < now()"""
+                   FROM lapsed
+                   WHERE m.id = lapsed.id"""
             )
 
         return int((await self._bridge.run(reclaim)).split()[-1])
@@ -291,3 +394,17 @@ class MessageRepository:
         for row in await self._bridge.run(fetch):
             counts[models.MessageStatus(row["status"])] = row["n"]
         return counts
+
+
+def _storable(result: Finish) -> Finish:
+    """``result`` with NUL (which PostgreSQL text refuses) replaced in its texts."""
+    texts = [result.error or "", *(log.response for log in result.logs)]
+    if not any("\x00" in t for t in texts):
+        return result
+    return attrs.evolve(
+        result,
+        error=None if result.error is None else result.error.replace("\x00", "\ufffd"),
+        logs=tuple(
+            attrs.evolve(log, response=log.response.replace("\x00", "\ufffd")) for log in result.logs
+        ),
+    )

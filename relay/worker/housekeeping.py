@@ -1,10 +1,12 @@
-"""Queue housekeeping: return expired claims, delete finished messages past retention.
+"""Queue housekeeping: return lapsed claims, delete finished messages past retention.
 
-Moved here from ``relay.app`` because it is the worker's job: a claim whose worker
-died comes back to the queue only through ``reclaim_expired`` (delivery is
-at-least-once: that worker may have delivered before dying), and ``retention_days``
-is a worker setting. Any number of processes may run it; both statements are
-idempotent.
+Moved here from ``relay.app`` because it is the worker's job: a message whose
+worker died is usually taken over by another worker's next claim once its lease
+lapses; ``reclaim_expired`` also puts lapsed ones back in the queue (as deferred,
+with a log row) when no worker has room to claim, so the queue shows what happened.
+Delivery is at-least-once: that worker may have delivered before dying.
+``retention_days`` is a worker setting. Any number of processes may run it; both
+statements are idempotent.
 """
 
 from __future__ import annotations

@@ -1,19 +1,31 @@
 """The delivery worker: claim due messages, deliver them, write the verdicts in batches.
 
-Strategy: three kinds of task share one ``Worker``:
+Strategy: four kinds of task share one ``Worker``:
 
 * the claimer takes at most as many messages as there are free delivery slots
-  (``worker.concurrency``), in batches of ``worker.batch_size``, with a lock of
+  (``worker.concurrency``), in batches of ``worker.batch_size``, each on a lease of
   ``worker.lock_timeout`` seconds (``FOR UPDATE SKIP LOCKED``: any number of worker
-  processes share one queue without taking the same message);
+  processes share one queue without taking the same message). It also takes over
+  messages whose lease lapsed: their worker died, so they go out again within one
+  lease time instead of waiting for housekeeping;
+* the heartbeat renews the lease of every message held, in one statement, every
+  third of the lease, so a lease lapses only when its worker is dead or cut off.
+  A message it finds taken by another worker is lost: its delivery is cancelled and
+  its verdict never written over the new owner's;
 * one delivery task per claimed message, limited per provider by a
   ``CapacityLimiter`` (``worker.per_provider_concurrency``) and in time by
   ``worker.connect_timeout + worker.send_timeout``;
 * one writer that turns finished deliveries into one ``messages.finish`` call per
   batch (one bridge crossing for many messages), then persists breaker transitions.
 
-A message stays counted as in flight until its verdict is committed, so a slow
-database slows claiming instead of piling up results in memory.
+A message stays counted as in flight (and its lease renewed) until its verdict is
+committed, so a slow database slows claiming instead of piling up results in memory.
+
+Fault boundary: one delivery is the unit of work. An exception inside it defers
+that message with the error in its log; an exception in a claim round, a lease
+renewal or a batch write is logged and that round retried (a batch the database
+refuses is written message by message, and a verdict that cannot be stored is
+replaced by a plain one), so no single message stops the queue.
 
 Shutdown: setting ``stop`` ends claiming and lets in-flight deliveries finish
 (graceful); cancellation abandons them. Either way ``close()`` then writes every
@@ -40,7 +52,7 @@ from .. import models
 from ..config import WorkerConfig
 from ..logging import get_logger
 from ..models import DeliveryOutcome
-from ..storage import AttemptLog, Finish, Storage, StorageError
+from ..storage import AttemptLog, DatabaseUnavailable, Finish, Storage, StorageError
 from . import providers
 from .attempt import Attempt, Outcome, utc_now
 from .breaker import Breakers, BreakerStatistics
@@ -66,6 +78,8 @@ class WorkerStatistics:
     sent: int
     deferred: int
     failed: int
+    #: Claims another worker (or housekeeping) took because our lease lapsed.
+    leases_lost: int
     breakers: BreakerStatistics
 
 
@@ -100,6 +114,9 @@ class Worker:
         self._drivers: dict[uuid.UUID, tuple[Any, Driver]] = {}
         self._limiters: dict[uuid.UUID, trio.CapacityLimiter] = {}
         self._claimed: dict[uuid.UUID, models.Message] = {}
+        #: The cancel scope of each delivery in progress (cancelled when its lease is lost).
+        self._deliveries: dict[uuid.UUID, trio.CancelScope] = {}
+        self._leases_lost = 0
         self._pending: list[Outcome] = []
         self._writing: list[Outcome] = []
         self._have_pending = trio.Event()
@@ -117,6 +134,7 @@ class Worker:
             sent=self._counts[models.MessageStatus.SENT],
             deferred=self._counts[models.MessageStatus.DEFERRED],
             failed=self._counts[models.MessageStatus.FAILED],
+            leases_lost=self._leases_lost,
             breakers=self._breakers.statistics(),
         )
 
@@ -132,6 +150,7 @@ class Worker:
         """
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._writer)
+            nursery.start_soon(self._heartbeat)
             nursery.start_soon(self._context.smtp_pool.run)
             await self._refresh_breakers(force=True)
             task_status.started()
@@ -145,7 +164,7 @@ class Worker:
         """Write verdicts already reached, release the other claims, close connections.
 
         Shielded and bounded by ``CLOSE_TIMEOUT``; what it cannot write in time is left
-        to lock expiry (and delivered again).
+        to lease expiry (and delivered again).
         """
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             self._pending = self._writing + self._pending
@@ -158,7 +177,7 @@ class Worker:
                     released = await self._storage.messages.release(self.worker_id, unfinished)
                     log.info("released claims", worker_id=self.worker_id, released=released)
                 except StorageError as exc:
-                    log.warning("could not release claims; they return when their lock expires",
+                    log.warning("could not release claims; they return when their lease lapses",
                                 error=str(exc), messages=len(unfinished))
                 for message_id in unfinished:
                     self._claimed.pop(message_id, None)
@@ -181,10 +200,15 @@ class Worker:
             try:
                 await self._refresh_breakers()
                 batch = await self._storage.messages.claim(
-                    worker_id=self.worker_id, limit=limit, lock_seconds=config.lock_timeout
+                    worker_id=self.worker_id, limit=limit, lock_seconds=config.lock_timeout,
+                    held=list(self._claimed),
                 )
             except StorageError as exc:
                 log.warning("claim failed; retrying", error=str(exc))
+                await self._pause(stop, config.poll_interval)
+                continue
+            except Exception:  # a bug must not stop the queue: the next round retries
+                log.exception("claim round crashed; retrying")
                 await self._pause(stop, config.poll_interval)
                 continue
             if batch:
@@ -195,17 +219,25 @@ class Worker:
     async def _dispatch(self, deliveries: trio.Nursery, batch: list[models.Message]) -> None:
         for message in batch:
             self._claimed[message.id] = message
-        routings: dict[uuid.UUID, AccountRouting] = {}
+        # An account whose routing cannot be built (a bug, a row we cannot read) is
+        # that account's messages' problem: each is deferred with the error.
+        routings: dict[uuid.UUID, AccountRouting | Exception] = {}
         try:
             for account_id in dict.fromkeys(m.account_id for m in batch):
-                routings[account_id] = await self._router.routing(account_id)
+                try:
+                    routings[account_id] = await self._router.routing(account_id)
+                except StorageError:
+                    raise
+                except Exception as exc:
+                    log.exception("cannot build routing", account_id=str(account_id))
+                    routings[account_id] = exc
         except StorageError as exc:
             log.warning("cannot read routing; releasing the batch", error=str(exc))
             ids = [m.id for m in batch]
             try:
                 await self._storage.messages.release(self.worker_id, ids)
             except StorageError:
-                pass  # their locks expire and housekeeping returns them
+                pass  # not renewed, their leases lapse and a claim takes them again
             for message_id in ids:
                 self._claimed.pop(message_id, None)
             return
@@ -228,13 +260,28 @@ class Worker:
 
     # ------------------------------------------------------------ delivering
 
-    async def _deliver(self, message: models.Message, routing: AccountRouting) -> None:
-        try:
-            outcome = await self._attempt.run(message, routing)
-        except Exception as exc:  # a bug must not stop the queue: defer and say so
-            log.exception("delivery attempt crashed", message_id=str(message.id))
-            outcome = self._crashed(message, exc)
-        self._pending.append(outcome)
+    async def _deliver(self, message: models.Message, routing: AccountRouting | Exception) -> None:
+        """One delivery: the fault boundary. Cancelled (and forgotten) when its lease is lost."""
+        with trio.CancelScope() as scope:
+            self._deliveries[message.id] = scope
+            try:
+                if isinstance(routing, Exception):
+                    outcome = self._crashed(message, routing)  # logged once by _dispatch
+                else:
+                    outcome = await self._attempt.run(message, routing)
+            except Exception as exc:  # a bug must not stop the queue: defer and say so
+                log.exception("delivery attempt crashed", message_id=str(message.id))
+                outcome = self._crashed(message, exc)
+            finally:
+                del self._deliveries[message.id]
+        if scope.cancelled_caught:
+            # The lease was lost: the new owner delivers it; nothing of ours is written.
+            self._claimed.pop(message.id, None)
+            self._notify_progress()
+            return
+        # Fence the verdict to this claim, so it can never land on a later one.
+        finish = attrs.evolve(outcome.finish, attempt=message.attempts)
+        self._pending.append(attrs.evolve(outcome, finish=finish))
         self._have_pending.set()
 
     def _crashed(self, message: models.Message, exc: Exception) -> Outcome:
@@ -282,6 +329,44 @@ class Worker:
             envelope.rcpt_to, unreachable=True,
         )
 
+    # ------------------------------------------------------------ leases
+
+    async def _heartbeat(self) -> None:
+        """Renew every lease held, every third of ``worker.lock_timeout``, until cancelled.
+
+        A renewal that fails is logged and tried again next round: two in a row may
+        fail before a lease lapses.
+        """
+        interval = self._config.lock_timeout / 3
+        while True:
+            await trio.sleep(interval)
+            try:
+                await self._renew()
+            except StorageError as exc:
+                log.warning("cannot renew leases; retrying", error=str(exc), messages=len(self._claimed))
+            except Exception:  # a bug must not stop renewals: the next round retries
+                log.exception("lease renewal crashed; retrying")
+
+    async def _renew(self) -> None:
+        held = {message_id: message.attempts for message_id, message in self._claimed.items()}
+        if not held:
+            return
+        kept = await self._storage.messages.renew(self.worker_id, list(held), self._config.lock_timeout)
+        # A verdict being written when the renewal ran may have committed first (the
+        # row is no longer 'sending'): only a message still delivering is lost.
+        for message_id, attempts in held.items():
+            message = self._claimed.get(message_id)
+            if message_id in kept or message is None or message.attempts != attempts:
+                continue
+            scope = self._deliveries.get(message_id)
+            if scope is None:
+                continue  # its verdict is queued; finish() will find the claim lost
+            self._leases_lost += 1
+            log.warning("lease lost: another worker or housekeeping took the message; "
+                        "its delivery is abandoned and its result not written",
+                        message_id=str(message_id), attempt=attempts)
+            scope.cancel()
+
     # ------------------------------------------------------------ writing
 
     async def _writer(self) -> None:
@@ -291,17 +376,29 @@ class Worker:
             await self._write_pending(retry=True)
 
     async def _write_pending(self, *, retry: bool) -> None:
+        """Write every queued verdict; while the database is unreachable, retry (or return).
+
+        A batch refused for any other reason is written one verdict at a time, so one
+        verdict the database cannot take (or a bug) does not hold back the others.
+        """
         while self._pending:
             batch, self._pending = self._pending, []
             self._writing = batch
+            applied: list[bool | None]
             try:
-                for outcome in batch:
-                    if outcome.narrow_to:
-                        await self._storage.worker_state.narrow_recipients(
-                            self.worker_id, outcome.finish.message_id, outcome.narrow_to
-                        )
-                applied = await self._storage.messages.finish(self.worker_id, [o.finish for o in batch])
-            except StorageError as exc:
+                try:
+                    applied = list(await self._write(batch))
+                except DatabaseUnavailable:
+                    raise
+                except StorageError as exc:  # the database refused something in the batch
+                    log.warning("cannot write delivery results together; writing them one by one",
+                                error=str(exc), messages=len(batch))
+                    applied = [await self._write_alone(outcome) for outcome in batch]
+                except Exception:  # a bug: the same, with its traceback
+                    log.exception("cannot write delivery results together; writing them one by one",
+                                  messages=len(batch))
+                    applied = [await self._write_alone(outcome) for outcome in batch]
+            except DatabaseUnavailable as exc:
                 self._pending = batch + self._pending
                 self._writing = []
                 log.warning("cannot write delivery results; retrying", error=str(exc), messages=len(batch))
@@ -314,11 +411,62 @@ class Worker:
                 self._claimed.pop(outcome.finish.message_id, None)
                 if ok:
                     self._counts[outcome.finish.status] += 1
-                else:
-                    log.warning("claim lost before the result was written (lock expired)",
+                elif ok is False:
+                    self._leases_lost += 1
+                    log.warning("lease lost before the result was written; another worker owns "
+                                "the message now, so this result is not applied",
                                 message_id=str(outcome.finish.message_id))
             await self._save_breakers()
             self._notify_progress()
+
+    async def _write(self, batch: list[Outcome]) -> list[bool]:
+        for outcome in batch:
+            if outcome.narrow_to:
+                await self._storage.worker_state.narrow_recipients(
+                    self.worker_id, outcome.finish.message_id, outcome.narrow_to
+                )
+        return await self._storage.messages.finish(self.worker_id, [o.finish for o in batch])
+
+    async def _write_alone(self, outcome: Outcome) -> bool | None:
+        """Write one verdict; if refused, the same status with our own words instead.
+
+        Returns whether it applied, or ``None`` when nothing could be written: the
+        message's lease is then no longer renewed, so it lapses and the message is
+        delivered again (at-least-once).
+
+        Raises:
+            DatabaseUnavailable: the caller keeps the whole batch for later.
+        """
+        message_id = str(outcome.finish.message_id)
+        try:
+            return (await self._write([outcome]))[0]
+        except DatabaseUnavailable:
+            raise
+        except StorageError as exc:
+            log.warning("cannot write a delivery result; writing a plain one", error=str(exc),
+                        message_id=message_id)
+            plain = self._plain(outcome.finish, exc)
+        except Exception as exc:  # a bug: the same, with its traceback
+            log.exception("cannot write a delivery result; writing a plain one", message_id=message_id)
+            plain = self._plain(outcome.finish, exc)
+        try:
+            return (await self._write([Outcome(plain, narrow_to=outcome.narrow_to)]))[0]
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            log.exception("cannot write even a plain delivery result; the message will be "
+                          "delivered again when its lease lapses", message_id=message_id)
+            return None
+
+    @staticmethod
+    def _plain(finish: Finish, exc: Exception) -> Finish:
+        """``finish`` with its texts replaced by ours (the status and schedule kept)."""
+        error = f"the result could not be recorded ({type(exc).__name__}: {exc}); status kept"
+        outcome = {
+            models.MessageStatus.SENT: DeliveryOutcome.DELIVERED,
+            models.MessageStatus.DEFERRED: DeliveryOutcome.DEFERRED,
+        }.get(finish.status, DeliveryOutcome.FAILED)
+        return attrs.evolve(finish, logs=(AttemptLog(outcome, error, 0),), error=error)
 
     # ------------------------------------------------------------ breakers
 
@@ -359,7 +507,7 @@ async def run_worker(
     Args:
         runtime: ``relay.app.Runtime`` (config and storage).
         stop: when set, stop claiming, finish in-flight deliveries and return.
-        run_housekeeping: also run lock reclaim and retention purging here (the
+        run_housekeeping: also run lapsed-lease reclaim and retention purging here (the
             ``housekeeping`` task that ``relay.app`` started before the worker existed).
 
     Reports the ``Worker`` (for ``statistics()``) through ``task_status`` once the

@@ -9,7 +9,14 @@ import trio
 
 from relay import models
 from relay.models import DeliveryOutcome, MessageStatus
-from relay.storage import AttemptLog, Change, Finish, InvalidReference, Storage, open_storage
+from relay.storage import (
+    AttemptLog,
+    Change,
+    Finish,
+    InvalidReference,
+    Storage,
+    open_storage,
+)
 
 from .helpers import make_account, new_message
 
@@ -74,17 +81,101 @@ async def test_finish_sent_deferred_failed_with_logs(storage: Storage) -> None:
     assert await storage.messages.claim(worker_id="w", limit=10, lock_seconds=60) == []
 
 
+def _query(url: str, statement: str, *args: object) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def _lapse(url: str, *ids: uuid.UUID) -> None:
+    """End these leases now, as if their worker had stopped renewing them."""
+    _sql(url, "UPDATE messages SET locked_until = now() - interval '1 second' WHERE id = ANY(%s::uuid[])",
+         [str(i) for i in ids])
+
+
 async def test_finish_by_a_worker_that_lost_its_claim_does_not_apply(storage: Storage, database_url: str) -> None:
     account = await make_account(storage)
     [mid] = await storage.messages.enqueue_many([new_message(account)])
     await storage.messages.claim(worker_id="dead", limit=1, lock_seconds=60)
-    _sql(database_url, "UPDATE messages SET locked_until = now() - interval '1 second'")
+    _lapse(database_url, mid)
     assert await storage.messages.reclaim_expired() == 1
+    reclaimed = await storage.messages.get(mid)
+    assert reclaimed.status is MessageStatus.DEFERRED and reclaimed.attempts == 1 and reclaimed.locked_by is None
+    [log] = await storage.delivery_logs.list_for_message(mid)
+    assert (log.outcome, log.response) == (
+        DeliveryOutcome.DEFERRED, "lease of worker dead lapsed without a result; back in the queue")
     [again] = await storage.messages.claim(worker_id="alive", limit=1, lock_seconds=60)
     assert again.id == mid and again.attempts == 2
     assert await storage.messages.finish("dead", [Finish(mid, MessageStatus.FAILED, error="x")]) == [False]
     assert await storage.messages.finish("alive", [Finish(mid, MessageStatus.SENT)]) == [True]
     assert (await storage.messages.get(mid)).status is MessageStatus.SENT
+
+
+async def test_claim_takes_over_lapsed_leases_first_but_never_live_ones(storage: Storage, database_url: str) -> None:
+    account = await make_account(storage)
+    ids = await storage.messages.enqueue_many([new_message(account) for _ in range(3)])
+    await storage.messages.claim(worker_id="dead", limit=3, lock_seconds=60)
+    queued = await storage.messages.enqueue_many([new_message(account)])
+    _lapse(database_url, ids[0], ids[1])
+
+    taken = await storage.messages.claim(worker_id="alive", limit=2, lock_seconds=60)
+    # Lapsed leases come before due messages; the live lease on ids[2] is never taken.
+    assert {m.id for m in taken} == {ids[0], ids[1]}
+    assert all(m.locked_by == "alive" and m.attempts == 2 and m.raw for m in taken)
+    [log] = await storage.delivery_logs.list_for_message(ids[0])
+    assert (log.outcome, log.response, log.provider_id) == (
+        DeliveryOutcome.DEFERRED, "lease of worker dead lapsed without a result; delivering again", None)
+    assert [m.id for m in await storage.messages.claim(worker_id="alive", limit=5, lock_seconds=60)] == queued
+    assert await storage.messages.claim(worker_id="third", limit=5, lock_seconds=60) == []
+    assert await storage.messages.reclaim_expired() == 0
+
+    # The dead worker's verdict, and a verdict fenced to an older attempt, do not apply.
+    assert await storage.messages.finish("dead", [Finish(ids[0], MessageStatus.FAILED, error="x")]) == [False]
+    assert await storage.messages.finish("alive", [Finish(ids[0], MessageStatus.FAILED, attempt=1)]) == [False]
+    assert await storage.messages.finish("alive", [Finish(ids[0], MessageStatus.SENT, attempt=2)]) == [True]
+
+
+async def test_a_worker_never_retakes_a_message_it_still_holds(storage: Storage, database_url: str) -> None:
+    account = await make_account(storage)
+    [mid] = await storage.messages.enqueue_many([new_message(account)])
+    await storage.messages.claim(worker_id="w", limit=1, lock_seconds=60)
+    _lapse(database_url, mid)
+    assert await storage.messages.claim(worker_id="w", limit=1, lock_seconds=60, held=[mid]) == []
+    # Not held any more (its result could not be written): taken again, counted again.
+    [again] = await storage.messages.claim(worker_id="w", limit=1, lock_seconds=60)
+    assert again.id == mid and again.attempts == 2
+
+
+async def test_renew_extends_this_worker_s_leases_and_reports_lost_ones(storage: Storage, database_url: str) -> None:
+    account = await make_account(storage)
+    mine, lost, done = await storage.messages.enqueue_many([new_message(account) for _ in range(3)])
+    await storage.messages.claim(worker_id="w", limit=3, lock_seconds=5)
+    _lapse(database_url, lost)
+    await storage.messages.claim(worker_id="other", limit=1, lock_seconds=60)
+    await storage.messages.finish("w", [Finish(done, MessageStatus.SENT)])
+    _lapse(database_url, mine)  # lapsed but not taken: still this worker's
+
+    assert await storage.messages.renew("w", [mine, lost, done], 120) == {mine}
+    [(remaining,)] = _query(database_url, "SELECT locked_until - now() FROM messages WHERE id = %s", str(mine))
+    assert dt.timedelta(seconds=110) < remaining <= dt.timedelta(seconds=120)
+    taken = await storage.messages.get(lost)
+    assert taken.locked_by == "other" and taken.attempts == 2
+    assert await storage.messages.renew("w", [], 120) == set()
+
+
+async def test_finish_stores_a_nul_from_an_upstream_as_a_replacement_character(storage: Storage) -> None:
+    account = await make_account(storage)
+    [mid] = await storage.messages.enqueue_many([new_message(account)])
+    await storage.messages.claim(worker_id="w", limit=1, lock_seconds=60)
+    log = AttemptLog(DeliveryOutcome.FAILED, "550 bad\x00byte", 3)
+    assert await storage.messages.finish("w", [Finish(mid, MessageStatus.FAILED, (log,), "550 bad\x00byte")]) == [True]
+    assert (await storage.messages.get(mid)).last_error == "550 bad\ufffdbyte"
+    [stored] = await storage.delivery_logs.list_for_message(mid)
+    assert stored.response == "550 bad\ufffdbyte"
 
 
 async def test_unexpired_claims_are_not_reclaimed(storage: Storage) -> None:

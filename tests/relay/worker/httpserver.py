@@ -34,6 +34,8 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
     #: Never answer (the client's time limit must fire).
     hang: bool = False
+    #: Answer only once this is set (a delivery the test holds in flight).
+    release: trio.Event | None = attrs.field(default=None, eq=False)
 
 
 @attrs.define
@@ -82,6 +84,8 @@ class HttpServer:
                 answer = self.answer(request)
                 if answer.hang:
                     await trio.sleep_forever()
+                if answer.release is not None:
+                    await answer.release.wait()
                 payload = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
                 headers = [("content-type", "application/json"), ("content-length", str(len(payload))),
                            *answer.headers]

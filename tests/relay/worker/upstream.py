@@ -50,6 +50,10 @@ class Upstream:
     refuse: dict[str, str] = attrs.Factory(dict)
     #: When set, the reply to the end of data (instead of 250).
     data_reply: str | None = None
+    #: While true, the end of data is not answered (a slow upstream); a message whose
+    #: client left meanwhile is not recorded. ``holding`` counts those waiting.
+    hold: bool = False
+    holding: int = 0
     messages: list[Received] = attrs.Factory(list)
     auth_failures: int = 0
     #: One per SMTP session that said EHLO/HELO (aiosmtpd's own start-up probe does not).
@@ -85,6 +89,15 @@ class Upstream:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.hold:
+            self.holding += 1
+            try:
+                while self.hold:
+                    await asyncio.sleep(0.01)
+            finally:
+                self.holding -= 1
+            if server.transport is None:  # the client is gone: nobody to answer
+                return "421 4.4.2 client gone"
         if self.data_reply is not None:
             return self.data_reply
         self.messages.append(Received(
@@ -124,19 +137,22 @@ def server_context(ca: trustme.CA) -> ssl.SSLContext:
 
 @contextlib.asynccontextmanager
 async def aiosmtpd_upstream(
-    ca: trustme.CA, *, tls: str = "starttls", auth: bool = True, **upstream: Any
+    ca: trustme.CA | None, *, tls: str = "starttls", auth: bool = True, **upstream: Any
 ) -> AsyncIterator[Upstream]:
     """aiosmtpd on 127.0.0.1 with a certificate from ``ca``; stopped on exit.
 
     Args:
+        ca: issues the server's certificate; ``None`` only with ``tls="none"``.
         tls: ``"starttls"`` (required before MAIL and AUTH), ``"implicit"`` or ``"none"``.
         auth: offer AUTH (only under TLS) and check ``USER``/``PASSWORD``.
     """
     up = Upstream(**upstream)
     kwargs: dict[str, Any] = {}
     if tls == "starttls":
+        assert ca is not None, "a TLS upstream needs a CA"
         kwargs.update(tls_context=server_context(ca), require_starttls=True)
     elif tls == "implicit":
+        assert ca is not None, "a TLS upstream needs a CA"
         kwargs.update(ssl_context=server_context(ca))
     if auth:
         kwargs.update(authenticator=up.authenticate, auth_require_tls=tls != "none")
