@@ -396,7 +396,10 @@ class Smtp:
         implicit = s.tls == "implicit"
         if implicit:
             stream = await self._start_tls(stream)
-        session = Session(stream, proto.ClientConnection(tls_active=implicit), s.peer)
+        # RFC 5322 §2.1.1: no line over 998 octets on the wire; smtp.long_line_policy
+        # "split" accepted such lines, so break them here as Postfix does.
+        conn = proto.ClientConnection(tls_active=implicit, long_line_policy="split")
+        session = Session(stream, conn, s.peer)
         try:
             greeting = await session.reply()
             if greeting.code != 220:

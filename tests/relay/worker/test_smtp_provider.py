@@ -86,6 +86,22 @@ async def test_dots_and_long_messages_arrive_unchanged(
     assert up.messages[0].content == raw
 
 
+async def test_lines_over_998_octets_are_split_on_delivery(
+    ca: trustme.CA, ca_file: str, context: providers.Context
+) -> None:
+    """smtp.long_line_policy "split" stored them as received; the wire gets no line over
+    998 octets (RFC 5322 2.1.1), broken with CRLF as Postfix does, nothing else changed."""
+    long_line = b"<p>" + b"w" * 2500 + b"</p>"
+    raw = RAW + long_line + b"\r\n." + b"d" * 1200 + b"\r\nend\r\n"
+    async with aiosmtpd_upstream(ca) as up:
+        result = await providers.build(smtp(up.port, ca_file), context).deliver(envelope(raw))
+    assert result.verdict is Verdict.DELIVERED, result
+    got = up.messages[0].content
+    assert max(len(line) for line in got.split(b"\r\n")) == 998
+    assert got.replace(b"\r\n", b"") == raw.replace(b"\r\n", b"")
+    assert got.startswith(RAW) and got.endswith(b"\r\nend\r\n")
+
+
 async def test_partial_refusal_gives_per_recipient_verdicts(
     ca: trustme.CA, ca_file: str, context: providers.Context
 ) -> None:
