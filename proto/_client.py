@@ -15,7 +15,7 @@ import re
 import types
 from collections import deque
 from collections.abc import Mapping
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import attrs
 
@@ -61,7 +61,8 @@ from ._state import (
     lookup,
 )
 from ._syntax import Address, encode_base64
-from ._writers import DotStuffer, LineEndingNormalizer, write_command
+from ._text import MAX_REPLY_TEXT, echo
+from ._writers import DotStuffer, LineEndingNormalizer, LineSplitter, write_command
 
 __all__ = ["Capabilities", "ClientConnection", "ClientTransaction"]
 
@@ -118,7 +119,7 @@ class Capabilities:
         return cls(
             esmtp=True,
             pipelining="PIPELINING" in keywords,
-            size=(int(size_text) if size_text.isdigit() else 0) if size_text is not None else None,
+            size=_size(size_text),
             starttls="STARTTLS" in keywords,
             auth=tuple(dict.fromkeys(m.upper() for m in keywords.get("AUTH", "").split())),
             eightbitmime="8BITMIME" in keywords,
@@ -150,24 +151,50 @@ class ClientTransaction:
         return tuple(a for a, r in self.recipients if r is not None and r.is_positive)
 
 
-def _sanitize(text: str) -> str:
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
-
-
 class ClientConnection:
     """The client side of one SMTP session.
 
+    Reply text from the server is untrusted: each line comes out as printable ASCII
+    (other octets backslash-escaped) of at most 496 characters, so a ``Reply`` the
+    client parsed can always be sent on by a ``ServerConnection``.
+
     Args:
-        limits: ``max_reply_line``, ``max_reply_lines`` and ``max_command_line`` apply.
+        limits: ``max_reply_line``, ``max_reply_lines``, ``max_command_line``,
+            ``max_auth_line`` and (with ``"split"``) ``max_text_line`` apply.
         tls_active: The stream is already TLS (implicit TLS, RFC 8314).
+        long_line_policy: ``"keep"`` sends body lines as given; ``"split"`` breaks any
+            line longer than ``limits.max_text_line`` (CRLF included, so 998 octets of
+            content by default, RFC 5321 4.5.3.1.6) by inserting a CRLF, as Postfix's
+            smtp client does (``smtp_line_length_limit``), for ``Data`` and ``Bdat``
+            alike. The split happens before dot-stuffing, so a piece that starts with a
+            dot is stuffed, and never inside a CRLF.
+
+    Raises:
+        ValueError: An unknown ``long_line_policy``, or ``"split"`` with a
+            ``max_text_line`` under 3.
     """
 
-    def __init__(self, *, limits: Limits = _DEFAULT_LIMITS, tls_active: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        limits: Limits = _DEFAULT_LIMITS,
+        tls_active: bool = False,
+        long_line_policy: Literal["keep", "split"] = "keep",
+    ) -> None:
+        if long_line_policy not in ("keep", "split"):
+            raise ValueError(f"long_line_policy must be 'keep' or 'split', not {long_line_policy!r}")
+        if long_line_policy == "split" and limits.max_text_line < 3:
+            raise ValueError(f"long_line_policy='split' needs max_text_line >= 3, not {limits.max_text_line}")
         self.limits = limits
+        self._max_body_line = limits.max_text_line - 2 if long_line_policy == "split" else None
         self._buf = ReceiveBuffer()
         self._eof = False
         self._state = GREETING
-        self._pending: deque[Event | None] = deque([None])  # None: the greeting
+        # What awaits a reply (None: the greeting), each with the serial of the
+        # transaction it was sent in: after a pipelined RSET + MAIL the old
+        # transaction's replies must not touch the new one.
+        self._pending: deque[tuple[Event | None, int]] = deque([(None, 0)])
+        self._serial = 0
         self._lines: list[str] = []
         self._tls = tls_active
         self._caps: Capabilities | None = None
@@ -176,6 +203,7 @@ class ClientConnection:
         self._txn: ClientTransaction | None = None
         self._stuffer: DotStuffer | None = None
         self._bdat: LineEndingNormalizer | None = None
+        self._bdat_splitter: LineSplitter | None = None
         self._discard_mark = 0
 
     # ------------------------------------------------------------------ views
@@ -236,24 +264,27 @@ class ClientConnection:
                 data = self._stuffer.finish()
                 self._stuffer = None
                 self._state = COMMAND
-                self._pending.append(command)
+                self._pending.append((command, self._serial))
                 return data
             raise LocalProtocolError(f"{type(command).__name__} cannot be sent in state DATA (send Data or EndOfData)")
         if state is AUTH:
-            if not isinstance(command, AuthResponse) or not self._auth_responses:
+            if not isinstance(command, AuthResponse):
                 raise LocalProtocolError(f"{type(command).__name__} cannot be sent in state AUTH (send AuthResponse)")
             self._state = COMMAND
-            self._pending.append(command)
+            self._pending.append((command, self._serial))
+            # A 334 after the last response (PLAIN and LOGIN have no more) is answered
+            # with "*", which cancels the exchange (RFC 4954 4); the server says 501.
+            response = self._auth_responses.popleft() if self._auth_responses else "*"
             # RFC 4954 4: response lines may be up to 12288 octets.
-            return write_command(self._auth_responses.popleft(), max_length=self.limits.max_auth_line)
+            return write_command(response, max_length=self.limits.max_auth_line)
         if state is not COMMAND:
             raise LocalProtocolError(f"{type(command).__name__} cannot be sent in state {self.state.name}")
         if self._pending:
             caps = self._caps
-            if not (caps and caps.pipelining and all(isinstance(c, _PIPELINABLE) for c in self._pending)):
+            if not (caps and caps.pipelining and all(isinstance(c, _PIPELINABLE) for c, _ in self._pending)):
                 raise LocalProtocolError(
                     f"{type(command).__name__} cannot be sent in state REPLY: wait for the reply "
-                    f"to {type(self._pending[-1]).__name__}" + ("" if caps and caps.pipelining else " (no PIPELINING)")
+                    f"to {type(self._pending[-1][0]).__name__}" + ("" if caps and caps.pipelining else " (no PIPELINING)")
                 )
         if isinstance(command, (Ehlo, Helo)):
             data = self._line(f"{'EHLO' if isinstance(command, Ehlo) else 'HELO'} {command.hostname}")
@@ -266,6 +297,7 @@ class ClientConnection:
             self._require(self._txn is None, "a transaction is already open (send Rset)")
             data = self._line(f"MAIL FROM:{_path(command.reverse_path)}{self._params(command)}")
             self._txn = ClientTransaction(command)
+            self._serial += 1
         elif isinstance(command, RcptTo):
             self._require(self._txn is not None, "RcptTo needs a MailFrom first")
             data = self._line(f"RCPT TO:{_path(command.forward_path)}{self._params(command)}")
@@ -279,10 +311,16 @@ class ClientConnection:
             self._require(self._txn is not None and bool(self._txn.recipients), "Bdat needs MailFrom and RcptTo")
             if self._bdat is None:
                 self._bdat = LineEndingNormalizer()
+                if self._max_body_line is not None:
+                    self._bdat_splitter = LineSplitter(self._max_body_line)
             chunk = self._bdat.feed(command.data)
             if command.last:
                 chunk += self._bdat.finish()
                 self._bdat = None
+            if self._bdat_splitter is not None:
+                chunk = self._bdat_splitter.feed(chunk)
+                if command.last:
+                    self._bdat_splitter = None
             data = self._line(f"BDAT {len(chunk)}{' LAST' if command.last else ''}") + chunk
         elif isinstance(command, (Rset, Noop, Quit)):
             data = self._line(type(command).__name__.upper())
@@ -291,10 +329,10 @@ class ClientConnection:
                 # so a MAIL pipelined after it starts a new one; its reply must not
                 # clear that newer transaction (see _complete).
                 self._txn = None
-                self._bdat = None
+                self._bdat = self._bdat_splitter = None
         else:
             raise LocalProtocolError(f"{type(command).__name__} is not a client command")
-        self._pending.append(command)
+        self._pending.append((command, self._serial))
         return data
 
     def _line(self, line: str) -> bytes:
@@ -319,19 +357,23 @@ class ClientConnection:
 
     def _auth(self, command: AuthCredentials) -> bytes:
         mechanism = command.mechanism.upper()
+        self._require(mechanism in ("PLAIN", "LOGIN"), f"AUTH {mechanism}: proto drives PLAIN and LOGIN only")
         self._require(self._caps is not None and mechanism in self._caps.auth, f"AUTH {mechanism} not offered")
         self._require(not self._authenticated and self._txn is None, "AUTH after AUTH or inside a transaction")
         if mechanism == "PLAIN":
-            response = encode_base64(f"{command.authzid}\0{command.authcid}\0{command.password}".encode())
-            line = f"AUTH PLAIN {response}"
-            if len(line) + 2 <= self.limits.max_command_line:  # RFC 4954 4
-                return self._line(line)
-            self._auth_responses = deque([response])
-            return self._line("AUTH PLAIN")
-        self._auth_responses = deque(
-            [encode_base64(command.authcid.encode()), encode_base64(command.password.encode())]
-        )
-        return self._line("AUTH LOGIN")
+            responses = [encode_base64(f"{command.authzid}\0{command.authcid}\0{command.password}".encode())]
+        else:
+            responses = [encode_base64(command.authcid.encode()), encode_base64(command.password.encode())]
+        for response in responses:  # refused now rather than after the server's 334
+            self._require(
+                len(response) + 2 <= self.limits.max_auth_line,
+                f"AUTH {mechanism} response of {len(response) + 2} octets exceeds max_auth_line "
+                f"({self.limits.max_auth_line}, RFC 4954 4)",
+            )
+        if mechanism == "PLAIN" and len(f"AUTH PLAIN {responses[0]}\r\n") <= self.limits.max_command_line:
+            return self._line(f"AUTH PLAIN {responses[0]}")  # the initial response (RFC 4954 4)
+        self._auth_responses = deque(responses)
+        return self._line(f"AUTH {mechanism}")
 
     # ------------------------------------------------------------------ input
 
@@ -379,10 +421,12 @@ class ClientConnection:
             if line is OVERLONG:
                 self._fail(f"reply line longer than {self.limits.max_reply_line} octets (RFC 5321 4.5.3.1.5)")
             assert isinstance(line, bytes)
-            text = line.rstrip(b"\r\n").decode("utf-8", "replace")  # tolerant: replies are for logs
+            # Tolerant (replies are for logs and for passing on): octets that are not
+            # UTF-8 become \xNN; _reply() then makes each line printable ASCII.
+            text = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
             match = _REPLY_LINE.fullmatch(text)
             if match is None or (self._lines and match.group(1) != self._lines[0][:3]):
-                self._fail(f"malformed reply line {text[:80]!r}")
+                self._fail(f"malformed reply line {echo(text, limit=80)!r}")
             self._lines.append(text)
             if len(self._lines) > self.limits.max_reply_lines:
                 self._fail(f"reply longer than {self.limits.max_reply_lines} lines")
@@ -395,7 +439,7 @@ class ClientConnection:
 
     def _reply(self) -> Reply:
         code = int(self._lines[0][:3])
-        texts = [_sanitize(line[4:]) for line in self._lines]
+        texts = [echo(line[4:], limit=MAX_REPLY_TEXT) for line in self._lines]
         self._lines = []
         enhanced = None
         found = _ENHANCED_PREFIX.match(texts[0])
@@ -410,15 +454,17 @@ class ClientConnection:
                 self._state = CLOSING
                 return ServerReply(None, reply)
             self._fail(f"unsolicited reply {reply.code}")
-        command = self._pending.popleft()
+        command, serial = self._pending.popleft()
         row = lookup(CLIENT_TRANSITIONS, command, reply.code, None)
         if row is None:
             self._fail(f"unexpected reply {reply.code} to {type(command).__name__ if command else 'the greeting'}")
         next_state, effect = row
-        if effect is Effect.EHLO_ACCEPTED:
-            self._caps = Capabilities.from_ehlo(reply)
-        elif effect is Effect.HELO_ACCEPTED:
-            self._caps = Capabilities()
+        # A reply to a command of a transaction that a pipelined RSET already ended
+        # says nothing about the current one.
+        current = self._txn is not None and serial == self._serial
+        if effect in (Effect.EHLO_ACCEPTED, Effect.HELO_ACCEPTED):
+            self._caps = Capabilities.from_ehlo(reply) if effect is Effect.EHLO_ACCEPTED else Capabilities()
+            self._end_transaction()  # RFC 5321 4.1.4: EHLO/HELO reset the transaction
         elif effect is Effect.TLS_HANDOFF:
             self._discard_mark = self._buf.discarded
             self._buf.discard_all()  # anything after the 220 is a response injection
@@ -427,27 +473,32 @@ class ClientConnection:
             self._auth_responses.clear()
         elif effect is Effect.AUTH_ENDED:
             self._auth_responses.clear()
-        elif effect is Effect.TRANSACTION_STARTED and self._txn is not None:
+        elif effect is Effect.TRANSACTION_STARTED and current:
+            assert self._txn is not None
             self._txn = attrs.evolve(self._txn, mail_reply=reply)
-        elif effect in (Effect.RECIPIENT_ACCEPTED, Effect.RECIPIENT_REFUSED) and self._txn is not None:
+        elif effect in (Effect.RECIPIENT_ACCEPTED, Effect.RECIPIENT_REFUSED) and current:
+            assert self._txn is not None
             recipients = list(self._txn.recipients)
-            index = next(i for i, (_, r) in enumerate(recipients) if r is None)
-            recipients[index] = (recipients[index][0], reply)
-            self._txn = attrs.evolve(self._txn, recipients=tuple(recipients))
+            index = next((i for i, (_, r) in enumerate(recipients) if r is None), None)
+            if index is not None:
+                recipients[index] = (recipients[index][0], reply)
+                self._txn = attrs.evolve(self._txn, recipients=tuple(recipients))
         elif effect is Effect.DATA_STARTED:
-            self._stuffer = DotStuffer()
-        elif effect is Effect.TRANSACTION_ENDED and not isinstance(command, Rset):
-            self._txn = None
-            self._bdat = None
-        if isinstance(command, Bdat) and command.last:
-            self._txn = None  # RFC 3030 2: the LAST chunk's reply ends the transaction
-            self._bdat = None
-        if isinstance(command, MailFrom) and not reply.is_positive:
-            self._txn = None  # RFC 5321 3.3: no transaction; pipelined RCPTs will get 503
+            self._stuffer = DotStuffer(self._max_body_line)
+        elif effect is Effect.TRANSACTION_ENDED and not isinstance(command, Rset) and current:
+            self._end_transaction()
+        if isinstance(command, Bdat) and command.last and current:
+            self._end_transaction()  # RFC 3030 2: the LAST chunk's reply ends the transaction
+        if isinstance(command, MailFrom) and not reply.is_positive and current:
+            self._end_transaction()  # RFC 5321 3.3: no transaction; pipelined RCPTs will get 503
         if effect is Effect.CLOSE or next_state is CLOSING:
             self._pending.clear()
         self._state = next_state
         return ServerReply(command, reply)
+
+    def _end_transaction(self) -> None:
+        self._txn = None
+        self._bdat = self._bdat_splitter = None
 
     # ------------------------------------------------------------------ session
 
@@ -469,9 +520,17 @@ class ClientConnection:
         self._tls = True
         self._caps = None
         self._authenticated = False
-        self._txn = None
+        self._end_transaction()
         self._state = COMMAND
         return self._buf.discarded - self._discard_mark
+
+
+def _size(text: str | None) -> int | None:
+    """The SIZE keyword's parameter (RFC 1870 4): ``None`` if absent, ``0`` (no fixed
+    limit) if missing or not ASCII digits."""
+    if text is None:
+        return None
+    return int(text) if text.isascii() and text.isdigit() else 0
 
 
 def _path(address: Address | None) -> str:

@@ -68,24 +68,21 @@ def _reply_lines(text: str | Sequence[str]) -> tuple[str, ...]:
     return lines or ("",)
 
 
-def _check_code(instance: object, attribute: object, code: int) -> None:
+def _check_reply(instance: Reply, attribute: object, enhanced: str | None) -> None:
+    # One validator for the three fields (on the last, so all are set): a Reply is
+    # built for every reply sent, and each validator is a call.
+    code = instance.code
     if not 200 <= code <= 599:
         raise ValueError(f"reply code {code} is not in 200..599 (RFC 5321 4.2)")
-
-
-def _check_text(instance: object, attribute: object, lines: tuple[str, ...]) -> None:
-    for line in lines:
+    for line in instance.text:
         if not line.isprintable():
             raise ValueError(f"reply text {line!r} holds a line break or control character")
-
-
-def _check_enhanced(instance: Reply, attribute: object, enhanced: str | None) -> None:
     if enhanced is None:
         return
     if not _ENHANCED.fullmatch(enhanced):
         raise ValueError(f"enhanced status code {enhanced!r} is not class.subject.detail (RFC 3463)")
-    if enhanced[0] != str(instance.code)[0]:
-        raise ValueError(f"enhanced status code {enhanced} does not match reply code {instance.code}")
+    if enhanced[0] != str(code)[0]:
+        raise ValueError(f"enhanced status code {enhanced} does not match reply code {code}")
 
 
 @attrs.frozen
@@ -103,9 +100,9 @@ class Reply:
         ValueError: A code, text line or enhanced code that cannot go on the wire.
     """
 
-    code: int = attrs.field(validator=_check_code)
-    text: tuple[str, ...] = attrs.field(default=("",), converter=_reply_lines, validator=_check_text)
-    enhanced: str | None = attrs.field(default=None, validator=_check_enhanced)
+    code: int
+    text: tuple[str, ...] = attrs.field(default=("",), converter=_reply_lines)
+    enhanced: str | None = attrs.field(default=None, validator=_check_reply)
 
     @property
     def is_positive(self) -> bool:
@@ -296,7 +293,8 @@ class EndOfData(Event):
         size: Body octets after unstuffing and normalization.
         bare_line_endings_seen: A CR or LF not part of a CRLF was in the body.
         oversize: The body exceeded ``Limits.max_message_size`` (RFC 1870).
-        line_too_long: A line exceeded ``Limits.max_text_line`` (RFC 5321 4.5.3.1.6).
+        line_too_long: A line exceeded ``Limits.max_text_line`` (RFC 5321 4.5.3.1.6);
+            reported under either ``long_line_policy``, a refusal only under ``reject``.
         refusal: The reply the connection requires, or ``None``.
     """
 

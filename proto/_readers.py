@@ -51,12 +51,16 @@ class BodyFilter:
     Args:
         normalize: ``True`` for the ``normalize`` policy (bare CR/LF become CRLF),
             ``False`` for ``reject`` (the message is refused with 550 5.5.2).
+        reject_long_lines: ``True`` for the ``reject`` long-line policy (a line over
+            ``max_line`` gets the message refused with 500 5.5.6), ``False`` for
+            ``accept`` (such lines are handed on; ``too_long`` still records them).
         max_size: ``Limits.max_message_size``.
         max_line: ``Limits.max_text_line`` (CRLF included).
     """
 
-    def __init__(self, *, normalize: bool, max_size: int, max_line: int) -> None:
+    def __init__(self, *, normalize: bool, max_size: int, max_line: int, reject_long_lines: bool = True) -> None:
         self._normalize = normalize
+        self._reject_long_lines = reject_long_lines
         self._max_size = max_size
         self._max_content = max_line - 2
         self._line = 0  # length of the unfinished last line
@@ -69,7 +73,11 @@ class BodyFilter:
     @property
     def refused(self) -> bool:
         """Whether the message is already known to be refused."""
-        return self.oversize or self.too_long or (self.bare and not self._normalize)
+        return (
+            self.oversize
+            or (self.too_long and self._reject_long_lines)
+            or (self.bare and not self._normalize)
+        )
 
     def feed(self, piece: bytes) -> bytes:
         """Check ``piece`` and return the bytes to hand on (``b""`` once refused).
@@ -128,7 +136,7 @@ class BodyFilter:
             return Reply(552, "Message exceeds fixed maximum message size", "5.3.4")
         if self.bare and not self._normalize:
             return Reply(550, "Message refused: bare CR or LF in the body (RFC 5321 2.3.8)", "5.5.2")
-        if self.too_long:
+        if self.too_long and self._reject_long_lines:
             return Reply(500, "Line too long (RFC 5321 4.5.3.1.6)", "5.5.6")
         return None
 

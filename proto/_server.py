@@ -72,6 +72,7 @@ from ._syntax import (
     parse_path,
     split_path_argument,
 )
+from ._text import MAX_REPLY_TEXT, echo
 from ._writers import write_reply
 
 __all__ = ["ServerConnection"]
@@ -80,13 +81,22 @@ _NOT_IMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "S
 _HTTP_VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH"})
 _LOGIN_USERNAME = "VXNlcm5hbWU6"  # base64 "Username:"
 _LOGIN_PASSWORD = "UGFzc3dvcmQ6"  # base64 "Password:"
-_PAUSED_STATES = frozenset({GREETING, REPLY, TLS_HANDOFF, CLOSING})
+_PAUSED_STATES = (GREETING, REPLY, TLS_HANDOFF, CLOSING)  # a tuple: `in` by identity, no Enum.__hash__
 _DEFAULT_LIMITS = Limits()
 _DEFAULT_EXTENSIONS = Extensions()
 
 
 def _violation(code: int, enhanced: str, text: str) -> ProtocolViolation:
-    return ProtocolViolation(Reply(code, text, enhanced), text)
+    # The text often quotes the peer (an address, a parameter): echo() keeps it printable
+    # ASCII and short enough for one reply line (RFC 5321 4.2, 4.5.3.1.5), so no input
+    # can make the Reply invalid or unsendable.
+    safe = echo(text, limit=MAX_REPLY_TEXT)
+    return ProtocolViolation(Reply(code, safe, enhanced), safe)
+
+
+def _sentence(message: str) -> str:
+    """A ``ValueError`` message as a reply sentence: first letter upper-cased only."""
+    return message[:1].upper() + message[1:]
 
 
 class ServerConnection:
@@ -100,6 +110,11 @@ class ServerConnection:
         bare_line_ending_policy: ``"reject"`` refuses a message holding a bare CR or
             LF with 550 5.5.2 after its real end; ``"normalize"`` turns each into CRLF.
             Either way the body bytes handed on contain no bare CR or LF.
+        long_line_policy: ``"reject"`` refuses a message holding a line longer than
+            ``Limits.max_text_line`` (RFC 5321 4.5.3.1.6) with 500 5.5.6 after its real
+            end; ``"accept"`` hands such lines on unchanged, as Postfix does (HTML
+            generators write them; the sending side splits them, see
+            ``ClientConnection``). Either way ``EndOfData.line_too_long`` reports it.
         tls_active: The stream is already TLS (implicit TLS, RFC 8314).
         auth_requires_tls: AUTH is offered and accepted only under TLS (538 5.7.11
             otherwise, RFC 4954 6).
@@ -112,15 +127,19 @@ class ServerConnection:
         limits: Limits = _DEFAULT_LIMITS,
         extensions: Extensions = _DEFAULT_EXTENSIONS,
         bare_line_ending_policy: Literal["reject", "normalize"] = "reject",
+        long_line_policy: Literal["reject", "accept"] = "reject",
         tls_active: bool = False,
         auth_requires_tls: bool = True,
     ) -> None:
         if bare_line_ending_policy not in ("reject", "normalize"):
             raise ValueError(f"bare_line_ending_policy must be 'reject' or 'normalize', not {bare_line_ending_policy!r}")
+        if long_line_policy not in ("reject", "accept"):
+            raise ValueError(f"long_line_policy must be 'reject' or 'accept', not {long_line_policy!r}")
         self.hostname = hostname
         self.limits = limits
         self.extensions = extensions
         self._normalize = bare_line_ending_policy == "normalize"
+        self._reject_long_lines = long_line_policy == "reject"
         self._auth_requires_tls = auth_requires_tls
         self._buf = ReceiveBuffer()
         self._eof = False
@@ -234,6 +253,8 @@ class ServerConnection:
                     self._reader = None
                     continue
                 return NEED_DATA
+            if len(events) == 1:
+                return self._emit(events[0])  # the common case, without the queue
             self._pending.extend(events)
 
     def _emit(self, event: Event) -> Event:
@@ -342,7 +363,7 @@ class ServerConnection:
         try:
             params = parse_params(words, smtputf8=self.extensions.smtputf8)
         except ValueError as exc:
-            return _violation(501, "5.5.4", str(exc).capitalize())
+            return _violation(501, "5.5.4", _sentence(str(exc)))
         for key, value in params.items():
             fault = self._check_mail_param(key, value)
             if fault is not None:
@@ -370,7 +391,7 @@ class ServerConnection:
             return None
         if key == "SMTPUTF8" and ext.smtputf8:
             return None if value is None else _violation(501, "5.5.4", "SMTPUTF8 takes no value")
-        return _violation(555, "5.5.4", f"MAIL parameter {key} not recognized or not implemented")
+        return _violation(555, "5.5.4", f"MAIL parameter {echo(key)} not recognized or not implemented")
 
     def _rcpt_to(self, arg: str) -> Event:
         if self._mail is None:
@@ -569,7 +590,9 @@ class ServerConnection:
         return None
 
     def _apply(self, effect: Effect, owed: Event | None) -> None:
-        if effect is Effect.GREETING_REFUSED:
+        if effect is Effect.NONE:
+            pass
+        elif effect is Effect.GREETING_REFUSED:
             self._refused = True
         elif effect is Effect.EHLO_ACCEPTED and isinstance(owed, Ehlo):
             self._ehlo_name, self._esmtp = owed.hostname, True
@@ -622,6 +645,7 @@ class ServerConnection:
     def _new_body(self) -> BodyFilter:
         return BodyFilter(
             normalize=self._normalize,
+            reject_long_lines=self._reject_long_lines,
             max_size=self.limits.max_message_size,
             max_line=self.limits.max_text_line,
         )

@@ -210,13 +210,16 @@ def lookup(table: dict[Key, Row], owed: Event | None, code: int, named: int | No
         ``(next state, effect)``, or ``None`` if the reply is illegal.
     """
     if code == 421:
-        return (CLOSING, Effect.CLOSE)
+        return _CLOSE
     kind = None if owed is None else type(owed)
-    for key in (code, f"{code // 100}xx", "same" if code == named else None):
-        row = table.get((kind, key)) if key is not None else None
-        if row is not None:
-            return row
-    return None
+    row = table.get((kind, code)) or table.get((kind, _CLASS[code // 100]))
+    if row is None and code == named:
+        row = table.get((kind, "same"))
+    return row
+
+
+_CLOSE: Final[Row] = (CLOSING, Effect.CLOSE)
+_CLASS: Final = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
 @attrs.frozen
@@ -277,8 +280,11 @@ class Limits:
         max_command_line: Octets in a command line, CRLF included (RFC 5321
             4.5.3.1.4: 512). Longer lines get 500 5.5.6 and are discarded as they
             arrive, never buffered.
-        max_text_line: Octets in a message line, CRLF included (RFC 5321 4.5.3.1.6:
-            1000). A longer line gets the message refused with 500 5.5.6 at its end.
+        max_text_line: Octets in a message line, CRLF included, a dot added by
+            dot-stuffing not counted (RFC 5321 4.5.3.1.6: 1000). Server side: under
+            ``long_line_policy="reject"`` a longer line gets the message refused with
+            500 5.5.6 at its end. Client side: under ``long_line_policy="split"``
+            longer body lines are broken to fit.
         max_recipients: Accepted recipients per transaction (RFC 5321 4.5.3.1.8: at
             least 100 must be accepted); one more gets 452 4.5.3 (RFC 5321 4.5.3.1.10).
         max_message_size: Body octets (RFC 1870 4: advertised as ``SIZE``); a larger

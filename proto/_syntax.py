@@ -4,7 +4,8 @@ Strategy: every parser takes ``str`` that was already decoded strictly from UTF-
 command reader refuses invalid UTF-8 before anything here runs) and raises
 ``ValueError`` with a message fit for a reply. Non-ASCII is accepted only where RFC 6531
 allows it and only when the caller says SMTPUTF8 is in force. Regular expressions are
-built once at import time and are immutable.
+built once at import time and are immutable. The peer's text appears in a message
+only through ``echo()`` (printable ASCII, bounded), since messages become reply text.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import ipaddress
 import re
 
 import attrs
+
+from ._text import echo
 
 __all__ = [
     "MAX_DOMAIN",
@@ -40,7 +43,10 @@ MAX_PATH = 256
 #: RFC 1035 2.3.4: a label is at most 63 octets.
 _MAX_LABEL = 63
 
-_NONASCII = "\u0080-\U0010ffff"
+# RFC 6531/6532 allow UTF-8 beyond ASCII; not the C1 controls (U+0080..U+009F, which
+# hold NEL) nor LINE and PARAGRAPH SEPARATOR (U+2028, U+2029): RFC 5198 2 bars the
+# first and discourages the others, and much software treats all three as line breaks.
+_NONASCII = "\u00a0-\u2027\u202a-\U0010ffff"
 _ATEXT = "-A-Za-z0-9!#$%&'*+/=?^_`{|}~"
 _QTEXT = r"\x20\x21\x23-\x5b\x5d-\x7e"  # escapes for the regex: \x5d is "]"
 
@@ -106,7 +112,7 @@ def _check_domain(domain: str, utf8: bool) -> None:
         if not _LABEL[utf8].fullmatch(label) or len(label.encode()) > _MAX_LABEL:
             if not utf8 and not label.isascii():
                 raise ValueError("non-ASCII domain needs SMTPUTF8 (RFC 6531)")
-            raise ValueError(f"invalid domain {domain!r}")
+            raise ValueError(f"invalid domain {echo(domain)}")
 
 
 def _check_address_literal(literal: str) -> None:
@@ -120,7 +126,7 @@ def _check_address_literal(literal: str) -> None:
         elif not _GENERAL_LITERAL.fullmatch(literal):
             raise ValueError
     except ValueError:
-        raise ValueError(f"invalid address literal [{literal}]") from None
+        raise ValueError(f"invalid address literal [{echo(literal)}]") from None
 
 
 def parse_mailbox(text: str, *, smtputf8: bool = False, raw: str | None = None) -> Address:
@@ -132,16 +138,16 @@ def parse_mailbox(text: str, *, smtputf8: bool = False, raw: str | None = None) 
         raw: What to record as ``Address.raw``; defaults to ``text``.
 
     Raises:
-        ValueError: ``text`` is not a mailbox; the message says why.
+        ValueError: ``text`` is not a mailbox; the message says why, fit for reply text.
     """
     at = text.rfind("@")
     if at <= 0:
-        raise ValueError(f"{text!r} is not a mailbox (local-part@domain)")
+        raise ValueError(f"{echo(text)} is not a mailbox (local-part@domain)")
     local, domain = text[:at], text[at + 1 :]
     if not _LOCAL[smtputf8].fullmatch(local):
         if not smtputf8 and not local.isascii():
             raise ValueError("non-ASCII local part needs SMTPUTF8 (RFC 6531)")
-        raise ValueError(f"invalid local part {local!r}")
+        raise ValueError(f"invalid local part {echo(local)}")
     if len(local.encode()) > MAX_LOCAL_PART:
         raise ValueError(f"local part longer than {MAX_LOCAL_PART} octets (RFC 5321 4.5.3.1.1)")
     _check_domain(domain, smtputf8)
@@ -187,7 +193,7 @@ def parse_path(
             raise ValueError("source route without ':'")
         for hop in route.split(","):
             if not hop.startswith("@"):
-                raise ValueError(f"invalid source route {route!r}")
+                raise ValueError(f"invalid source route {echo(route)}")
             _check_domain(hop[1:], smtputf8)
     return parse_mailbox(inner, smtputf8=smtputf8, raw=text)
 
@@ -223,12 +229,12 @@ def parse_params(words: list[str], *, smtputf8: bool = False) -> dict[str, str |
     for word in words:
         keyword, eq, value = word.partition("=")
         if not _KEYWORD.fullmatch(keyword):
-            raise ValueError(f"invalid parameter {word!r}")
+            raise ValueError(f"invalid parameter {echo(word)}")
         if eq and not _VALUE[smtputf8].fullmatch(value):
-            raise ValueError(f"invalid value in parameter {word!r}")
+            raise ValueError(f"invalid value in parameter {echo(word)}")
         key = keyword.upper()
         if key in params:
-            raise ValueError(f"parameter {key} given twice")
+            raise ValueError(f"parameter {echo(key)} given twice")
         params[key] = value if eq else None
     return params
 

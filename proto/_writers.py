@@ -4,7 +4,10 @@ Strategy: the writers never trust their input to be wire-safe. Reply text was ch
 for line breaks when the ``Reply`` was built; lengths are checked here against RFC 5321
 4.5.3.1.5. The body writer normalizes every bare CR or LF to CRLF before dot-stuffing,
 so nothing proto sends can end a message early at a receiver that accepts bare line
-endings (SMTP smuggling, CVE-2023-51764 and kin).
+endings (SMTP smuggling, CVE-2023-51764 and kin). Lines too long for RFC 5321 4.5.3.1.6
+can be broken by ``LineSplitter``, which runs after normalization and before stuffing:
+it sees only CRLF pairs, so it can never split one, and a piece that starts with a dot
+is stuffed like any other line.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ from __future__ import annotations
 from ._errors import LocalProtocolError
 from ._events import Reply
 
-__all__ = ["MAX_REPLY_LINE", "DotStuffer", "normalize_line_endings", "write_command", "write_reply"]
+__all__ = [
+    "MAX_REPLY_LINE",
+    "DotStuffer",
+    "LineEndingNormalizer",
+    "LineSplitter",
+    "normalize_line_endings",
+    "write_command",
+    "write_reply",
+]
 
 #: RFC 5321 4.5.3.1.5: the maximum total length of a reply line including the reply
 #: code and the CRLF.
@@ -89,12 +100,70 @@ class LineEndingNormalizer:
         return b"\r\n" if held else b""
 
 
+class LineSplitter:
+    """Break lines longer than ``max_line`` octets (CRLF not counted) by inserting a
+    CRLF, as Postfix's smtp client does for lines over ``smtp_line_length_limit``.
+
+    The input must be normalized (every CR and LF in a CRLF pair, a trailing CR held
+    back: ``LineEndingNormalizer``'s output), so the split never lands inside a CRLF
+    and never makes a bare CR or LF. It cuts at exactly ``max_line`` octets, whatever
+    the octets are (a UTF-8 sequence may be cut in two, as Postfix does), so where the
+    input is cut into pieces does not change the output.
+
+    Args:
+        max_line: The most octets of content per line, at least 1 (RFC 5321 4.5.3.1.6:
+            998, i.e. 1000 with the CRLF).
+
+    Raises:
+        ValueError: ``max_line`` is under 1.
+    """
+
+    def __init__(self, max_line: int) -> None:
+        if max_line < 1:
+            raise ValueError(f"max_line must be at least 1, not {max_line}")
+        self._max = max_line
+        self._col = 0  # octets in the unfinished last line
+
+    def feed(self, data: bytes) -> bytes:
+        """Return ``data`` (normalized) with a CRLF inserted wherever a line is too long."""
+        limit = self._max
+        lines = data.split(b"\r\n")
+        if len(lines) == 1:
+            if self._col + len(data) <= limit:
+                self._col += len(data)
+                return data
+        elif self._col + len(lines[0]) <= limit and max(map(len, lines)) <= limit:
+            self._col = len(lines[-1])
+            return data
+        out: list[bytes] = []
+        col = self._col
+        for i, line in enumerate(lines):
+            if i:
+                out.append(b"\r\n")
+                col = 0
+            while col + len(line) > limit:
+                cut = limit - col
+                out += (line[:cut], b"\r\n")
+                line = line[cut:]
+                col = 0
+            out.append(line)
+            col += len(line)
+        self._col = col
+        return b"".join(out)
+
+
 class DotStuffer:
     """Body writer for DATA (RFC 5321 4.5.2): normalize line ends, double a leading
-    dot on every line, and end with ``.<CRLF>`` after a CRLF."""
+    dot on every line, and end with ``.<CRLF>`` after a CRLF.
 
-    def __init__(self) -> None:
+    Args:
+        max_line: If set, break lines longer than this many octets (CRLF not counted)
+            with ``LineSplitter`` before stuffing; ``None`` sends lines as they are.
+    """
+
+    def __init__(self, max_line: int | None = None) -> None:
         self._normalizer = LineEndingNormalizer()
+        self._splitter = LineSplitter(max_line) if max_line is not None else None
         self._line_start = True  # the DATA command's CRLF starts the first line
 
     def _stuff(self, data: bytes) -> bytes:
@@ -107,9 +176,15 @@ class DotStuffer:
 
     def feed(self, data: bytes) -> bytes:
         """Return the wire bytes for ``data``, a piece of the message."""
-        return self._stuff(self._normalizer.feed(data))
+        data = self._normalizer.feed(data)
+        if self._splitter is not None:
+            data = self._splitter.feed(data)
+        return self._stuff(data)
 
     def finish(self) -> bytes:
         """Return the wire bytes that end the message, ``.<CRLF>`` included."""
-        tail = self._stuff(self._normalizer.finish())
+        tail = self._normalizer.finish()
+        if self._splitter is not None:
+            tail = self._splitter.feed(tail)
+        tail = self._stuff(tail)
         return tail + (b".\r\n" if self._line_start else b"\r\n.\r\n")
