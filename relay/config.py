@@ -192,6 +192,9 @@ class SmtpConfig:
     #: Octets per second a message must average after its first command_timeout
     #: seconds (Postfix's smtpd_min_data_rate), so a trickle cannot hold a slot.
     min_data_rate: int = attrs.field(default=500, validator=_positive)
+    #: EHLO/HELO, NOOP, RSET, VRFY, HELP since the last accepted message before
+    #: 421 4.7.0 (Postfix's smtpd_junk_command_limit).
+    max_junk_commands: int = attrs.field(default=100, validator=_positive)
     #: Process-wide bytes of message content held in memory at once.
     memory_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
     shutdown_timeout: float = attrs.field(default=30.0, validator=_non_negative)

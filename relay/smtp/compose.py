@@ -44,7 +44,9 @@ def _header_block(raw: bytes | bytearray) -> bytes:
     """
     if raw.startswith(b"\r\n"):
         return b""
-    match = _HEADER_END.search(raw, 0, MAX_HEADER_BLOCK + 4)
+    # The block is the fields with their CRLFs, so its empty line (the CRLF after the
+    # last field's) must end within MAX_HEADER_BLOCK + 2 octets.
+    match = _HEADER_END.search(raw, 0, MAX_HEADER_BLOCK + 2)
     if match is not None:
         return bytes(raw[: match.start() + 2])
     if len(raw) > MAX_HEADER_BLOCK:

@@ -88,8 +88,8 @@ class ConcurrencyPerIp:
 
     Postfix's ``smtpd_client_connection_count_limit`` (default 50) is the model: without
     it one address can hold every slot of ``smtp.max_connections`` and refuse service
-    to everyone else. Networks in ``exempt`` are not counted. Memory is bounded by the
-    open connections: an address with none left is forgotten.
+    to everyone else. Addresses in ``exempt`` networks are counted but never refused.
+    Memory is bounded by the open connections: an address with none left is forgotten.
     """
 
     def __init__(self, limit: int, exempt: TrustedNetworks) -> None:

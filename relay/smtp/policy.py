@@ -55,6 +55,7 @@ COPIES = 2
 #: a reservation grows.
 MIN_RESERVATION = 64 * 1024
 HEADER_TOO_LARGE = _reply(552, "5.3.4", "Message header too large")
+TOO_MANY_JUNK = _reply(421, "4.7.0", "Too many commands without mail, closing connection")
 STORE_FAILED = _reply(451, "4.3.0", "Local error storing the message, try again later")
 
 
@@ -73,6 +74,10 @@ class PolicySettings:
     auth_failure_delay: float
     default_messages_per_minute: int
     default_recipients_per_hour: int
+    #: ``smtp.max_junk_commands``: EHLO/HELO, NOOP, RSET, VRFY, HELP since the last
+    #: accepted message (Postfix's smtpd_junk_command_limit), so a client cannot keep
+    #: a slot for ever by sending one every command_timeout.
+    max_junk_commands: int = 100
 
 
 @attrs.frozen
@@ -98,6 +103,7 @@ class SubmissionPolicy:
         self.ehlo_name = ""
         #: Set when the policy decided the session must end after the reply.
         self.close_after_reply = False
+        self._junk = 0
         self._reset_transaction()
 
     # ------------------------------------------------------------ transaction
@@ -125,6 +131,12 @@ class SubmissionPolicy:
         if isinstance(event, proto.Data):
             self._buffer(event.data)
             return None
+        if _is_junk(event):
+            self._junk += 1
+            if self._junk > self._shared.settings.max_junk_commands:
+                log.info("too many junk commands", client_ip=self._info.client_ip)
+                self.close_after_reply = True
+                return TOO_MANY_JUNK
         if isinstance(event, proto.AuthRequest):
             if self._shared.auth_failures.is_blocked(self._info.client_ip):
                 self.close_after_reply = True
@@ -320,8 +332,24 @@ class SubmissionPolicy:
                 log.warning("message not stored", account_id=str(account.id), error=str(exc))
                 return STORE_FAILED
             self._shared.account_limits.record_message(account.id, len(self._recipients))
+            self._junk = 0
             log.info("message accepted", account_id=str(account.id), queue_id=str(queue_id),
                      size=message.size, recipients=len(self._recipients))
             return _reply(250, "2.0.0", f"Ok: queued as {queue_id}")
         finally:
             self.release()
+
+
+_JUNK_REASONS = frozenset({"VRFY", "HELP"})
+
+
+def _is_junk(event: object) -> bool:
+    """Commands that move no mail (Postfix counts NOOP, VRFY, ETRN and RSET; a
+    repeated EHLO can hold a slot just as well)."""
+    if isinstance(event, (proto.Noop, proto.Rset, proto.Ehlo, proto.Helo)):
+        return True
+    return (
+        isinstance(event, proto.AutoReply)
+        and not isinstance(event, proto.ProtocolViolation)
+        and event.reason in _JUNK_REASONS
+    )

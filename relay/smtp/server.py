@@ -42,6 +42,7 @@ from .limits import (
     ConcurrencyPerIp,
     ConnectionRateLimiter,
     MemoryBudget,
+    SlidingWindow,
     TrustedNetworks,
 )
 from .policy import PolicySettings, SessionInfo, Shared, SubmissionPolicy
@@ -120,6 +121,7 @@ class SmtpServer:
                 auth_failure_delay=smtp.auth_failure_delay,
                 default_messages_per_minute=smtp.account_messages_per_minute,
                 default_recipients_per_hour=smtp.account_recipients_per_hour,
+                max_junk_commands=smtp.max_junk_commands,
             ),
         )
         limits = config.limits
@@ -158,6 +160,10 @@ class SmtpServer:
         self._refused_per_ip = 0
         self._refusing = 0
         self._faults = 0
+        self._refusals_logged = SlidingWindow(60.0)
+        #: Set once shutdown has begun: a session that starts later (its implicit-TLS
+        #: handshake was in progress) is drained from its start.
+        self._draining = False
 
     async def prepare(self) -> None:
         await self._shared.authenticator.prepare()
@@ -196,6 +202,7 @@ class SmtpServer:
                          implicit_tls=smtp.implicit_tls_listen or None,
                          implicit_tls_ports=list(bound.implicit_tls_ports))
                 await shutdown.wait()
+                self._draining = True
                 log.info("smtp draining", sessions=len(self._sessions))
                 for listener in (*plain, *implicit):
                     await listener.aclose()
@@ -262,13 +269,20 @@ class SmtpServer:
             return TOO_MANY_CONNECTIONS
         if not self._per_ip.allow(ip):
             self._refused_per_ip += 1
-            log.info("too many connections from one address", client_ip=ip)
+            self._log_refusal("too many connections from one address", ip)
             return TOO_MANY_FROM_IP
         if not self._rate.allow(ip):
             self._refused_rate += 1
-            log.info("connection rate limited", client_ip=ip)
+            self._log_refusal("connection rate limited", ip)
             return RATE_LIMITED
         return None
+
+    def _log_refusal(self, event: str, ip: str) -> None:
+        """One line per address and minute: a flood must not become a log flood
+        (``statistics()`` counts every refusal)."""
+        if self._refusals_logged.count(ip) == 0:
+            self._refusals_logged.add(ip)
+            log.info(event, client_ip=ip)
 
     async def _refuse(self, stream: Any, reply: proto.Reply, implicit_tls: bool) -> None:
         """Say why and close, bounded in time and in how many run at once."""
@@ -304,6 +318,8 @@ class SmtpServer:
             stream, policy, self._settings, self._ssl_context, tls_active=implicit_tls
         )
         self._sessions.add(session)
+        if self._draining:
+            session.drain()
         log.info("session start")
         try:
             await session.run()

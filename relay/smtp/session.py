@@ -127,7 +127,7 @@ class Session:
             await self._run()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             log.info("connection lost", error=str(exc) or type(exc).__name__)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- the unit-of-work boundary: contain, log, 421
             self.faulted = True
             log.exception("session failed", state=self.conn.state.name)
             await self._say_internal_error()
@@ -138,7 +138,7 @@ class Session:
         """421 4.3.0 through proto if it still can, else as raw bytes (best effort)."""
         try:
             data = self.conn.send(INTERNAL_ERROR)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- proto's state is unknown after a fault
             data = _INTERNAL_ERROR_LINE
         try:
             with trio.move_on_after(GOODBYE_TIMEOUT):

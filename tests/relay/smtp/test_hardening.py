@@ -3,7 +3,6 @@ process, hold every slot, or get past a fault in its own session."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -117,22 +116,25 @@ async def test_one_address_cannot_hold_every_slot(relay: Relay, smtp_env: dict[s
             c.close()
 
 
-@pytest.mark.parametrize("smtp_env", [{
-    "RELAY_SMTP__MAX_CONNECTIONS_PER_IP": "2",
-    "RELAY_SMTP__IMPLICIT_TLS_LISTEN": "127.0.0.1:0",
-}])
-async def test_unfinished_tls_handshakes_count_against_the_address(relay: Relay, smtp_env: dict[str, str]) -> None:
-    tls_port = relay.started.smtp.implicit_tls_ports[0]
-    silent = [socket.create_connection(("127.0.0.1", tls_port)) for _ in range(2)]
-    try:
-        with trio.fail_after(10):
-            while True:  # until the server has admitted both (it says nothing before TLS)
-                with await in_thread(lambda: RawClient(relay.port)) as probe:
-                    code, _ = await in_thread(probe.reply)
-                if code == 421:
-                    break
-                await trio.sleep(0.01)
-        assert (await in_thread(lambda: _submit(relay, source=OTHER_CLIENT)))[0] == 250
-    finally:
-        for s in silent:
-            s.close()
+# Unfinished implicit-TLS handshakes holding slots: test_connections.py, on a mock clock.
+
+
+@pytest.mark.parametrize("smtp_env", [{"RELAY_SMTP__MAX_JUNK_COMMANDS": "4"}])
+async def test_commands_that_move_no_mail_are_bounded(relay: Relay, smtp_env: dict[str, str]) -> None:
+    """Otherwise one NOOP every command_timeout keeps a slot for ever."""
+    def session() -> tuple[list[int], tuple[int, list[str]], bool]:
+        with RawClient(relay.port) as c:
+            c.login(relay.client_context, relay.account.email, PASSWORD)  # 2 EHLOs: 2 of 4
+            codes = [c.command(b"NOOP")[0], c.command(b"RSET")[0]]  # 4 of 4
+            # An accepted message starts the count again.
+            assert c.command(b"MAIL FROM:<app@example.com>")[0] == 250
+            assert c.command(b"RCPT TO:<a@example.net>")[0] == 250
+            assert c.command(b"DATA")[0] == 354
+            c.send(HEADERS + b"hi\r\n.\r\n")
+            assert c.reply()[0] == 250
+            codes += [c.command(b"NOOP")[0] for _ in range(4)]
+            return codes, c.command(b"NOOP"), c.closed_by_peer()
+
+    codes, (code, text), closed = await in_thread(session)
+    assert codes == [250] * 6
+    assert code == 421 and text[0].startswith("4.7.0") and closed

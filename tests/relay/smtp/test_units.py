@@ -8,10 +8,11 @@ import pytest
 import trio
 import trio.testing
 
-from relay.smtp.compose import domain_allowed, prepare
+from relay.smtp.compose import MAX_HEADER_BLOCK, HeaderTooLarge, domain_allowed, prepare
 from relay.smtp.limits import (
     AccountLimits,
     AuthFailureTracker,
+    ConcurrencyPerIp,
     ConnectionRateLimiter,
     MemoryBudget,
     TrustedNetworks,
@@ -55,6 +56,71 @@ def test_memory_budget_at_limit_minus_one_limit_plus_one() -> None:
     budget.release(100)
     assert budget.statistics().in_use == 0
     assert not budget.try_reserve(101)
+
+
+def test_concurrency_per_ip_at_limit_minus_one_limit_plus_one() -> None:
+    per_ip = ConcurrencyPerIp(3, TrustedNetworks([]))
+    for _ in range(2):
+        assert per_ip.allow("192.0.2.1")
+        per_ip.add("192.0.2.1")
+    assert per_ip.allow("192.0.2.1")  # limit - 1 open: one more may come
+    per_ip.add("192.0.2.1")
+    assert not per_ip.allow("192.0.2.1")  # limit open: the next is refused
+    assert per_ip.open_from("192.0.2.1") == 3
+    assert per_ip.allow("192.0.2.2")  # another address is not affected
+    per_ip.remove("192.0.2.1")
+    assert per_ip.allow("192.0.2.1")  # a slot given back can be taken again
+
+
+def test_concurrency_per_ip_forgets_addresses_with_nothing_open() -> None:
+    per_ip = ConcurrencyPerIp(1, TrustedNetworks([]))
+    per_ip.add("192.0.2.1")
+    per_ip.add("2001:db8::1")
+    assert len(per_ip) == 2
+    per_ip.remove("192.0.2.1")
+    per_ip.remove("2001:db8::1")
+    assert len(per_ip) == 0 and per_ip.open_from("192.0.2.1") == 0
+    per_ip.remove("192.0.2.1")  # never below zero
+    assert per_ip.open_from("192.0.2.1") == 0 and per_ip.allow("192.0.2.1")
+
+
+def test_concurrency_per_ip_exempt_networks_are_never_refused() -> None:
+    per_ip = ConcurrencyPerIp(1, TrustedNetworks(["10.0.0.0/8", "2001:db8::/32"]))
+    for ip in ("10.1.2.3", "2001:db8::7"):
+        for _ in range(5):
+            assert per_ip.allow(ip)
+            per_ip.add(ip)
+        for _ in range(5):
+            per_ip.remove(ip)
+    for ip in ("192.0.2.1", "unknown"):  # "unknown": no peer address; limited, not exempt
+        per_ip.add(ip)
+        assert not per_ip.allow(ip)
+        per_ip.remove(ip)
+    assert len(per_ip) == 0
+
+
+def _header_block(size: int) -> bytes:
+    """A header block of exactly ``size`` octets, in fields of at most 1000."""
+    block = b"Subject: t\r\n"
+    while len(block) < size:
+        left = size - len(block)
+        n = left if left <= 900 else min(900, left - 20)
+        block += b"X-Pad: " + b"a" * (n - 9) + b"\r\n"
+    assert len(block) == size
+    return block
+
+
+@pytest.mark.parametrize("size", [MAX_HEADER_BLOCK - 1, MAX_HEADER_BLOCK])
+@pytest.mark.parametrize("body", [b"\r\nbody\r\n", b""], ids=["with-body", "header-only"])
+def test_header_block_up_to_its_limit_is_accepted(size: int, body: bytes) -> None:
+    out = _prepare(_header_block(size) + body)
+    assert _header_block(size) in out and out.endswith(body)
+
+
+@pytest.mark.parametrize("body", [b"\r\nbody\r\n", b""], ids=["with-body", "header-only"])
+def test_header_block_past_its_limit_is_refused(body: bytes) -> None:
+    with pytest.raises(HeaderTooLarge):
+        _prepare(_header_block(MAX_HEADER_BLOCK + 1) + body)
 
 
 async def test_account_limits(autojump_clock: trio.testing.MockClock) -> None:
