@@ -9,9 +9,11 @@ Time limits are deadlines a trickling client cannot push back (Postfix's
 
 * a whole command line (or AUTH response) must arrive within ``command_timeout`` of
   the moment we started waiting for it, however many single bytes come meanwhile;
-* in a message (DATA, or one BDAT chunk) every read must come within
-  ``command_timeout``, the message may take ``command_timeout`` plus one second per
-  ``min_data_rate`` octets received so far, and never more than ``data_timeout``.
+* in a message (DATA, or BDAT chunks) every read must come within
+  ``command_timeout``, and the message may take ``command_timeout`` plus one second
+  per ``min_data_rate`` octets received so far, and never more than ``data_timeout``,
+  counted from its first octet; for BDAT the clock runs across the chunks (and the
+  waits between them) until the transaction ends.
 
 This is also the boundary of one unit of work: an unexpected exception in a session
 is logged with its correlation id, answered ``421 4.3.0`` when the stream still
@@ -166,6 +168,12 @@ class Session:
                 raise AssertionError(f"proto paused in state {self.conn.state}")
             if isinstance(event, proto.ConnectionClosed):
                 return
+            if isinstance(event, proto.Data):
+                # Counted as proto hands it on: a BDAT chunk that came in one read
+                # with its command is message data too.
+                if self._message_started is None:
+                    self._message_started = trio.current_time()
+                self._message_octets += len(event.data)
             reply = await self._policy.respond(event)
             if reply is None:
                 continue
@@ -176,25 +184,35 @@ class Session:
                 return
             if self.conn.state is proto.State.TLS_HANDOFF:
                 await self._start_tls()
-            if not self.in_message:
-                self._message_started = None
+            if (
+                self._message_started is not None
+                and not self.in_message
+                and self.conn.transaction is None
+            ):
+                # The message clock runs for a whole transaction: BDAT chunks share
+                # it, so "BDAT 1" every command_timeout cannot hold a slot for ever.
+                self._message_started, self._message_octets = None, 0
 
     def _deadline(self, now: float) -> float:
         """When the input we are waiting for must have arrived (see the module doc)."""
         settings = self._settings
         if self.in_message:
             if self._message_started is None:
-                self._message_started, self._message_octets = now, 0
-            started = self._message_started
-            earned = self._message_octets / settings.min_data_rate
-            return min(
-                now + settings.command_timeout,
-                started + settings.command_timeout + earned,
-                started + settings.data_timeout,
-            )
+                self._message_started = now
+            return min(now + settings.command_timeout, self._message_deadline())
         if self._command_deadline is None:
             self._command_deadline = now + settings.command_timeout
+        if self._message_started is not None:  # between BDAT chunks
+            return min(self._command_deadline, self._message_deadline())
         return self._command_deadline
+
+    def _message_deadline(self) -> float:
+        settings = self._settings
+        assert self._message_started is not None
+        earned = self._message_octets / settings.min_data_rate
+        return self._message_started + min(
+            settings.command_timeout + earned, settings.data_timeout
+        )
 
     async def _receive(self) -> bool:
         """Read more input; False when the session must end."""
@@ -202,7 +220,6 @@ class Session:
         if self.in_message:
             with trio.move_on_at(deadline):
                 data = await self.stream.receive_some(MAX_RECV)
-                self._message_octets += len(data)
                 self.conn.receive_data(data)
                 return True
             await self._say_and_close(TIMEOUT)

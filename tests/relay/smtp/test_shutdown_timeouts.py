@@ -194,3 +194,26 @@ async def test_whole_data_is_bounded_by_data_timeout(
         await _jump(mock_clock, 10.0)
     await client.send_all(b"z" * 998 + b"\r\n")
     await _expect_timeout_at(mock_clock, client, nursery, began + 100.0)
+
+
+async def test_bdat_chunks_share_one_message_clock(
+    mock_clock: trio.testing.MockClock, relay_config: Config, storage: Storage, nursery: trio.Nursery
+) -> None:
+    """"BDAT 1" every 14 s never trips the 30 s command timeout, but the transaction's
+    data (3 octets at 500/s) earns only 6 ms beyond its first 30 s."""
+    config = _timeouts(relay_config, command_timeout=30.0, data_timeout=600.0, min_data_rate=500)
+    await create_account(storage)
+    client = await _session_over_memory(config, storage, nursery)
+    await _read_reply(client)
+    plain = base64.b64encode(f"\0app@example.com\0{PASSWORD}".encode())
+    for line in [b"EHLO c", b"AUTH PLAIN " + plain, b"MAIL FROM:<app@example.com>", b"RCPT TO:<a@example.net>"]:
+        await client.send_all(line + b"\r\n")
+        await _read_reply(client)
+    began = trio.current_time()
+    await client.send_all(b"BDAT 1\r\nx")
+    assert (await _read_reply(client)).startswith(b"250 ")
+    for _ in range(2):
+        await _jump(mock_clock, 14.0)
+        await client.send_all(b"BDAT 1\r\nx")
+        assert (await _read_reply(client)).startswith(b"250 ")
+    await _expect_timeout_at(mock_clock, client, nursery, began + 30.0 + 3 / 500)
