@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import psycopg2
 import pytest
 import trio
@@ -348,6 +349,31 @@ class LineReader:
     async def rest(self) -> None:
         while await self.next_line() is not None:
             pass
+
+
+@attrs.frozen
+class Serving:
+    """What a starting ``relay serve`` announced on stderr."""
+
+    operator_key: str = attrs.field(repr=False)
+    smtp_port: int
+    api_url: str
+
+
+async def wait_until_serving(reader: LineReader) -> Serving:
+    """Read stderr until the operator key, the SMTP port and the API URL are known."""
+    operator_key, smtp_port, api_url = "", None, None
+    while smtp_port is None or api_url is None or not operator_key:
+        line = await reader.next_line()
+        assert line is not None, "\n".join(reader.seen)
+        if (found := OPERATOR_KEY.search(line)):
+            operator_key = found.group(0)
+        event = _event(line) or {}
+        if event.get("event") == "smtp listening":
+            smtp_port = event["ports"][0]
+        if event.get("event") == "api listening":
+            api_url = event["url"]
+    return Serving(operator_key, smtp_port, api_url)
 
 
 def _event(line: str) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from .test_cli import OPERATOR_KEY, RELAY, TIMEOUT, LineReader, _env, _event
+from .test_cli import RELAY, TIMEOUT, LineReader, _env, wait_until_serving
 
 HOSTILE = [
     # The two single lines that used to end the whole process (found by fuzzing).
@@ -53,17 +53,8 @@ async def test_relay_serve_survives_hostile_input_and_serves_others(database_url
         reader = LineReader(process.stderr)
         try:
             with trio.fail_after(TIMEOUT):
-                operator_key, smtp_port, api_url = "", None, None
-                while smtp_port is None or api_url is None or not operator_key:
-                    line = await reader.next_line()
-                    assert line is not None, "\n".join(reader.seen)
-                    if (found := OPERATOR_KEY.search(line)):
-                        operator_key = found.group(0)
-                    event = _event(line) or {}
-                    if event.get("event") == "smtp listening":
-                        smtp_port = event["ports"][0]
-                    if event.get("event") == "api listening":
-                        api_url = event["url"]
+                serving = await wait_until_serving(reader)
+                operator_key, smtp_port, api_url = serving.operator_key, serving.smtp_port, serving.api_url
                 nursery.start_soon(reader.rest)
                 async with httpx.AsyncClient(base_url=f"{api_url}/api/v1") as api:
                     created = await api.post(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import smtplib
 import ssl
 import subprocess
@@ -19,10 +18,8 @@ import httpx
 import trio
 import trustme
 
-from .test_cli import RELAY, TIMEOUT, LineReader, _env, _event
+from .test_cli import RELAY, TIMEOUT, LineReader, _env, wait_until_serving
 from .worker.upstream import aiosmtpd_upstream
-
-OPERATOR_KEY = re.compile(r"rk_admin_[A-Za-z0-9_-]+")
 
 
 async def test_serve_api_smtp_worker_upstream(database_url: str, tmp_path: Path) -> None:
@@ -39,18 +36,8 @@ async def test_serve_api_smtp_worker_upstream(database_url: str, tmp_path: Path)
         reader = LineReader(process.stderr)
         try:
             with trio.fail_after(TIMEOUT):
-                operator_key = ""
-                smtp_port = api_url = None
-                while smtp_port is None or api_url is None or not operator_key:
-                    line = await reader.next_line()
-                    assert line is not None, "\n".join(reader.seen)
-                    if (found := OPERATOR_KEY.search(line)):
-                        operator_key = found.group(0)
-                    event = _event(line) or {}
-                    if event.get("event") == "smtp listening":
-                        smtp_port = event["ports"][0]
-                    if event.get("event") == "api listening":
-                        api_url = event["url"]
+                serving = await wait_until_serving(reader)
+                operator_key, smtp_port, api_url = serving.operator_key, serving.smtp_port, serving.api_url
                 nursery.start_soon(reader.rest)
 
                 async with httpx.AsyncClient(base_url=f"{api_url}/api/v1") as api:

@@ -58,6 +58,14 @@ def tls_files(ca: trustme.CA, tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    """The server side of ``ca``'s trust, for servers a test builds itself."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
 def client_context(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 import attrs
 import pytest
 import trio
-import trustme
 
 import proto
 from relay.config import Config
@@ -48,13 +47,6 @@ def header_block(size: int) -> bytes:
         block += b"X-Pad: " + b"a" * (n - 9) + b"\r\n"
     assert len(block) == size
     return block
-
-
-@pytest.fixture
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    return context
 
 
 @pytest.fixture

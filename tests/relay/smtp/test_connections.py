@@ -16,7 +16,6 @@ import ssl
 import pytest
 import trio
 import trio.testing
-import trustme
 
 import proto
 from relay.app import Runtime
@@ -31,13 +30,6 @@ from .trioclient import Client, jump, open_session, smtp_config, start_server
 LOCAL = "127.0.0.1"
 TIMEOUT = 30.0
 HEADERS = b"From: app@example.com\r\nSubject: t\r\n\r\n"
-
-
-@pytest.fixture
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    return context
 
 
 @pytest.fixture
