@@ -168,12 +168,11 @@ class Session:
                 raise AssertionError(f"proto paused in state {self.conn.state}")
             if isinstance(event, proto.ConnectionClosed):
                 return
-            if isinstance(event, proto.Data):
-                # Counted as proto hands it on: a BDAT chunk that came in one read
-                # with its command is message data too.
-                if self._message_started is None:
-                    self._message_started = trio.current_time()
-                self._message_octets += len(event.data)
+            if isinstance(event, proto.Data) and self._message_started is None:
+                # A BDAT chunk that came in one read with its command starts the
+                # message clock here (reads are counted from now on).
+                self._message_started = trio.current_time()
+                self._message_octets = len(event.data)
             reply = await self._policy.respond(event)
             if reply is None:
                 continue
@@ -220,6 +219,9 @@ class Session:
         if self.in_message:
             with trio.move_on_at(deadline):
                 data = await self.stream.receive_some(MAX_RECV)
+                # Octets as sent, refused ones included: a message proto already
+                # refused (oversize, bare LF) is still read to its end at its pace.
+                self._message_octets += len(data)
                 self.conn.receive_data(data)
                 return True
             await self._say_and_close(TIMEOUT)
@@ -232,6 +234,8 @@ class Session:
             self._idle_scope = scope
             data = await self.stream.receive_some(MAX_RECV)
             self._idle_scope = None
+            if self._message_started is not None:  # between BDAT chunks
+                self._message_octets += len(data)
             self.conn.receive_data(data)
             return True
         self._idle_scope = None

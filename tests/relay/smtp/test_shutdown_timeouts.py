@@ -200,7 +200,8 @@ async def test_bdat_chunks_share_one_message_clock(
     mock_clock: trio.testing.MockClock, relay_config: Config, storage: Storage, nursery: trio.Nursery
 ) -> None:
     """"BDAT 1" every 14 s never trips the 30 s command timeout, but the transaction's
-    data (3 octets at 500/s) earns only 6 ms beyond its first 30 s."""
+    octets (the first chunk's 1, then 9 for each later command and chunk, at 500/s)
+    earn only 38 ms beyond its first 30 s."""
     config = _timeouts(relay_config, command_timeout=30.0, data_timeout=600.0, min_data_rate=500)
     await create_account(storage)
     client = await _session_over_memory(config, storage, nursery)
@@ -216,4 +217,20 @@ async def test_bdat_chunks_share_one_message_clock(
         await _jump(mock_clock, 14.0)
         await client.send_all(b"BDAT 1\r\nx")
         assert (await _read_reply(client)).startswith(b"250 ")
-    await _expect_timeout_at(mock_clock, client, nursery, began + 30.0 + 3 / 500)
+    await _expect_timeout_at(mock_clock, client, nursery, began + 30.0 + (1 + 2 * 9) / 500)
+
+
+async def test_a_refused_message_is_read_to_its_end_at_its_own_pace(
+    mock_clock: trio.testing.MockClock, relay_config: Config, storage: Storage, nursery: trio.Nursery
+) -> None:
+    """proto stops handing on a message it refused (a bare LF here) but reads it to its
+    end; the octets still count for the data rate, so the client gets the 550, not a
+    421 that would make it retry a message that can never be accepted."""
+    config = _timeouts(relay_config, command_timeout=30.0, data_timeout=600.0, min_data_rate=10)
+    client = await _in_data(config, storage, nursery)
+    await client.send_all(b"bare\nLF\r\n")
+    for _ in range(10):
+        await _jump(mock_clock, 10.0)
+        await client.send_all(b"y" * 198 + b"\r\n")
+    await client.send_all(b".\r\n")
+    assert (await _read_reply(client)).startswith(b"550 5.5.2")
