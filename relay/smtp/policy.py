@@ -47,6 +47,9 @@ RATE_LIMITED_MESSAGES = _reply(450, "4.7.1", "Message rate limit exceeded, try a
 RATE_LIMITED_RECIPIENTS = _reply(450, "4.7.1", "Recipient rate limit exceeded, try again later")
 FROM_REFUSED = _reply(550, "5.7.1", "From: header domain not allowed for this account")
 NO_MEMORY = _reply(452, "4.3.1", "Insufficient system storage, try again later")
+HEADER_TOO_LARGE = _reply(552, "5.3.4", "Message header too large")
+TOO_MANY_JUNK = _reply(421, "4.7.0", "Too many commands without mail, closing connection")
+STORE_FAILED = _reply(451, "4.3.0", "Local error storing the message, try again later")
 
 #: Copies of a message the budget accounts for while it is held: the received body
 #: and the prepared message, then the prepared message and the driver's encoding.
@@ -54,9 +57,6 @@ COPIES = 2
 #: Octets reserved at DATA when the client declared no SIZE, and the step by which
 #: a reservation grows.
 MIN_RESERVATION = 64 * 1024
-HEADER_TOO_LARGE = _reply(552, "5.3.4", "Message header too large")
-TOO_MANY_JUNK = _reply(421, "4.7.0", "Too many commands without mail, closing connection")
-STORE_FAILED = _reply(451, "4.3.0", "Local error storing the message, try again later")
 
 
 @attrs.frozen
@@ -269,8 +269,10 @@ class SubmissionPolicy:
         # Grow in steps of at least MIN_RESERVATION so a client without SIZE does not
         # cost a budget call per read.
         need = COPIES * self._received
-        step = max(need, self._reserved + COPIES * MIN_RESERVATION)
-        if need > self._reserved and not (self._reserve(step) or self._reserve(need)):
+        if need > self._reserved and not (
+            self._reserve(max(need, self._reserved + COPIES * MIN_RESERVATION))
+            or self._reserve(need)
+        ):
             # Keep reading to the end of data (proto consumes it); answer 452 then.
             self._over_budget = True
             self._shared.budget.release(self._reserved)
