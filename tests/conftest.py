@@ -18,7 +18,11 @@ import pytest
 
 from relay.storage import Storage, migrations, open_storage
 
-TEMPLATE = "relay_test_template"
+#: One template per pytest session (dropped at its end): several runs may share one
+#: server (``RELAY_TEST_DATABASE_URL``), and a shared template name lets one run's
+#: DROP/CREATE collide with another's ``CREATE DATABASE … TEMPLATE`` ("is being
+#: accessed by other users").
+TEMPLATE = f"relay_test_template_{uuid.uuid4().hex[:12]}"
 
 
 def _with_database(url: str, name: str) -> str:
@@ -51,16 +55,20 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def template_url(pg_server_url: str) -> str:
-    """A migrated template database, rebuilt once per session."""
+def template_url(pg_server_url: str) -> Iterator[str]:
+    """A migrated template database, built once per session and dropped at its end."""
     conn = _admin(pg_server_url)
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
         cur.execute(f"CREATE DATABASE {TEMPLATE}")
     url = _with_database(pg_server_url, TEMPLATE)
     migrations.apply(url)
-    conn.close()
-    return url
+    try:
+        yield url
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+        conn.close()
 
 
 @pytest.fixture
