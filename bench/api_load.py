@@ -187,7 +187,9 @@ def main() -> None:
         raise SystemExit("--concurrency must be 1-1000 and --requests 1-1000000")
 
     if args.serve:
-        trio.run(serve, args.serve)
+        from relay.storage import host  # the relay process's own entry: trio as asyncio's guest
+
+        host.run(serve, args.serve)
         return
     if args.url:
         if not args.key:
