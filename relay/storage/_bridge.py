@@ -126,7 +126,8 @@ async def run_on_host(
 ) -> asyncio.Task[T]:
     """Run ``fn()`` as an asyncio task on ``loop`` (the host loop) and return the finished task.
 
-    Must be called from trio running as the guest of ``loop``.
+    Must be called from trio running as the guest of ``loop``; ``fn`` is a coroutine
+    function.
 
     On cancellation the task is cancelled and awaited, shielded, for at most
     ``CANCEL_GRACE`` seconds of host-loop time; then the cancellation propagates.
@@ -135,28 +136,30 @@ async def run_on_host(
     finished = trio.Event()
 
     def wake_trio(_: object = None) -> None:
-        token.run_sync_soon(finished.set, idempotent=True)
+        try:
+            token.run_sync_soon(finished.set, idempotent=True)
+        except trio.RunFinishedError:  # a task given up on, finishing after trio did
+            pass
 
     # A direct call: this trio code is running inside a host-loop callback, on its thread.
-    task: asyncio.Task[T] = loop.create_task(_as_coroutine(fn))  # type: ignore[arg-type]
+    task: asyncio.Task[T] = loop.create_task(fn())  # type: ignore[arg-type]
     task.add_done_callback(wake_trio)
     try:
         await finished.wait()
     except BaseException:
         task.cancel()
         timer = loop.call_later(CANCEL_GRACE, wake_trio)
-        with trio.CancelScope(shield=True):
-            await finished.wait()
-        timer.cancel()
-        # Given up on (past the grace) or failed while cancelled: nobody reads the result,
-        # so asyncio must not log "exception was never retrieved".
-        task.add_done_callback(_consume)
+        try:
+            with trio.CancelScope(shield=True):
+                await finished.wait()
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake_trio)
+            # Given up on (past the grace) or failed while cancelled: nobody reads the
+            # result, so asyncio must not log "exception was never retrieved".
+            task.add_done_callback(_consume)
         raise
     return task
-
-
-async def _as_coroutine(fn: Callable[[], Awaitable[T]]) -> T:
-    return await fn()
 
 
 def _consume(task: asyncio.Task[Any]) -> None:

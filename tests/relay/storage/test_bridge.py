@@ -116,3 +116,32 @@ def test_host_run_delivers_signals_to_trio() -> None:
         raise AssertionError("unreachable")  # pragma: no cover
 
     assert host.run(main) == signal.SIGTERM
+
+
+async def test_a_cancelled_operation_gets_a_bounded_grace(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An asyncio side that ignores cancellation does not hold the trio caller forever."""
+    from relay.storage import _bridge
+
+    monkeypatch.setattr(_bridge, "CANCEL_GRACE", 0.2)
+    started = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    stop = asyncio.Event()
+
+    async def stubborn(conn: Any) -> None:
+        token.run_sync_soon(started.set)
+        while not stop.is_set():
+            try:
+                await stop.wait()
+            except asyncio.CancelledError:
+                continue  # refuses to stop
+
+    with trio.fail_after(10):
+        with trio.move_on_after(60) as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(storage._bridge.run, stubborn)
+                await started.wait()
+                nursery.cancel_scope.cancel()
+    assert not scope.cancelled_caught
+    stop.set()  # let it go, so the pool closes cleanly
