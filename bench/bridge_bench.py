@@ -1,7 +1,9 @@
 """Three ways to reach asyncpg, side by side: queries/s from 20 tasks over a 20-connection pool.
 
 Each task does ``--count / --tasks`` round trips of ``SELECT $1``, each with its own
-pooled connection (acquire, query, release: what one ``Bridge.run`` does):
+pooled connection. The asyncio side is the same in every mode — relay's
+``Bridge.with_connection`` (acquire within the acquire timeout, query, release), what
+one ``Bridge.run`` does on the host loop — so the figures differ only by the crossing:
 
 - ``asyncio``: plain asyncio tasks (``asyncio.run``): the ceiling.
 - ``trio-asyncio``: trio tasks crossing with ``aio_as_trio`` on a trio-asyncio loop,
@@ -53,18 +55,26 @@ def _pool_options(size: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ one mode, in this process
 
 
+ACQUIRE_TIMEOUT = 10.0
+
+
 def run_asyncio(url: str, count: int, tasks: int, loop_factory: Any = None) -> float:
     import asyncio
 
     import asyncpg
 
+    from relay.storage._bridge import Bridge
+
     async def main() -> float:
         async with asyncpg.create_pool(url, **_pool_options(tasks)) as pool:
+            bridge = Bridge(asyncio.get_running_loop(), pool, ACQUIRE_TIMEOUT)
+
+            async def one(conn: Any, i: int) -> Any:
+                return await conn.fetchval(QUERY, i)
 
             async def worker(n: int) -> None:
                 for i in range(n):
-                    async with pool.acquire() as conn:
-                        assert await conn.fetchval(QUERY, i) == i
+                    assert await bridge.with_connection(one, i) == i
 
             start = time.perf_counter()
             await asyncio.gather(*(worker(count // tasks) for _ in range(tasks)))
@@ -84,17 +94,20 @@ def run_trio_asyncio(url: str, count: int, tasks: int) -> float:
     import trio
     import trio_asyncio
 
+    from relay.storage._bridge import Bridge
+
     async def main() -> float:
         async with trio_asyncio.open_loop() as loop:
             pool = await loop.run_aio_coroutine(asyncpg.create_pool(url, **_pool_options(tasks)))
+            bridge = Bridge(loop, pool, ACQUIRE_TIMEOUT)
 
-            async def one(i: int) -> Any:
-                async with pool.acquire() as conn:
-                    return await conn.fetchval(QUERY, i)
+            async def one(conn: Any, i: int) -> Any:
+                return await conn.fetchval(QUERY, i)
 
             async def worker(n: int) -> None:
                 for i in range(n):
-                    assert await loop.run_aio_coroutine(one(i)) == i
+                    # What relay's Bridge did before guest mode: one run_aio_coroutine per call.
+                    assert await loop.run_aio_coroutine(bridge.with_connection(one, i)) == i
 
             start = time.perf_counter()
             async with trio.open_nursery() as nursery:
