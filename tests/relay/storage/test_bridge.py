@@ -145,3 +145,12 @@ async def test_a_cancelled_operation_gets_a_bounded_grace(
                 nursery.cancel_scope.cancel()
     assert not scope.cancelled_caught
     stop.set()  # let it go, so the pool closes cleanly
+
+
+def test_relay_uvloop_0_keeps_asyncios_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(host.UVLOOP_ENV, "0")
+    loop = host.new_host_loop()
+    try:
+        assert host.host_loop_name(loop) == "asyncio"
+    finally:
+        loop.close()
