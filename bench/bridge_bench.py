@@ -49,7 +49,7 @@ QUERY = "SELECT $1::int"
 def _pool_options(size: int) -> dict[str, Any]:
     from relay.storage import _init_connection, _reset_connection
 
-    return dict(min_size=size, max_size=size, init=_init_connection, reset=_reset_connection)
+    return {"min_size": size, "max_size": size, "init": _init_connection, "reset": _reset_connection}
 
 
 # ------------------------------------------------------------------ one mode, in this process

@@ -173,7 +173,7 @@ async def _open_pool(
         async def close() -> None:
             try:
                 await asyncio.wait_for(pool.close(), _POOL_CLOSE_TIMEOUT)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 pool.terminate()
 
         with trio.CancelScope(shield=True):

@@ -92,11 +92,11 @@ def test_open_storage_under_plain_trio_run_says_what_to_use(database_url: str) -
 
 def test_host_run_returns_and_raises_like_trio_run() -> None:
     async def answer(x: int) -> int:
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return x * 2
 
     async def boom() -> None:
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         raise ValueError("boom")
 
     assert host.run(answer, 21) == 42
