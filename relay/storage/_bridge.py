@@ -11,9 +11,10 @@ Trio runs its ticks as callbacks of the host loop, on the host loop's own thread
 task with a plain ``loop.create_task``: no threadsafe call, and the task runs on the
 host loop's next pass. Its completion comes back through
 ``TrioToken.run_sync_soon``, which is threadsafe and wakes trio when trio sits waiting
-for I/O in its helper thread; setting a ``trio.Event`` straight from the asyncio
-callback would not wake it. Measured by ``bench/bridge_bench.py``: about three times
-the round trips per second of trio-asyncio, and close to plain asyncio.
+for I/O in its helper thread; the asyncio done-callback runs outside trio's tick, where
+setting a ``trio.Event`` directly is unsupported and would not interrupt that wait.
+Measured by ``bench/bridge_bench.py``: 3–4× the round trips per second of
+trio-asyncio, 0.86× plain asyncio doing the same asyncio-side work.
 
 On trio cancellation the asyncio task is cancelled and awaited (shielded, for at most
 ``CANCEL_GRACE`` seconds of the host loop's clock, which a trio ``MockClock`` does not
