@@ -187,7 +187,10 @@ def main() -> None:
         raise SystemExit("--concurrency must be 1-1000 and --requests 1-1000000")
 
     if args.serve:
-        trio.run(serve, args.serve)
+        # The relay process's own entry: trio as the guest of an asyncio host loop.
+        from relay.storage import host
+
+        host.run(serve, args.serve)
         return
     if args.url:
         if not args.key:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from relay import models
 from relay.config import Config, WorkerConfig
-from relay.storage import migrations, open_storage
+from relay.storage import host, migrations, open_storage
 
 
 async def sink(stream: trio.SocketStream, status: int, counter: list[int]) -> None:
@@ -196,5 +196,5 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    result = trio.run(main, parse(sys.argv[1:]))
+    result = host.run(main, parse(sys.argv[1:]))
     print(json.dumps(result))

@@ -20,7 +20,7 @@ from . import app, auth
 from . import config as config_mod
 from . import logging as relay_logging
 from .smtp.tls import TlsConfigError
-from .storage import Conflict, StorageError, migrations
+from .storage import Conflict, StorageError, host, migrations
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -167,16 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if args.command == "serve":
-            trio.run(_serve, config, app.SERVICES)
+            host.run(_serve, config, app.SERVICES)
         elif args.command in app.SERVICES:
-            trio.run(_serve, config, (args.command,))
+            host.run(_serve, config, (args.command,))
         elif args.command == "migrate":
-            trio.run(_migrate, config, args)
+            host.run(_migrate, config, args)
         elif args.command == "admin-key":
-            trio.run(_admin_key_create, config, args)
+            host.run(_admin_key_create, config, args)
         elif args.command == "accounts":
             password = _read_password(args.password_stdin)
-            trio.run(_accounts_create, config, args, password)
+            host.run(_accounts_create, config, args, password)
     except (CommandError, StorageError, TlsConfigError, FileNotFoundError, OSError) as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -3,6 +3,16 @@
 The server is the embedded one from ``pgserver`` (or ``RELAY_TEST_DATABASE_URL``).
 A template database is migrated once; each test gets ``CREATE DATABASE … TEMPLATE``,
 which copies files instead of replaying migrations.
+
+Every trio test runs the way the process does: trio as the guest of an asyncio host
+loop (``relay.storage.host.run``), not under ``trio.run``, which has no asyncio loop
+for asyncpg. pytest-trio's ``trio_run`` ini option only knows "trio" and "qtrio", but
+its ``trio`` marker takes ``run=``: after pytest-trio has marked the async tests
+(``trio_mode = true``), ``pytest_collection_modifyitems`` below puts a
+``trio(run=host.run)`` marker in front of each, which pytest-trio reads first. pytest-trio
+passes ``clock=`` and ``instruments=`` to the runner, so ``mock_clock`` and
+``autojump_clock`` keep working. (pytest-trio runs an async Hypothesis test with
+``trio.run`` regardless; the suite has none.)
 """
 
 from __future__ import annotations
@@ -16,9 +26,20 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 
-from relay.storage import Storage, migrations, open_storage
+from relay.storage import Storage, host, migrations, open_storage
 
-TEMPLATE = "relay_test_template"
+#: One template per pytest session (dropped at its end): several runs may share one
+#: server (``RELAY_TEST_DATABASE_URL``), and a shared template name lets one run's
+#: DROP/CREATE collide with another's ``CREATE DATABASE … TEMPLATE`` ("is being
+#: accessed by other users").
+TEMPLATE = f"relay_test_template_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-trio's own automark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("trio") is not None:
+            item.add_marker(pytest.mark.trio(run=host.run), append=False)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -51,16 +72,20 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def template_url(pg_server_url: str) -> str:
-    """A migrated template database, rebuilt once per session."""
+def template_url(pg_server_url: str) -> Iterator[str]:
+    """A migrated template database, built once per session and dropped at its end."""
     conn = _admin(pg_server_url)
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
         cur.execute(f"CREATE DATABASE {TEMPLATE}")
     url = _with_database(pg_server_url, TEMPLATE)
     migrations.apply(url)
-    conn.close()
-    return url
+    try:
+        yield url
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+        conn.close()
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 - ``proto`` is sans-IO: importing it loads no event loop, no driver, no ``relay``;
   its files import only the standard library, ``attrs`` and ``proto`` itself.
-- Only ``relay/storage/`` knows asyncio, asyncpg, trio-asyncio, psycopg2 and yoyo.
+- Only ``relay/storage/`` knows asyncio, asyncpg, uvloop, psycopg2 and yoyo; nothing
+  imports trio-asyncio any more (trio is a guest of the asyncio loop instead).
+- Only ``relay/storage/host.py`` starts an event loop (``trio.run``,
+  ``start_guest_run``, ``asyncio.run``, ``run_forever`` …).
 - ``relay.api`` and ``relay.smtp`` never import each other.
 
 The static checks read every file with ``ast`` (so an import inside a function or an
@@ -24,7 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RELAY = ROOT / "relay"
 PROTO = ROOT / "proto"
 
-STORAGE_ONLY = frozenset({"asyncpg", "asyncio", "trio_asyncio", "psycopg2", "yoyo"})
+STORAGE_ONLY = frozenset({"asyncpg", "asyncio", "uvloop", "trio_asyncio", "psycopg2", "yoyo"})
+HOST = RELAY / "storage" / "host.py"
+#: Calls that start (or drive) an event loop: ``trio.run``, ``trio.lowlevel.start_guest_run``,
+#: ``asyncio.run``, ``loop.run_forever`` / ``run_until_complete``, ``new_event_loop``.
+LOOP_STARTERS = frozenset(
+    {"start_guest_run", "run_forever", "run_until_complete", "new_event_loop", "Runner"}
+)
 PROTO_ALLOWED = frozenset({"attrs", "attr", "proto"})
 
 
@@ -114,7 +123,7 @@ def _within(name: str, package: str) -> bool:
         ("from ._events import Command", "proto._server", {"proto._events", "proto._events.Command"}),
         ("def f():\n    import yoyo\n", "relay.cli", {"yoyo"}),
         ("import importlib\nimportlib.import_module('psycopg2')", "relay.x", {"importlib", "psycopg2"}),
-        ("__import__('trio_asyncio')", "relay.x", {"trio_asyncio"}),
+        ("__import__('uvloop')", "relay.x", {"uvloop"}),
         ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from relay.api import app",
          "relay.smtp.server", {"typing", "typing.TYPE_CHECKING", "relay.api", "relay.api.app"}),
     ],
@@ -180,7 +189,63 @@ def test_only_relay_storage_imports_database_and_asyncio_modules() -> None:
 def test_relay_storage_does_use_the_drivers() -> None:
     """Keeps the check above honest: the scanner does find these imports where they are."""
     found = {_root(n) for p in _python_files(RELAY / "storage") for n in _imports_of(p)}
-    assert {"trio_asyncio", "yoyo"} <= found
+    assert {"asyncpg", "asyncio", "yoyo"} <= found
+
+
+def test_nothing_imports_trio_asyncio() -> None:
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for path in _python_files(RELAY)
+        if any(_root(n) == "trio_asyncio" for n in _imports_of(path))
+    )
+    assert offenders == []
+
+
+def loop_starts(source: str) -> list[str]:
+    """The calls in ``source`` that start an event loop (``LOOP_STARTERS``, ``x.run``
+    on ``trio`` or ``asyncio``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            owner = func.value.id if isinstance(func.value, ast.Name) else ""
+            if func.attr in LOOP_STARTERS or (
+                func.attr == "run" and owner in ("trio", "asyncio")
+            ):
+                found.append(f"{owner}.{func.attr}" if owner else func.attr)
+        elif isinstance(func, ast.Name) and func.id in LOOP_STARTERS:
+            found.append(func.id)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("trio.run(main)", ["trio.run"]),
+        ("asyncio.run(main())", ["asyncio.run"]),
+        ("trio.lowlevel.start_guest_run(f, run_sync_soon_threadsafe=s, done_callback=d)",
+         ["start_guest_run"]),
+        ("loop.run_forever()", ["loop.run_forever"]),
+        ("host.run(main)", []),
+        ("trio.to_thread.run_sync(f)", []),
+    ],
+)
+def test_loop_scanner_finds_loop_starts(source: str, expected: list[str]) -> None:
+    assert loop_starts(source) == expected
+
+
+def test_only_relay_storage_host_starts_an_event_loop() -> None:
+    offenders = {}
+    for path in _python_files(RELAY):
+        if path == HOST:
+            continue
+        starts = loop_starts(path.read_text(encoding="utf-8"))
+        if starts:
+            offenders[str(path.relative_to(ROOT))] = starts
+    assert offenders == {}
+    assert "start_guest_run" in loop_starts(HOST.read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- (c) proto's dependencies

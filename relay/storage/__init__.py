@@ -1,12 +1,14 @@
 """The only part of relay that knows SQL: PostgreSQL through asyncpg, used from trio.
 
-``open_storage(url)`` starts a trio-asyncio loop and an asyncpg pool and yields a
+``open_storage(url)`` opens an asyncpg pool on the asyncio host loop that trio runs
+as a guest of (``relay.storage.host.run``, the process's one entry point) and yields a
 ``Storage`` whose repositories are plain trio coroutines. Nothing outside this
 package imports asyncpg or asyncio.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -14,7 +16,6 @@ from typing import Any
 
 import attrs
 import trio
-import trio_asyncio
 
 from ._bridge import Bridge
 from .accounts import AccountRepository
@@ -123,55 +124,61 @@ async def open_storage(
 
     Raises:
         DatabaseUnavailable: the database cannot be reached at start.
+        RuntimeError: trio is not running as the guest of an asyncio loop
+            (``trio.run`` instead of ``relay.storage.host.run``).
     """
     try:
-        async with _open_pool(
-            url, min_size, max_size, connect_timeout, command_timeout
-        ) as storage:
-            yield storage
-    except BaseExceptionGroup as group:
-        # trio-asyncio runs the loop in internal nurseries, which wrap whatever the
-        # caller's block raised; a lone exception is the caller's own, so unwrap it.
-        leaf = _single_leaf(group)
-        if leaf is None:
-            raise
-        raise leaf from None
-
-
-def _single_leaf(group: BaseExceptionGroup) -> BaseException | None:  # type: ignore[type-arg]
-    while isinstance(group, BaseExceptionGroup):
-        if len(group.exceptions) != 1:
-            return None
-        group = group.exceptions[0]
-    return group
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "relay.storage needs trio running as a guest of an asyncio loop: "
+            "start it with relay.storage.host.run, not trio.run"
+        ) from None
+    async with _open_pool(
+        loop, url, min_size, max_size, connect_timeout, command_timeout
+    ) as storage:
+        yield storage
 
 
 @contextlib.asynccontextmanager
 async def _open_pool(
-    url: str, min_size: int, max_size: int, connect_timeout: float, command_timeout: float
+    loop: asyncio.AbstractEventLoop,
+    url: str,
+    min_size: int,
+    max_size: int,
+    connect_timeout: float,
+    command_timeout: float,
 ) -> AsyncIterator[Storage]:
     import asyncpg  # only here and in the repositories' asyncio side
 
-    async with trio_asyncio.open_loop() as loop:
-        bridge_for_errors = Bridge(loop, None, connect_timeout)  # type: ignore[arg-type]
+    bridge_for_errors = Bridge(loop, None, connect_timeout)  # type: ignore[arg-type]
 
-        async def create() -> Any:
-            return await asyncpg.create_pool(
-                url,
-                min_size=min_size,
-                max_size=max_size,
-                timeout=connect_timeout,
-                command_timeout=command_timeout,
-                init=_init_connection,
-                reset=_reset_connection,
-            )
+    async def create() -> Any:
+        return await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+            command_timeout=command_timeout,
+            init=_init_connection,
+            reset=_reset_connection,
+        )
 
-        pool = await bridge_for_errors.run_plain(create)
-        try:
-            yield Storage(Bridge(loop, pool, connect_timeout))
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(5) as scope:
-                    await loop.run_aio_coroutine(pool.close())
-                if scope.cancelled_caught:
-                    pool.terminate()
+    pool = await bridge_for_errors.run_plain(create)
+    try:
+        yield Storage(Bridge(loop, pool, connect_timeout))
+    finally:
+        # Bounded by the host loop's clock (asyncio.wait_for), which a trio MockClock
+        # does not move; past it the remaining connections are dropped.
+        async def close() -> None:
+            try:
+                await asyncio.wait_for(pool.close(), _POOL_CLOSE_TIMEOUT)
+            except (TimeoutError, asyncio.CancelledError):
+                pool.terminate()
+
+        with trio.CancelScope(shield=True):
+            await bridge_for_errors.run_plain(close)
+
+
+#: Seconds ``pool.close()`` may take (waiting for released connections) before terminate.
+_POOL_CLOSE_TIMEOUT = 5.0

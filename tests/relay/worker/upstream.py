@@ -156,7 +156,7 @@ async def aiosmtpd_upstream(
         kwargs.update(ssl_context=server_context(ca))
     if auth:
         kwargs.update(authenticator=up.authenticate, auth_require_tls=tls != "none")
-    up.loop = asyncio.SelectorEventLoop()  # not asyncio.new_event_loop(): trio-asyncio patches it
+    up.loop = asyncio.SelectorEventLoop()  # aiosmtpd's own loop, in its own thread
     up.port = free_port()
     controller = Controller(up, hostname="127.0.0.1", port=up.port, loop=up.loop,
                             server_hostname="upstream.test", **kwargs)
