@@ -37,7 +37,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smtp_load import Client, free_port, open_session, spawn  # noqa: E402
+from smtp_load import Client, free_port, open_session, spawn
 
 PROBE_SOURCE = "127.0.0.2"
 
@@ -106,7 +106,7 @@ async def run_trickle(args: argparse.Namespace) -> dict[str, object]:
                     await client.command(b"From: bench@bench.test\r\n\r\nprobe\r\n.", 250)
                     await client.stream.aclose()
                 probes.append(time.perf_counter() - start)
-            except Exception as exc:  # recorded and reported: the figure is the point
+            except Exception as exc:  # noqa: BLE001 -- recorded and reported: the figure is the point
                 failures.append(f"{type(exc).__name__}: {exc}")
             await trio.sleep(2)
 
@@ -146,12 +146,12 @@ async def run_memory(args: argparse.Namespace) -> dict[str, object]:
             )
             await client.reply()
             await client.reply()
-            code, text = await client.reply()
+            code, _ = await client.reply()
             if code == 354:
                 view = memoryview(body)
                 for i in range(0, len(body), 65536):
                     await client.stream.send_all(view[i:i + 65536])
-                code, text = await client.reply()
+                code, _ = await client.reply()
                 key = f"{code} after data"
             else:
                 key = f"{code} at DATA"

@@ -129,7 +129,7 @@ class Session:
             await self._run()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             log.info("connection lost", error=str(exc) or type(exc).__name__)
-        except Exception:  # noqa: BLE001 -- the unit-of-work boundary: contain, log, 421
+        except Exception:  # the unit-of-work boundary: contain, log, 421
             self.faulted = True
             log.exception("session failed", state=self.conn.state.name)
             await self._say_internal_error()
