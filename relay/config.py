@@ -224,6 +224,12 @@ class ApiConfig:
     #: Origins allowed by CORS; empty = CORS off.
     cors_origins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     max_body_size: int = attrs.field(default=1024 * 1024, validator=_positive)
+    #: Seconds a verified API key is trusted without a database read; 0 = read every
+    #: time. Rotation, revocation, disable/enable and delete still act at once in every
+    #: process (LISTEN/NOTIFY); while that listener is down the cache is bypassed.
+    key_cache_ttl: float = attrs.field(default=30.0, validator=_non_negative)
+    #: Verified keys kept at most (oldest dropped first).
+    key_cache_size: int = attrs.field(default=10_000, validator=_positive)
 
 
 @attrs.frozen

@@ -4,7 +4,8 @@ Strategy: one before-request hook gives each request its id (``X-Request-Id``, e
 from the client when it is a sane token) and binds it to the log context; CORS
 preflights are answered next, without authentication; then every route outside the
 public ones (health, the OpenAPI document) authenticates the caller and spends one
-token of its key's rate budget. One after-request hook adds the id, CORS and
+token of its key's rate budget (a key verified in the last ``api.key_cache_ttl``
+seconds is not looked up again: ``keycache``). One after-request hook adds the id, CORS and
 ``Cache-Control: no-store`` headers and writes the single log line of the request —
 method, path, status, duration, caller id, client address — never a header, a query
 or a body, so no key or password can reach the log.
@@ -31,6 +32,7 @@ from ..logging import bind, get_logger, unbind
 from . import accounts, health, messages, openapi, problems, providers, routing_rules
 from .auth import Caller, authenticate
 from .context import EXTENSION, ApiState, json_response, state
+from .keycache import KeyCache
 from .problems import Problem
 from .ratelimit import RateLimiter, client_key
 
@@ -60,6 +62,10 @@ def create_app(runtime: Runtime) -> QuartTrio:
         runtime=runtime,
         limiter=RateLimiter(api.rate_limit_per_minute, trio.current_time),
         auth_failures=RateLimiter(api.auth_failures_per_minute, trio.current_time),
+        keys=KeyCache(
+            runtime.storage.key_changes, ttl=api.key_cache_ttl,
+            max_entries=api.key_cache_size, clock=trio.current_time,
+        ),
         openapi=openapi.document(runtime.config),
     )
     app.register_blueprint(health.blueprint)
@@ -154,7 +160,9 @@ async def _identify(api: ApiState) -> Caller:
             headers={"Retry-After": str(decision.retry_after)},
         )
     try:
-        caller = await authenticate(api.runtime.storage, request.headers.get("Authorization"))
+        caller = await authenticate(
+            api.runtime.storage, request.headers.get("Authorization"), api.keys
+        )
     except Problem:
         raise  # a refused key: the token stays spent
     except BaseException:

@@ -4,8 +4,9 @@ Strategy: the key's prefix says which table to look in (``rk_admin_`` operator k
 ``rk_live_`` account keys), so a malformed or foreign key is refused without a
 database round trip. Only the SHA-256 of a key is stored and looked up: the secret
 itself is never compared, logged or kept, and a lookup by hash leaks nothing a timing
-attacker could use. Rotating or revoking a key takes effect on the next request —
-nothing is cached.
+attacker could use. A verified key may be served from a short-lived cache
+(``keycache``, ``api.key_cache_ttl``) that every committed rotation, revocation or
+account disable clears in every process, so those still take effect on the next request.
 
 A missing or unknown key is 401 with ``WWW-Authenticate: Bearer`` (RFC 6750 §3); a
 valid key of a disabled account is 403, because asking again with the same key
@@ -15,12 +16,16 @@ cannot help.
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import attrs
 
 from .. import auth
 from ..storage import Storage
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .keycache import KeyCache
 
 #: RFC 6750 §2.1: the b64token syntax, bounded: our keys are about 52 characters.
 MAX_KEY_LENGTH = 200
@@ -72,8 +77,10 @@ def bearer_token(header: str | None) -> str:
     return token
 
 
-async def authenticate(storage: Storage, header: str | None) -> Caller:
-    """Resolve the Authorization header to a caller.
+async def authenticate(
+    storage: Storage, header: str | None, cache: KeyCache | None = None
+) -> Caller:
+    """Resolve the Authorization header to a caller, from ``cache`` when it holds the key.
 
     Raises:
         Problem: 401 for a missing, malformed, unknown, revoked or rotated key;
@@ -82,6 +89,17 @@ async def authenticate(storage: Storage, header: str | None) -> Caller:
     """
     token = bearer_token(header)
     key_hash = auth.hash_key(token)
+    if cache is None:
+        return await _look_up(storage, token, key_hash)
+    if (cached := cache.get(key_hash)) is not None:
+        return cached
+    epoch = cache.epoch()  # before the lookup: a change during it makes the result stale
+    caller = await _look_up(storage, token, key_hash)
+    cache.put(key_hash, caller, epoch)
+    return caller
+
+
+async def _look_up(storage: Storage, token: str, key_hash: bytes) -> Caller:
     if token.startswith(auth.OPERATOR_KEY_PREFIX):
         admin = await storage.admin_keys.find_active(key_hash)
         if admin is not None:

@@ -19,6 +19,7 @@ from quart import Response, current_app, g, request
 from ..app import Runtime
 from ..storage import Storage
 from .auth import Caller
+from .keycache import KeyCache
 from .problems import Problem
 from .ratelimit import RateLimiter
 from .validation import Invalid, Object, decode_json, query_uuid
@@ -34,6 +35,8 @@ class ApiState:
     #: Failed authentications per client (``api.auth_failures_per_minute``), keyed by
     #: ``ratelimit.client_key``.
     auth_failures: RateLimiter
+    #: Verified keys (``api.key_cache_ttl``), invalidated through ``storage.key_changes``.
+    keys: KeyCache
     #: The OpenAPI document, built once per app.
     openapi: Mapping[str, Any] = attrs.field(repr=False)
 

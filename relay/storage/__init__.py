@@ -22,6 +22,7 @@ from .accounts import AccountRepository
 from .admin_keys import AdminKeyRepository
 from .delivery_logs import AttemptLog, DeliveryLogRepository
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
+from .key_changes import KeyChanges
 from .messages import Change, Finish, MessageRepository
 from .providers import ProviderRepository
 from .rules import RoutingRuleRepository
@@ -34,6 +35,7 @@ __all__ = [
     "DatabaseUnavailable",
     "Finish",
     "InvalidReference",
+    "KeyChanges",
     "PoolHealth",
     "Storage",
     "StorageError",
@@ -59,10 +61,13 @@ class PoolHealth:
 class Storage:
     """Repositories for every table, sharing one pool."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, key_changes: KeyChanges) -> None:
         self._bridge = bridge
-        self.accounts = AccountRepository(bridge)
-        self.admin_keys = AdminKeyRepository(bridge)
+        #: Committed key rotations, revocations and account disables, heard through
+        #: LISTEN/NOTIFY (started by the first user: the API's key cache).
+        self.key_changes = key_changes
+        self.accounts = AccountRepository(bridge, key_changes)
+        self.admin_keys = AdminKeyRepository(bridge, key_changes)
         self.providers = ProviderRepository(bridge)
         self.rules = RoutingRuleRepository(bridge)
         self.messages = MessageRepository(bridge)
@@ -165,12 +170,14 @@ async def _open_pool(
         )
 
     pool = await bridge_for_errors.run_plain(create)
+    key_changes = KeyChanges(loop, url, connect_timeout)
     try:
-        yield Storage(Bridge(loop, pool, connect_timeout))
+        yield Storage(Bridge(loop, pool, connect_timeout), key_changes)
     finally:
         # Bounded by the host loop's clock (asyncio.wait_for), which a trio MockClock
         # does not move; past it the remaining connections are dropped.
         async def close() -> None:
+            await key_changes.aclose()
             try:
                 await asyncio.wait_for(pool.close(), _POOL_CLOSE_TIMEOUT)
             except (TimeoutError, asyncio.CancelledError):

@@ -11,6 +11,7 @@ from . import _rows
 from ._bridge import Bridge
 from ._sql import update_set
 from .errors import InvalidReference
+from .key_changes import KeyChanges, notify
 
 _UPDATABLE = (
     "name", "email", "password_hash", "allowed_domains", "disabled",
@@ -19,8 +20,9 @@ _UPDATABLE = (
 
 
 class AccountRepository:
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, key_changes: KeyChanges) -> None:
         self._bridge = bridge
+        self._key_changes = key_changes
 
     async def create(
         self,
@@ -111,12 +113,19 @@ class AccountRepository:
                 ):
                     exists = await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1", account_id)
                     return "bad-provider" if exists else None
-                return await conn.fetchrow(
+                row = await conn.fetchrow(
                     f"UPDATE accounts SET {assignments} WHERE id = $1 RETURNING *",
                     account_id, *values,
                 )
+                if row is not None and "disabled" in fields:
+                    await notify(conn, f"account:{account_id}")  # cached keys: 403 now
+                return row
 
-        row = await self._bridge.run(change)
+        try:
+            row = await self._bridge.run(change)
+        finally:
+            if "disabled" in fields:
+                self._key_changes.changed()
         if row == "bad-provider":
             raise InvalidReference("default_provider_id")
         return None if row is None else _rows.account(row)
@@ -124,21 +133,36 @@ class AccountRepository:
     async def set_api_key(
         self, account_id: uuid.UUID, *, api_key_hash: bytes, api_key_prefix: str
     ) -> bool:
-        """Replace the API key; the old one stops matching at once."""
+        """Replace the API key; the old one stops matching at once, in every process
+        (the change is announced to key caches in the same transaction)."""
 
         async def change(conn: Any) -> Any:
-            return await conn.execute(
-                """UPDATE accounts SET api_key_hash = $2, api_key_prefix = $3,
-                          updated_at = now() WHERE id = $1""",
-                account_id, api_key_hash, api_key_prefix,
-            )
+            async with conn.transaction():
+                status = await conn.execute(
+                    """UPDATE accounts SET api_key_hash = $2, api_key_prefix = $3,
+                              updated_at = now() WHERE id = $1""",
+                    account_id, api_key_hash, api_key_prefix,
+                )
+                if status == "UPDATE 1":
+                    await notify(conn, f"account:{account_id}")
+                return status
 
-        return bool(await self._bridge.run(change) == "UPDATE 1")
+        try:
+            return bool(await self._bridge.run(change) == "UPDATE 1")
+        finally:
+            self._key_changes.changed()
 
     async def delete(self, account_id: uuid.UUID) -> bool:
         """Delete the account with its providers, rules and messages."""
 
         async def remove(conn: Any) -> Any:
-            return await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+            async with conn.transaction():
+                status = await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+                if status == "DELETE 1":
+                    await notify(conn, f"account:{account_id}")
+                return status
 
-        return bool(await self._bridge.run(remove) == "DELETE 1")
+        try:
+            return bool(await self._bridge.run(remove) == "DELETE 1")
+        finally:
+            self._key_changes.changed()

@@ -8,11 +8,13 @@ from typing import Any
 from .. import models
 from . import _rows
 from ._bridge import Bridge
+from .key_changes import KeyChanges, notify
 
 
 class AdminKeyRepository:
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, key_changes: KeyChanges) -> None:
         self._bridge = bridge
+        self._key_changes = key_changes
 
     async def create(self, *, name: str, key_hash: bytes, key_prefix: str) -> models.AdminKey:
         async def insert(conn: Any) -> Any:
@@ -52,11 +54,20 @@ class AdminKeyRepository:
         return int(await self._bridge.run(fetch))
 
     async def revoke(self, key_id: uuid.UUID) -> bool:
-        async def change(conn: Any) -> Any:
-            return await conn.execute(
-                """UPDATE admin_keys SET revoked_at = now()
-                   WHERE id = $1 AND revoked_at IS NULL""",
-                key_id,
-            )
+        """Revoke the key, announcing it to every process's key cache in the same transaction."""
 
-        return bool(await self._bridge.run(change) == "UPDATE 1")
+        async def change(conn: Any) -> Any:
+            async with conn.transaction():
+                status = await conn.execute(
+                    """UPDATE admin_keys SET revoked_at = now()
+                       WHERE id = $1 AND revoked_at IS NULL""",
+                    key_id,
+                )
+                if status == "UPDATE 1":
+                    await notify(conn, f"admin_key:{key_id}")
+                return status
+
+        try:
+            return bool(await self._bridge.run(change) == "UPDATE 1")
+        finally:
+            self._key_changes.changed()
