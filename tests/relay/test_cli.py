@@ -351,6 +351,18 @@ class LineReader:
             pass
 
 
+async def start_relay(
+    nursery: trio.Nursery, command: str, env: dict[str, str]
+) -> tuple[trio.Process, LineReader]:
+    """``relay <command>`` as a child process of ``nursery``, its stderr to be read."""
+    process: trio.Process = await nursery.start(functools.partial(
+        trio.run_process, [*RELAY, command], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+    ))
+    assert process.stderr is not None
+    return process, LineReader(process.stderr)
+
+
 @attrs.frozen
 class Serving:
     """What a starting ``relay serve`` announced on stderr."""

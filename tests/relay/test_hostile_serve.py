@@ -4,17 +4,15 @@ throughout — SMTP submission through to the queue, and the API."""
 
 from __future__ import annotations
 
-import functools
 import smtplib
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import httpx
 import trio
 
-from .test_cli import RELAY, TIMEOUT, LineReader, _env, wait_until_serving
+from .test_cli import TIMEOUT, _env, start_relay, wait_until_serving
 
 HOSTILE = [
     # The two single lines that used to end the whole process (found by fuzzing).
@@ -45,12 +43,7 @@ def _hostile(port: int, data: bytes) -> bytes:
 async def test_relay_serve_survives_hostile_input_and_serves_others(database_url: str, tmp_path: Path) -> None:
     env = _env(database_url, tmp_path)
     async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(functools.partial(
-            trio.run_process, [*RELAY, "serve"], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
-        ))
-        assert process.stderr is not None
-        reader = LineReader(process.stderr)
+        process, reader = await start_relay(nursery, "serve", env)
         try:
             with trio.fail_after(TIMEOUT):
                 serving = await wait_until_serving(reader)

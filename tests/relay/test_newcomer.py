@@ -7,18 +7,16 @@ server (aiosmtpd) → `GET /api/v1/messages/{id}` shows it sent, with its attemp
 
 from __future__ import annotations
 
-import functools
 import json
 import smtplib
 import ssl
-import subprocess
 from pathlib import Path
 
 import httpx
 import trio
 import trustme
 
-from .test_cli import RELAY, TIMEOUT, LineReader, _env, wait_until_serving
+from .test_cli import TIMEOUT, _env, start_relay, wait_until_serving
 from .worker.upstream import aiosmtpd_upstream
 
 
@@ -28,12 +26,7 @@ async def test_serve_api_smtp_worker_upstream(database_url: str, tmp_path: Path)
     ca.cert_pem.write_to_path(str(ca_file))
     env = _env(database_url, tmp_path, RELAY_WORKER__POLL_INTERVAL="0.2")
     async with aiosmtpd_upstream(ca, tls="starttls", auth=True) as upstream, trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(functools.partial(
-            trio.run_process, [*RELAY, "serve"], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
-        ))
-        assert process.stderr is not None
-        reader = LineReader(process.stderr)
+        process, reader = await start_relay(nursery, "serve", env)
         try:
             with trio.fail_after(TIMEOUT):
                 serving = await wait_until_serving(reader)

@@ -8,9 +8,7 @@ size bound, epochs) are checked without a database at the end.
 
 from __future__ import annotations
 
-import functools
 import json
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from relay.api.keycache import KeyCache
 from relay.app import Runtime
 from relay.storage import Storage, key_changes
 
-from ..test_cli import RELAY, TIMEOUT, LineReader, _env
+from ..test_cli import TIMEOUT, _env, start_relay
 from .conftest import Tenant, api_config
 
 PATH = "/api/v1/accounts/{}"
@@ -197,12 +195,7 @@ async def test_a_change_through_another_process_acts_on_the_next_request(
     path = PATH.format(tenant.id)
     env = _env(database_url, tmp_path, RELAY_API__KEY_CACHE_TTL="30")
     async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(functools.partial(
-            trio.run_process, [*RELAY, "api"], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
-        ))
-        assert process.stderr is not None
-        reader = LineReader(process.stderr)
+        process, reader = await start_relay(nursery, "api", env)
         try:
             with trio.fail_after(TIMEOUT):
                 line = await reader.until(lambda s: '"api listening"' in s, "api listening")
