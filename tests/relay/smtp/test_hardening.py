@@ -138,3 +138,18 @@ async def test_commands_that_move_no_mail_are_bounded(relay: Relay, smtp_env: di
     codes, (code, text), closed = await in_thread(session)
     assert codes == [250] * 6
     assert code == 421 and text[0].startswith("4.7.0") and closed
+
+
+@pytest.mark.parametrize("smtp_env", [{"RELAY_SMTP__MAX_CONNECTIONS_PER_IP": "1"}])
+async def test_a_refusal_flood_is_one_log_line_per_address(relay: Relay, smtp_env: dict[str, str]) -> None:
+    held = await in_thread(lambda: RawClient(relay.port))
+    try:
+        assert (await in_thread(held.reply))[0] == 220
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(5):
+                with await in_thread(lambda: RawClient(relay.port)) as refused:
+                    assert (await in_thread(refused.reply))[0] == 421
+        lines = [e for e in logs if e["event"] == "too many connections from one address"]
+        assert len(lines) == 1 and lines[0]["client_ip"] == "127.0.0.1"
+    finally:
+        held.close()
