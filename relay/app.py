@@ -66,7 +66,9 @@ async def open_runtime(config: Config, *, migrate: bool | None = None) -> AsyncI
         min_size=config.database.pool_min_size,
         max_size=config.database.pool_max_size,
         connect_timeout=config.database.connect_timeout,
+        acquire_timeout=config.database.acquire_timeout,
         command_timeout=config.database.command_timeout,
+        statement_cache_size=config.database.statement_cache_size,
     ) as storage:
         yield Runtime(config=config, database_url=url, storage=storage)
 

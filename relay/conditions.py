@@ -60,7 +60,6 @@ from typing import Any
 import attrs
 
 __all__ = [
-    "json_kind",
     "All",
     "AnyOf",
     "Condition",
@@ -73,6 +72,7 @@ __all__ = [
     "SenderDomain",
     "Size",
     "TextTest",
+    "json_kind",
     "matches",
     "parse",
 ]

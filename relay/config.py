@@ -144,7 +144,14 @@ class DatabaseConfig:
     pool_min_size: int = attrs.field(default=2, validator=_positive)
     pool_max_size: int = attrs.field(default=10, validator=_positive)
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Seconds an operation waits for a free pooled connection (past it: unavailable,
+    #: SMTP 451, API 503) — the pool being busy, not the database being down.
+    acquire_timeout: float = attrs.field(default=10.0, validator=_positive)
     command_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: Prepared statements each connection keeps (asyncpg's LRU cache); relay has
+    #: fewer distinct statements than this, so each is prepared once per connection.
+    #: 0 turns the cache off, as PgBouncer in transaction mode needs.
+    statement_cache_size: int = attrs.field(default=256, validator=_non_negative)
     migrate_on_start: bool = True
 
     def __attrs_post_init__(self) -> None:

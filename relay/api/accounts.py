@@ -114,11 +114,17 @@ def _email_taken(exc: Conflict) -> Problem:
     )
 
 
-async def _visible(account_id: uuid.UUID) -> models.Account:
-    """The account if the caller may see it. Raises: Problem 404 otherwise."""
+def _may_see(account_id: uuid.UUID) -> None:
+    """Raises: Problem 404 when the caller may not see this account (no database read:
+    an account key sees only its own account)."""
     who = caller()
     if not who.is_operator and account_id != who.account_id:
         raise not_found("account")
+
+
+async def _visible(account_id: uuid.UUID) -> models.Account:
+    """The account if the caller may see it. Raises: Problem 404 otherwise."""
+    _may_see(account_id)
     account = await storage().accounts.get(account_id)
     if account is None:
         raise not_found("account")
@@ -131,7 +137,6 @@ async def create() -> Response:
     fields = await read_body(CREATE)
     password_hash = await auth.hash_password_async(fields.pop("password"))
     key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
-    limits = {k: fields.pop(k) for k in ("disabled", "messages_per_minute", "recipients_per_hour")}
     try:
         account = await storage().accounts.create(
             password_hash=password_hash, api_key_hash=key.hash, api_key_prefix=key.prefix,
@@ -139,8 +144,6 @@ async def create() -> Response:
         )
     except Conflict as exc:
         raise _email_taken(exc) from None
-    if limits != {"disabled": False, "messages_per_minute": None, "recipients_per_hour": None}:
-        account = await storage().accounts.update(account.id, **limits) or account
     return json_response(
         {**to_json(account), "api_key": key.secret}, 201, _location(account.id)
     )
@@ -187,9 +190,12 @@ async def patch(account_id: uuid.UUID) -> Response:
 
 
 async def _change(account_id: uuid.UUID, *, partial: bool) -> Response:
-    current = await _visible(account_id)
+    _may_see(account_id)
     fields = await read_body(REPLACE, partial=partial)
-    if not caller().is_operator:
+    if not caller().is_operator and any(name in fields for name in OPERATOR_ONLY):
+        # Only then is the current account read (a second crossing): a tenant may
+        # send back an operator-only field unchanged, as PUT of a GET's body does.
+        current = await _visible(account_id)
         for name in OPERATOR_ONLY:
             if name in fields and _differs(fields[name], getattr(current, name)):
                 raise Problem(
@@ -219,7 +225,7 @@ def _differs(new: Any, old: Any) -> bool:
 
 @blueprint.delete("/accounts/<uuid:account_id>")
 async def delete(account_id: uuid.UUID) -> Response:
-    await _visible(account_id)
+    _may_see(account_id)
     if not caller().is_operator:
         raise forbidden("only an operator key may delete accounts")
     if not await storage().accounts.delete(account_id):
@@ -229,7 +235,7 @@ async def delete(account_id: uuid.UUID) -> Response:
 
 @blueprint.post("/accounts/<uuid:account_id>/rotate-key")
 async def rotate_key(account_id: uuid.UUID) -> Response:
-    await _visible(account_id)
+    _may_see(account_id)
     key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
     if not await storage().accounts.set_api_key(
         account_id, api_key_hash=key.hash, api_key_prefix=key.prefix

@@ -116,10 +116,15 @@ async def list_messages() -> Response:
 
 @blueprint.get("/messages/<uuid:message_id>")
 async def get(message_id: uuid.UUID) -> Response:
-    message = await storage().messages.get(message_id, account_id=scope())
+    store = storage()
+    # One crossing; the attempts of a message the caller may not see are read and
+    # dropped, never shown.
+    message, attempts = await store.run(
+        store.messages.get(message_id, account_id=scope()),
+        store.delivery_logs.list_for_message(message_id),
+    )
     if message is None:
         raise not_found("message")
-    attempts = await storage().delivery_logs.list_for_message(message_id)
     return json_response(
         {**to_json(message), "delivery_attempts": [attempt_json(a) for a in attempts]}
     )
@@ -136,14 +141,17 @@ def _wrong_state(action: str) -> Problem:
 
 @blueprint.post("/messages/<uuid:message_id>/retry")
 async def retry(message_id: uuid.UUID) -> Response:
-    change = await storage().messages.retry(message_id, account_id=scope())
-    if change is Change.NOT_FOUND:
+    store = storage()
+    # One transaction: the answer shows the message exactly as the retry left it.
+    change, message = await store.run(
+        store.messages.retry(message_id, account_id=scope()),
+        store.messages.get(message_id, account_id=scope()),
+        transaction=True,
+    )
+    if change is Change.NOT_FOUND or message is None:
         raise not_found("message")
     if change is Change.WRONG_STATE:
         raise _wrong_state("retried")
-    message = await storage().messages.get(message_id, account_id=scope())
-    if message is None:  # deleted in between
-        raise not_found("message")
     return json_response(to_json(message))
 
 

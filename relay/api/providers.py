@@ -222,8 +222,13 @@ async def get(provider_id: uuid.UUID) -> Response:
 @blueprint.get("/providers/<uuid:provider_id>/health")
 async def health(provider_id: uuid.UUID) -> Response:
     """The circuit-breaker state the delivery workers share (``provider_health``)."""
-    provider = await _visible(provider_id)
-    known = await storage().worker_state.health(provider_ids=[provider.id])
+    store = storage()
+    provider, known = await store.run(
+        store.providers.get(provider_id, account_id=scope()),
+        store.worker_state.health(provider_ids=[provider_id]),
+    )
+    if provider is None:
+        raise not_found("provider")
     state = known[0] if known else None
     return json_response({
         "provider_id": provider.id,

@@ -7,7 +7,7 @@ stored — and turns each into a ``proto.Reply``. It never touches a socket: the
 session driver feeds it events and writes what it returns.
 
 No relay is open: MAIL before AUTH gets 530 5.7.0. A 250 after the data is sent
-only once the queue row has committed (``GroupCommitter.store``).
+only once the queue row has committed (``BatchWriter.write``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import proto
 
 from .. import models
 from ..logging import get_logger
-from ..storage import StorageError
+from ..storage import BatchWriter, StorageError
 from .compose import HeaderTooLarge, domain_allowed, prepare
 from .credentials import Authenticator
-from .enqueue import GroupCommitter
 from .limits import AccountLimits, AuthFailureTracker, MemoryBudget
 
 log = get_logger("relay.smtp")
@@ -85,7 +84,8 @@ class Shared:
     """Process-wide objects every session uses (one owner: the server)."""
 
     authenticator: Authenticator
-    committer: GroupCommitter
+    #: Group commit of accepted messages (``storage.messages.writer``).
+    committer: BatchWriter[models.NewMessage]
     auth_failures: AuthFailureTracker
     budget: MemoryBudget
     account_limits: AccountLimits
@@ -329,7 +329,7 @@ class SubmissionPolicy:
                 correlation_id=self._info.correlation_id,
             )
             try:
-                await self._shared.committer.store(message)
+                await self._shared.committer.write(message)
             except StorageError as exc:
                 log.warning("message not stored", account_id=str(account.id), error=str(exc))
                 return STORE_FAILED

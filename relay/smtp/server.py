@@ -35,7 +35,6 @@ from ..app import Runtime
 from ..config import parse_listen
 from ..logging import bound, get_logger
 from .credentials import Authenticator
-from .enqueue import GroupCommitter
 from .limits import (
     AccountLimits,
     AuthFailureTracker,
@@ -105,8 +104,8 @@ class SmtpServer:
         )
         # A batch is encoded once more by the database driver while it commits: keep
         # that copy a small fraction of the memory budget, whatever the batch holds.
-        self.committer = GroupCommitter(
-            runtime.storage, max_batch_bytes=max(1, smtp.memory_budget // BATCH_SHARE)
+        self.committer = runtime.storage.messages.writer(
+            max_batch_bytes=max(1, smtp.memory_budget // BATCH_SHARE)
         )
         self._shared = Shared(
             authenticator=Authenticator(runtime.storage, ttl=smtp.credential_cache_ttl),

@@ -12,24 +12,29 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import attrs
 import trio
 
-from ._bridge import Bridge
+from ._bridge import Bridge, BridgeStatistics
 from .accounts import AccountRepository
 from .admin_keys import AdminKeyRepository
+from .batches import BatchStatistics, BatchWriter
 from .delivery_logs import AttemptLog, DeliveryLogRepository
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
 from .key_changes import KeyChanges
 from .messages import Change, Finish, MessageRepository
 from .providers import ProviderRepository
+from .query import Query
 from .rules import RoutingRuleRepository
 from .worker_state import WorkerStateRepository
 
 __all__ = [
     "AttemptLog",
+    "BatchStatistics",
+    "BatchWriter",
+    "BridgeStatistics",
     "Change",
     "Conflict",
     "DatabaseUnavailable",
@@ -37,10 +42,16 @@ __all__ = [
     "InvalidReference",
     "KeyChanges",
     "PoolHealth",
+    "Query",
     "Storage",
     "StorageError",
     "open_storage",
 ]
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
 
 
 @attrs.frozen
@@ -73,6 +84,47 @@ class Storage:
         self.messages = MessageRepository(bridge)
         self.delivery_logs = DeliveryLogRepository(bridge)
         self.worker_state = WorkerStateRepository(bridge)
+
+    @overload
+    async def run(self, a: Query[A], /, *, transaction: bool = ..., snapshot: bool = ...) -> tuple[A]: ...
+    @overload
+    async def run(
+        self, a: Query[A], b: Query[B], /, *, transaction: bool = ..., snapshot: bool = ...
+    ) -> tuple[A, B]: ...
+    @overload
+    async def run(
+        self, a: Query[A], b: Query[B], c: Query[C], /, *, transaction: bool = ..., snapshot: bool = ...
+    ) -> tuple[A, B, C]: ...
+
+    async def run(
+        self, *queries: Query[Any], transaction: bool = False, snapshot: bool = False
+    ) -> tuple[Any, ...]:
+        """Run the queries in order on one connection, in one crossing.
+
+        ``transaction=True``: they share one transaction (all or nothing for writes).
+        ``snapshot=True``: reads only, in one read-only repeatable-read transaction, so
+        they all see the database as of one moment. Either costs two more statements
+        (BEGIN, COMMIT) on the same crossing.
+
+        Raises:
+            DatabaseUnavailable, Conflict, InvalidReference, StorageError: as any
+                repository call; with a transaction, nothing of it was committed.
+        """
+
+        async def together(conn: Any) -> tuple[Any, ...]:
+            if snapshot:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    return tuple([await q.on_connection(conn) for q in queries])
+            if transaction:
+                async with conn.transaction():
+                    return tuple([await q.on_connection(conn) for q in queries])
+            return tuple([await q.on_connection(conn) for q in queries])
+
+        return await self._bridge.run(together)
+
+    def statistics(self) -> BridgeStatistics:
+        """Crossings made so far (each is one asyncio task on the host loop)."""
+        return self._bridge.statistics()
 
     async def ping(self) -> None:
         """Raises: DatabaseUnavailable: the database did not answer ``SELECT 1``."""
@@ -123,9 +175,14 @@ async def open_storage(
     min_size: int = 2,
     max_size: int = 10,
     connect_timeout: float = 10.0,
+    acquire_timeout: float = 10.0,
     command_timeout: float = 30.0,
+    statement_cache_size: int = 256,
 ) -> AsyncIterator[Storage]:
     """Open the pool for the duration of the block.
+
+    ``acquire_timeout`` bounds the wait for a free pooled connection;
+    ``statement_cache_size`` is asyncpg's per-connection prepared-statement cache.
 
     Raises:
         DatabaseUnavailable: the database cannot be reached at start.
@@ -139,40 +196,48 @@ async def open_storage(
             "relay.storage needs trio running as a guest of an asyncio loop: "
             "start it with relay.storage.host.run, not trio.run"
         ) from None
-    async with _open_pool(
-        loop, url, min_size, max_size, connect_timeout, command_timeout
-    ) as storage:
+    settings = _PoolSettings(
+        min_size, max_size, connect_timeout, acquire_timeout, command_timeout,
+        statement_cache_size,
+    )
+    async with _open_pool(loop, url, settings) as storage:
         yield storage
+
+
+@attrs.frozen
+class _PoolSettings:
+    min_size: int
+    max_size: int
+    connect_timeout: float
+    acquire_timeout: float
+    command_timeout: float
+    statement_cache_size: int
 
 
 @contextlib.asynccontextmanager
 async def _open_pool(
-    loop: asyncio.AbstractEventLoop,
-    url: str,
-    min_size: int,
-    max_size: int,
-    connect_timeout: float,
-    command_timeout: float,
+    loop: asyncio.AbstractEventLoop, url: str, settings: _PoolSettings
 ) -> AsyncIterator[Storage]:
     import asyncpg  # only here and in the repositories' asyncio side
 
-    bridge_for_errors = Bridge(loop, None, connect_timeout)  # type: ignore[arg-type]
+    bridge_for_errors = Bridge(loop, None, settings.acquire_timeout)  # type: ignore[arg-type]
 
     async def create() -> Any:
         return await asyncpg.create_pool(
             url,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=connect_timeout,
-            command_timeout=command_timeout,
+            min_size=settings.min_size,
+            max_size=settings.max_size,
+            timeout=settings.connect_timeout,
+            command_timeout=settings.command_timeout,
+            statement_cache_size=settings.statement_cache_size,
             init=_init_connection,
             reset=_reset_connection,
         )
 
     pool = await bridge_for_errors.run_plain(create)
-    key_changes = KeyChanges(loop, url, connect_timeout)
+    key_changes = KeyChanges(loop, url, settings.connect_timeout)
     try:
-        yield Storage(Bridge(loop, pool, connect_timeout), key_changes)
+        yield Storage(Bridge(loop, pool, settings.acquire_timeout), key_changes)
     finally:
         # Bounded by the host loop's clock (asyncio.wait_for), which a trio MockClock
         # does not move; past it the remaining connections are dropped.

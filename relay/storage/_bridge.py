@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+import attrs
 import trio
 
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
@@ -53,6 +54,14 @@ _UNAVAILABLE = (
 )
 
 
+@attrs.frozen
+class BridgeStatistics:
+    #: Operations that went to the asyncio side with a pooled connection (``Bridge.run``).
+    crossings: int
+    #: Operations waiting for a free pooled connection right now.
+    waiting: int
+
+
 class Bridge:
     """Runs asyncio coroutines that use a pooled connection on the host loop, from trio."""
 
@@ -64,6 +73,10 @@ class Bridge:
         self._acquire_timeout = acquire_timeout
         #: Operations waiting for a free pooled connection right now.
         self.waiting = 0
+        self._crossings = 0
+
+    def statistics(self) -> BridgeStatistics:
+        return BridgeStatistics(crossings=self._crossings, waiting=self.waiting)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -80,6 +93,7 @@ class Bridge:
 
         On cancellation the asyncio task is cancelled and its transaction rolled back.
         """
+        self._crossings += 1
         return await self.run_plain(functools.partial(self.with_connection, fn, *args))
 
     async def with_connection(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:

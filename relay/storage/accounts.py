@@ -12,6 +12,7 @@ from ._bridge import Bridge
 from ._sql import update_set
 from .errors import InvalidReference
 from .key_changes import KeyChanges, notify
+from .query import Query
 
 _UPDATABLE = (
     "name", "email", "password_hash", "allowed_domains", "disabled",
@@ -33,8 +34,11 @@ class AccountRepository:
         api_key_hash: bytes,
         api_key_prefix: str,
         allowed_domains: Sequence[str] = (),
+        disabled: bool = False,
+        messages_per_minute: int | None = None,
+        recipients_per_hour: int | None = None,
     ) -> models.Account:
-        """Insert an account.
+        """Insert an account, limits and all, in one statement.
 
         Raises:
             Conflict: the email (compared case-insensitively) or key hash is taken.
@@ -43,20 +47,22 @@ class AccountRepository:
         async def insert(conn: Any) -> Any:
             return await conn.fetchrow(
                 """INSERT INTO accounts (id, name, email, password_hash, api_key_hash,
-                                         api_key_prefix, allowed_domains)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+                                         api_key_prefix, allowed_domains, disabled,
+                                         messages_per_minute, recipients_per_hour)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *""",
                 uuid.uuid4(), name, email, password_hash, api_key_hash,
-                api_key_prefix, list(allowed_domains),
+                api_key_prefix, list(allowed_domains), disabled,
+                messages_per_minute, recipients_per_hour,
             )
 
         return _rows.account(await self._bridge.run(insert))
 
-    async def get(self, account_id: uuid.UUID) -> models.Account | None:
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+    def get(self, account_id: uuid.UUID) -> Query[models.Account | None]:
+        async def fetch(conn: Any) -> models.Account | None:
+            row = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+            return None if row is None else _rows.account(row)
 
-        row = await self._bridge.run(fetch)
-        return None if row is None else _rows.account(row)
+        return Query(self._bridge, fetch)
 
     async def get_by_email(self, email: str) -> models.Account | None:
         """Case-insensitive lookup by login."""
@@ -136,33 +142,35 @@ class AccountRepository:
         """Replace the API key; the old one stops matching at once, in every process
         (the change is announced to key caches in the same transaction)."""
 
-        async def change(conn: Any) -> Any:
+        async def change(conn: Any) -> bool:
             async with conn.transaction():
-                status = await conn.execute(
+                changed = await conn.fetchval(
                     """UPDATE accounts SET api_key_hash = $2, api_key_prefix = $3,
-                              updated_at = now() WHERE id = $1""",
+                              updated_at = now() WHERE id = $1 RETURNING id""",
                     account_id, api_key_hash, api_key_prefix,
                 )
-                if status == "UPDATE 1":
+                if changed is not None:
                     await notify(conn, f"account:{account_id}")
-                return status
+                return changed is not None
 
         try:
-            return bool(await self._bridge.run(change) == "UPDATE 1")
+            return await self._bridge.run(change)
         finally:
             self._key_changes.changed()
 
     async def delete(self, account_id: uuid.UUID) -> bool:
         """Delete the account with its providers, rules and messages."""
 
-        async def remove(conn: Any) -> Any:
+        async def remove(conn: Any) -> bool:
             async with conn.transaction():
-                status = await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
-                if status == "DELETE 1":
+                deleted = await conn.fetchval(
+                    "DELETE FROM accounts WHERE id = $1 RETURNING id", account_id
+                )
+                if deleted is not None:
                     await notify(conn, f"account:{account_id}")
-                return status
+                return deleted is not None
 
         try:
-            return bool(await self._bridge.run(remove) == "DELETE 1")
+            return await self._bridge.run(remove)
         finally:
             self._key_changes.changed()

@@ -10,6 +10,9 @@ from . import _rows
 from ._bridge import Bridge
 from .key_changes import KeyChanges, notify
 
+#: Seconds within which a key's ``last_used_at`` is not written again.
+LAST_USED_RESOLUTION = 60.0
+
 
 class AdminKeyRepository:
     def __init__(self, bridge: Bridge, key_changes: KeyChanges) -> None:
@@ -27,13 +30,28 @@ class AdminKeyRepository:
         return _rows.admin_key(await self._bridge.run(insert))
 
     async def find_active(self, key_hash: bytes) -> models.AdminKey | None:
-        """The unrevoked key with this hash, marking it used."""
+        """The unrevoked key with this hash.
+
+        Marks it used, but writes ``last_used_at`` at most once a minute per key (a
+        lookup within the minute changes no row), so authentication is a read.
+        """
 
         async def fetch(conn: Any) -> Any:
             return await conn.fetchrow(
-                """UPDATE admin_keys SET last_used_at = now()
-                   WHERE key_hash = $1 AND revoked_at IS NULL RETURNING *""",
-                key_hash,
+                """WITH found AS (
+                       SELECT * FROM admin_keys WHERE key_hash = $1 AND revoked_at IS NULL
+                   ), touched AS (
+                       UPDATE admin_keys SET last_used_at = now()
+                       WHERE id IN (SELECT id FROM found)
+                         AND (last_used_at IS NULL
+                              OR last_used_at < now() - make_interval(secs => $2))
+                       RETURNING last_used_at
+                   )
+                   SELECT id, name, key_prefix, created_at, revoked_at,
+                          coalesce((SELECT last_used_at FROM touched), last_used_at)
+                              AS last_used_at
+                   FROM found""",
+                key_hash, LAST_USED_RESOLUTION,
             )
 
         row = await self._bridge.run(fetch)
@@ -56,18 +74,18 @@ class AdminKeyRepository:
     async def revoke(self, key_id: uuid.UUID) -> bool:
         """Revoke the key, announcing it to every process's key cache in the same transaction."""
 
-        async def change(conn: Any) -> Any:
+        async def change(conn: Any) -> bool:
             async with conn.transaction():
-                status = await conn.execute(
+                revoked = await conn.fetchval(
                     """UPDATE admin_keys SET revoked_at = now()
-                       WHERE id = $1 AND revoked_at IS NULL""",
+                       WHERE id = $1 AND revoked_at IS NULL RETURNING id""",
                     key_id,
                 )
-                if status == "UPDATE 1":
+                if revoked is not None:
                     await notify(conn, f"admin_key:{key_id}")
-                return status
+                return revoked is not None
 
         try:
-            return bool(await self._bridge.run(change) == "UPDATE 1")
+            return await self._bridge.run(change)
         finally:
             self._key_changes.changed()

@@ -11,6 +11,7 @@ import attrs
 from .. import models
 from . import _rows
 from ._bridge import Bridge
+from .query import Query
 
 
 @attrs.frozen
@@ -43,12 +44,13 @@ class DeliveryLogRepository:
     def __init__(self, bridge: Bridge) -> None:
         self._bridge = bridge
 
-    async def list_for_message(self, message_id: uuid.UUID) -> list[models.DeliveryLog]:
+    def list_for_message(self, message_id: uuid.UUID) -> Query[list[models.DeliveryLog]]:
         """Attempts in the order they happened."""
 
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetch(
+        async def fetch(conn: Any) -> list[models.DeliveryLog]:
+            rows = await conn.fetch(
                 "SELECT * FROM delivery_logs WHERE message_id = $1 ORDER BY id", message_id
             )
+            return [_rows.delivery_log(r) for r in rows]
 
-        return [_rows.delivery_log(r) for r in await self._bridge.run(fetch)]
+        return Query(self._bridge, fetch)

@@ -19,7 +19,8 @@ Statements that lock several of one worker's rows (``finish``, ``renew``,
 deadlock each other.
 
 Batch methods (``enqueue_many``, ``finish``) carry many operations across the
-trio/asyncio bridge in one crossing and one transaction.
+trio/asyncio bridge in one crossing and one transaction; ``writer`` gives the SMTP
+service group commit (``batches.BatchWriter``) over the same insert.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ import attrs
 from .. import models
 from . import _rows
 from ._bridge import Bridge
+from .batches import BatchWriter
 from .delivery_logs import AttemptLog, insert_logs
+from .query import Query
 
 _LIST_COLUMNS = """id, account_id, mail_from, rcpt_to, size, status, attempts,
     next_attempt_at, locked_until, locked_by, message_id, client_ip, tls,
@@ -87,23 +90,20 @@ class MessageRepository:
         """
         if not messages:
             return []
-        rows = [
-            (m.id, m.account_id, m.mail_from, list(m.rcpt_to), m.raw, m.size,
-             m.message_id, m.client_ip, m.tls, m.correlation_id)
-            for m in messages
-        ]
 
         async def insert(conn: Any) -> None:
             async with conn.transaction():
-                await conn.executemany(
-                    """INSERT INTO messages (id, account_id, mail_from, rcpt_to, raw, size,
-                                             message_id, client_ip, tls, correlation_id)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-                    rows,
-                )
+                await _insert_messages(conn, messages)
 
         await self._bridge.run(insert)
         return [m.id for m in messages]
+
+    def writer(self, *, max_batch: int = 256, max_batch_bytes: int = 64 << 20) -> BatchWriter[models.NewMessage]:
+        """Group commit for new messages: run its ``run`` in a nursery, then ``write``."""
+        return BatchWriter(
+            self._bridge, _insert_messages, size=lambda m: m.size,
+            max_batch=max_batch, max_batch_bytes=max_batch_bytes,
+        )
 
     async def enqueue(self, message: models.NewMessage) -> uuid.UUID:
         return (await self.enqueue_many([message]))[0]
@@ -218,17 +218,17 @@ class MessageRepository:
                 for i in order:
                     r = results[i]
                     await insert_logs(conn, r.message_id, r.logs)
-                    status = await conn.execute(
+                    applied[i] = None is not await conn.fetchval(
                         """UPDATE messages
                            SET status = $3, last_error = $4,
                                next_attempt_at = COALESCE($5, next_attempt_at),
                                locked_until = NULL, locked_by = NULL, updated_at = now()
                            WHERE id = $1 AND locked_by = $2 AND status = 'sending'
-                             AND ($6::integer IS NULL OR attempts = $6)""",
+                             AND ($6::integer IS NULL OR attempts = $6)
+                           RETURNING id""",
                         r.message_id, worker_id, str(r.status), r.error, r.next_attempt_at,
                         r.attempt,
                     )
-                    applied[i] = status == "UPDATE 1"
             return applied
 
         return await self._bridge.run(write)
@@ -237,8 +237,9 @@ class MessageRepository:
         """Give back claims not attempted (graceful shutdown); the attempt is not counted."""
 
         async def give_back(conn: Any) -> Any:
-            return await conn.execute(
-                """UPDATE messages m
+            return await conn.fetchval(
+                """WITH given AS (
+                   UPDATE messages m
                    SET status = CASE WHEN m.attempts <= 1 THEN 'queued' ELSE 'deferred' END,
                        attempts = greatest(m.attempts - 1, 0),
                        locked_until = NULL, locked_by = NULL, updated_at = now()
@@ -246,11 +247,13 @@ class MessageRepository:
                          WHERE id = ANY($2::uuid[]) AND locked_by = $1 AND status = 'sending'
                          ORDER BY id
                          FOR UPDATE) mine
-                   WHERE m.id = mine.id""",
+                   WHERE m.id = mine.id
+                   RETURNING 1)
+                   SELECT count(*) FROM given""",
                 worker_id, list(message_ids),
             )
 
-        return int((await self._bridge.run(give_back)).split()[-1])
+        return int(await self._bridge.run(give_back))
 
     async def reclaim_expired(self) -> int:
         """Return messages whose lease lapsed (their worker died) to the queue.
@@ -260,7 +263,7 @@ class MessageRepository:
         """
 
         async def reclaim(conn: Any) -> Any:
-            return await conn.execute(
+            return await conn.fetchval(
                 """WITH lapsed AS (
                        SELECT id, locked_by FROM messages
                        WHERE status = 'sending' AND locked_until < now()
@@ -270,51 +273,58 @@ class MessageRepository:
                        SELECT id, 'deferred', 'lease of worker ' || coalesce(locked_by, '?')
                               || ' lapsed without a result; back in the queue'
                        FROM lapsed
+                   ), returned AS (
+                       UPDATE messages m
+                       SET status = 'deferred', locked_until = NULL, locked_by = NULL,
+                           last_error = coalesce(m.last_error, 'worker lease lapsed'),
+                           updated_at = now()
+                       FROM lapsed
+                       WHERE m.id = lapsed.id
+                       RETURNING 1
                    )
-                   UPDATE messages m
-                   SET status = 'deferred', locked_until = NULL, locked_by = NULL,
-                       last_error = coalesce(m.last_error, 'worker lease lapsed'),
-                       updated_at = now()
-                   FROM lapsed
-                   WHERE m.id = lapsed.id"""
+                   SELECT count(*) FROM returned"""
             )
 
-        return int((await self._bridge.run(reclaim)).split()[-1])
+        return int(await self._bridge.run(reclaim))
 
     async def purge_finished(self, older_than: dt.timedelta) -> int:
         """Delete sent and failed messages (and their logs) finished before now - older_than."""
 
         async def purge(conn: Any) -> Any:
-            return await conn.execute(
-                """DELETE FROM messages WHERE status IN ('sent', 'failed')
-                   AND updated_at < now() - $1::interval""",
+            return await conn.fetchval(
+                """WITH gone AS (
+                       DELETE FROM messages WHERE status IN ('sent', 'failed')
+                       AND updated_at < now() - $1::interval
+                       RETURNING 1
+                   )
+                   SELECT count(*) FROM gone""",
                 older_than,
             )
 
-        return int((await self._bridge.run(purge)).split()[-1])
+        return int(await self._bridge.run(purge))
 
     # ------------------------------------------------------------ API side
 
-    async def get(
+    def get(
         self,
         message_id: uuid.UUID,
         *,
         account_id: uuid.UUID | None = None,
         with_raw: bool = False,
-    ) -> models.Message | None:
+    ) -> Query[models.Message | None]:
         columns = "*" if with_raw else _LIST_COLUMNS
 
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetchrow(
+        async def fetch(conn: Any) -> models.Message | None:
+            row = await conn.fetchrow(
                 f"""SELECT {columns} FROM messages
                     WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
                 message_id, account_id,
             )
+            return None if row is None else _rows.message(row)
 
-        row = await self._bridge.run(fetch)
-        return None if row is None else _rows.message(row)
+        return Query(self._bridge, fetch)
 
-    async def list(
+    def list(
         self,
         *,
         account_id: uuid.UUID | None = None,
@@ -323,12 +333,12 @@ class MessageRepository:
         until: dt.datetime | None = None,
         before: tuple[dt.datetime, uuid.UUID] | None = None,
         limit: int = 50,
-    ) -> list[models.Message]:
+    ) -> Query[list[models.Message]]:
         """Newest first; ``before`` is the (created_at, id) of the previous page's last row."""
         before_at, before_id = before if before else (None, None)
 
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetch(
+        async def fetch(conn: Any) -> list[models.Message]:
+            rows = await conn.fetch(
                 f"""SELECT {_LIST_COLUMNS} FROM messages
                     WHERE ($1::uuid IS NULL OR account_id = $1)
                       AND ($2::text IS NULL OR status = $2)
@@ -340,32 +350,39 @@ class MessageRepository:
                 account_id, None if status is None else str(status), since, until,
                 before_at, before_id, limit,
             )
+            return [_rows.message(r) for r in rows]
 
-        return [_rows.message(r) for r in await self._bridge.run(fetch)]
+        return Query(self._bridge, fetch)
 
-    async def retry(
+    def retry(
         self, message_id: uuid.UUID, *, account_id: uuid.UUID | None = None
-    ) -> Change:
+    ) -> Query[Change]:
         """Make a queued, deferred or failed message due now."""
-        return await self._change(
+        return self._change(
             message_id, account_id,
             """UPDATE messages SET status = 'queued', next_attempt_at = now(),
                    updated_at = now()
-               WHERE id = $1 AND status IN ('queued', 'deferred', 'failed')""",
+               WHERE id = $1 AND status IN ('queued', 'deferred', 'failed')
+               RETURNING id""",
         )
 
-    async def delete(
+    def delete(
         self, message_id: uuid.UUID, *, account_id: uuid.UUID | None = None
-    ) -> Change:
+    ) -> Query[Change]:
         """Delete a message that is not being sent and was not sent."""
-        return await self._change(
+        return self._change(
             message_id, account_id,
-            "DELETE FROM messages WHERE id = $1 AND status IN ('queued', 'deferred', 'failed')",
+            """DELETE FROM messages WHERE id = $1 AND status IN ('queued', 'deferred', 'failed')
+               RETURNING id""",
         )
 
-    async def _change(
+    def _change(
         self, message_id: uuid.UUID, account_id: uuid.UUID | None, statement: str
-    ) -> Change:
+    ) -> Query[Change]:
+        """``statement`` (``$1`` = the id, ``RETURNING`` a row when it applied) on a
+        message of this tenant, locked first so the answer says why nothing changed.
+        Joins the caller's transaction in ``Storage.run(..., transaction=True)``."""
+
         async def run(conn: Any) -> Change:
             async with conn.transaction():
                 found = await conn.fetchval(
@@ -375,10 +392,10 @@ class MessageRepository:
                 )
                 if not found:
                     return Change.NOT_FOUND
-                result = await conn.execute(statement, message_id)
-                return Change.DONE if result.endswith(" 1") else Change.WRONG_STATE
+                applied = await conn.fetchval(statement, message_id)
+                return Change.WRONG_STATE if applied is None else Change.DONE
 
-        return await self._bridge.run(run)
+        return Query(self._bridge, run)
 
     async def count_by_status(
         self, *, account_id: uuid.UUID | None = None
@@ -394,6 +411,20 @@ class MessageRepository:
         for row in await self._bridge.run(fetch):
             counts[models.MessageStatus(row["status"])] = row["n"]
         return counts
+
+
+async def _insert_messages(conn: Any, messages: Sequence[models.NewMessage]) -> None:
+    """Asyncio side: insert ``messages`` inside the caller's transaction."""
+    await conn.executemany(
+        """INSERT INTO messages (id, account_id, mail_from, rcpt_to, raw, size,
+                                 message_id, client_ip, tls, correlation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+        [
+            (m.id, m.account_id, m.mail_from, list(m.rcpt_to), m.raw, m.size,
+             m.message_id, m.client_ip, m.tls, m.correlation_id)
+            for m in messages
+        ],
+    )
 
 
 def _storable(result: Finish) -> Finish:

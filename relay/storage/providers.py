@@ -9,6 +9,7 @@ from .. import models
 from . import _rows
 from ._bridge import Bridge
 from ._sql import update_set
+from .query import Query
 
 _UPDATABLE = ("name", "type", "config", "enabled")
 
@@ -40,28 +41,29 @@ class ProviderRepository:
 
         return _rows.provider(await self._bridge.run(insert))
 
-    async def get(
+    def get(
         self, provider_id: uuid.UUID, *, account_id: uuid.UUID | None = None
-    ) -> models.Provider | None:
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetchrow(
+    ) -> Query[models.Provider | None]:
+        async def fetch(conn: Any) -> models.Provider | None:
+            row = await conn.fetchrow(
                 """SELECT * FROM esp_providers
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
                 provider_id, account_id,
             )
+            return None if row is None else _rows.provider(row)
 
-        row = await self._bridge.run(fetch)
-        return None if row is None else _rows.provider(row)
+        return Query(self._bridge, fetch)
 
-    async def list(self, *, account_id: uuid.UUID | None = None) -> list[models.Provider]:
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetch(
+    def list(self, *, account_id: uuid.UUID | None = None) -> Query[list[models.Provider]]:
+        async def fetch(conn: Any) -> list[models.Provider]:
+            rows = await conn.fetch(
                 """SELECT * FROM esp_providers WHERE $1::uuid IS NULL OR account_id = $1
                    ORDER BY created_at, id""",
                 account_id,
             )
+            return [_rows.provider(r) for r in rows]
 
-        return [_rows.provider(r) for r in await self._bridge.run(fetch)]
+        return Query(self._bridge, fetch)
 
     async def update(
         self, provider_id: uuid.UUID, *, account_id: uuid.UUID | None = None, **fields: Any
@@ -86,10 +88,10 @@ class ProviderRepository:
         """Delete the provider; rules that name it go with it."""
 
         async def remove(conn: Any) -> Any:
-            return await conn.execute(
+            return await conn.fetchval(
                 """DELETE FROM esp_providers
-                   WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
+                   WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING id""",
                 provider_id, account_id,
             )
 
-        return bool(await self._bridge.run(remove) == "DELETE 1")
+        return await self._bridge.run(remove) is not None

@@ -11,6 +11,7 @@ from . import _rows
 from ._bridge import Bridge
 from ._sql import update_set
 from .errors import InvalidReference
+from .query import Query
 
 _UPDATABLE = (
     "name", "priority", "conditions", "provider_id", "fallback_provider_ids", "enabled"
@@ -57,33 +58,34 @@ class RoutingRuleRepository:
             raise InvalidReference("provider_id")
         return _rows.routing_rule(row)
 
-    async def get(
+    def get(
         self, rule_id: uuid.UUID, *, account_id: uuid.UUID | None = None
-    ) -> models.RoutingRule | None:
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetchrow(
+    ) -> Query[models.RoutingRule | None]:
+        async def fetch(conn: Any) -> models.RoutingRule | None:
+            row = await conn.fetchrow(
                 """SELECT * FROM routing_rules
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
                 rule_id, account_id,
             )
+            return None if row is None else _rows.routing_rule(row)
 
-        row = await self._bridge.run(fetch)
-        return None if row is None else _rows.routing_rule(row)
+        return Query(self._bridge, fetch)
 
-    async def list(
+    def list(
         self, *, account_id: uuid.UUID | None = None, enabled_only: bool = False
-    ) -> list[models.RoutingRule]:
+    ) -> Query[list[models.RoutingRule]]:
         """Rules in evaluation order: priority, then age."""
 
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetch(
+        async def fetch(conn: Any) -> list[models.RoutingRule]:
+            rows = await conn.fetch(
                 """SELECT * FROM routing_rules
                    WHERE ($1::uuid IS NULL OR account_id = $1) AND (NOT $2 OR enabled)
                    ORDER BY priority, created_at, id""",
                 account_id, enabled_only,
             )
+            return [_rows.routing_rule(r) for r in rows]
 
-        return [_rows.routing_rule(r) for r in await self._bridge.run(fetch)]
+        return Query(self._bridge, fetch)
 
     async def update(
         self, rule_id: uuid.UUID, *, account_id: uuid.UUID | None = None, **fields: Any
@@ -118,10 +120,10 @@ class RoutingRuleRepository:
 
     async def delete(self, rule_id: uuid.UUID, *, account_id: uuid.UUID | None = None) -> bool:
         async def remove(conn: Any) -> Any:
-            return await conn.execute(
+            return await conn.fetchval(
                 """DELETE FROM routing_rules
-                   WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
+                   WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING id""",
                 rule_id, account_id,
             )
 
-        return bool(await self._bridge.run(remove) == "DELETE 1")
+        return await self._bridge.run(remove) is not None

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from ._bridge import Bridge
+from .query import Query
 
 
 class HealthState(enum.StrEnum):
@@ -96,24 +97,25 @@ class WorkerStateRepository:
 
         await self._bridge.run(upsert)
 
-    async def health(
+    def health(
         self,
         *,
         account_id: uuid.UUID | None = None,
         provider_ids: Sequence[uuid.UUID] | None = None,
-    ) -> list[ProviderHealth]:
+    ) -> Query[list[ProviderHealth]]:
         """Known states; a provider with no row has never failed (closed)."""
 
-        async def fetch(conn: Any) -> Any:
-            return await conn.fetch(
+        async def fetch(conn: Any) -> list[ProviderHealth]:
+            rows = await conn.fetch(
                 """SELECT h.* FROM provider_health h JOIN esp_providers p ON p.id = h.provider_id
                    WHERE ($1::uuid IS NULL OR p.account_id = $1)
                      AND ($2::uuid[] IS NULL OR h.provider_id = ANY($2::uuid[]))
                    ORDER BY h.provider_id""",
                 account_id, None if provider_ids is None else list(provider_ids),
             )
+            return [_health(r) for r in rows]
 
-        return [_health(r) for r in await self._bridge.run(fetch)]
+        return Query(self._bridge, fetch)
 
     async def narrow_recipients(
         self, worker_id: str, message_id: uuid.UUID, rcpt_to: Sequence[str]
@@ -131,10 +133,10 @@ class WorkerStateRepository:
             raise ValueError("a message keeps at least one recipient; finish it instead")
 
         async def update(conn: Any) -> Any:
-            return await conn.execute(
+            return await conn.fetchval(
                 """UPDATE messages SET rcpt_to = $3, updated_at = now()
-                   WHERE id = $1 AND locked_by = $2 AND status = 'sending'""",
+                   WHERE id = $1 AND locked_by = $2 AND status = 'sending' RETURNING id""",
                 message_id, worker_id, list(rcpt_to),
             )
 
-        return bool(await self._bridge.run(update) == "UPDATE 1")
+        return await self._bridge.run(update) is not None

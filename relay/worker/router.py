@@ -112,9 +112,14 @@ class Router:
         cached = self._cache.get(account_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        account = await self._storage.accounts.get(account_id)
-        rules = await self._storage.rules.list(account_id=account_id, enabled_only=True)
-        providers = await self._storage.providers.list(account_id=account_id)
+        store = self._storage
+        # One crossing, one snapshot: no rule names a provider this read missed.
+        account, rules, providers = await store.run(
+            store.accounts.get(account_id),
+            store.rules.list(account_id=account_id, enabled_only=True),
+            store.providers.list(account_id=account_id),
+            snapshot=True,
+        )
         routing = AccountRouting(
             account_id=account_id,
             rules=parse_rules(rules),

@@ -101,7 +101,7 @@ async def storage_failed(s: Scene) -> None:
     async def fail(message: object) -> None:
         raise StorageError("injected")
 
-    s.monkeypatch.setattr(s.server.committer, "store", fail)
+    s.monkeypatch.setattr(s.server.committer, "write", fail)
     await s.data()
     assert (await s.client.command(MESSAGE + b".")).startswith(b"451 4.3.0")
 

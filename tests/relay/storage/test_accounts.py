@@ -1,5 +1,6 @@
 import uuid
 
+import psycopg2
 import pytest
 
 from relay import auth
@@ -86,3 +87,30 @@ async def test_admin_keys(storage: Storage) -> None:
     assert await storage.admin_keys.revoke(created.id)
     assert await storage.admin_keys.find_active(key.hash) is None
     assert await storage.admin_keys.count_active() == 0
+
+
+async def test_an_operator_key_s_last_use_is_written_at_most_once_a_minute(
+    storage: Storage, database_url: str
+) -> None:
+    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    await storage.admin_keys.create(name="ops", key_hash=key.hash, key_prefix=key.prefix)
+    first = await storage.admin_keys.find_active(key.hash)
+    assert first is not None and first.last_used_at is not None
+    xmin = _sql_value(database_url, "SELECT xmin::text FROM admin_keys")
+    again = await storage.admin_keys.find_active(key.hash)
+    assert again is not None and again.last_used_at == first.last_used_at
+    assert _sql_value(database_url, "SELECT xmin::text FROM admin_keys") == xmin, "no row written"
+    _sql_value(database_url, "UPDATE admin_keys SET last_used_at = now() - interval '61 seconds' RETURNING 1")
+    later = await storage.admin_keys.find_active(key.hash)
+    assert later is not None and later.last_used_at > first.last_used_at
+
+
+def _sql_value(url: str, statement: str) -> object:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()

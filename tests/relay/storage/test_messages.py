@@ -2,6 +2,7 @@
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import psycopg2
 import pytest
@@ -305,3 +306,32 @@ async def test_health_counts_operations_waiting_for_a_connection(database_url: s
         assert health_waiting == 1
         assert small._bridge.waiting == 0
         assert (await small.health()).waiting == 0
+
+
+async def test_acquire_timeout_bounds_the_wait_for_a_busy_pool(database_url: str) -> None:
+    """``database.acquire_timeout``: with the only connection held, another operation
+    gives up as unavailable after that long (and the cache setting is honoured)."""
+    import asyncio
+
+    from relay.storage import DatabaseUnavailable
+
+    async with open_storage(
+        database_url, min_size=1, max_size=1, acquire_timeout=0.2, statement_cache_size=0
+    ) as small:
+        release = asyncio.Event()
+        sizes: list[int] = []
+
+        async def hold(conn: Any) -> None:  # asyncio side, holding the only connection
+            sizes.append(conn._stmt_cache.get_max_size())
+            await release.wait()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(small._bridge.run, hold)
+            with trio.fail_after(5):
+                while not sizes:
+                    await trio.sleep(0.001)
+            with pytest.raises(DatabaseUnavailable), trio.fail_after(5):
+                await small.ping()
+            release.set()
+        assert sizes == [0]
+        await small.ping()  # the connection is back
