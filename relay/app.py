@@ -115,6 +115,7 @@ async def serve(
     services: tuple[str, ...] = SERVICES,
     announce: Callable[[str], None] | None = None,
     handle_signals: bool = True,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[Started] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the given services in this process until shutdown.
@@ -122,6 +123,9 @@ async def serve(
     Shutdown (SIGINT/SIGTERM, or ``Started.shutdown.set()``) lets SMTP drain —
     sessions inside DATA finish and are stored — and the worker finish its in-flight
     deliveries (it stops claiming at once), then cancels whatever is left.
+
+    ``reuse_port``: this process is one of several sharing the listening ports
+    (``relay.supervisor``).
     """
     async with open_runtime(config) as runtime:
         secret = await ensure_operator_key(runtime.storage)
@@ -136,12 +140,16 @@ async def serve(
                 if "smtp" in services:
                     from .smtp.server import serve_smtp
 
-                    smtp_bound = await front.start(serve_smtp, runtime, shutdown)
+                    smtp_bound = await front.start(
+                        functools.partial(serve_smtp, runtime, shutdown, reuse_port=reuse_port)
+                    )
                 if "api" in services:
                     from .api.server import serve_api
 
                     api_bound = await front.start(
-                        functools.partial(serve_api, runtime, shutdown=shutdown)
+                        functools.partial(
+                            serve_api, runtime, shutdown=shutdown, reuse_port=reuse_port
+                        )
                     )
                 if "worker" in services:
                     from .worker import run_worker

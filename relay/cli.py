@@ -7,8 +7,10 @@ email) ends with one line on stderr and a non-zero exit status, never a tracebac
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +18,16 @@ from typing import Any
 
 import trio
 
-from . import app, auth
+from . import app, auth, supervisor
 from . import config as config_mod
 from . import logging as relay_logging
 from .smtp.tls import TlsConfigError
 from .storage import Conflict, StorageError, host, migrations
+
+log = relay_logging.get_logger("relay.cli")
+
+#: Seconds between a supervised process's checks that its supervisor is still alive.
+PARENT_CHECK_INTERVAL = 1.0
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -42,10 +49,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "serve",
-        help="run every service in one process (embedded database unless database.url is set)",
+        help="run every service (embedded database unless database.url is set); "
+        "smtp.processes / api.processes > 1 run those services as several processes",
     )
-    sub.add_parser("smtp", help="run only the SMTP submission service")
-    sub.add_parser("api", help="run only the admin HTTP API")
+    smtp = sub.add_parser("smtp", help="run only the SMTP submission service")
+    api = sub.add_parser("api", help="run only the admin HTTP API")
+    for command in (smtp, api):
+        # Set by relay.supervisor on the processes it starts: share the ports, start
+        # no children of its own.
+        command.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("worker", help="run only the delivery worker (any number may share a database)")
     sub.add_parser("config", help="print the effective configuration, secrets redacted")
 
@@ -153,6 +165,30 @@ async def _serve(config: config_mod.Config, services: tuple[str, ...]) -> None:
     await app.serve(config, services=services, announce=_announce_operator_key)
 
 
+async def _serve_child(config: config_mod.Config, services: tuple[str, ...]) -> None:
+    """One of ``relay.supervisor``'s processes: share the ports; drain and stop when
+    told (SIGTERM) or when the supervisor is gone (this process was re-parented)."""
+    parent = os.getppid()
+    async with trio.open_nursery() as nursery:
+        started = await nursery.start(
+            functools.partial(app.serve, config, services=services, reuse_port=True)
+        )
+        while not started.shutdown.is_set():
+            if os.getppid() != parent:
+                log.warning("supervisor gone; shutting down", supervisor_pid=parent)
+                started.shutdown.set()
+            with trio.move_on_after(PARENT_CHECK_INTERVAL):
+                await started.shutdown.wait()
+
+
+async def _serve_supervised(
+    config: config_mod.Config, services: tuple[str, ...], config_path: Path | None
+) -> None:
+    await supervisor.serve_supervised(
+        config, services, config_path=config_path, announce=_announce_operator_key
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -166,10 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_config(config_mod.redacted(config))
         return 0
     try:
-        if args.command == "serve":
-            host.run(_serve, config, app.SERVICES)
-        elif args.command in app.SERVICES:
-            host.run(_serve, config, (args.command,))
+        if args.command == "serve" or args.command in app.SERVICES:
+            services = app.SERVICES if args.command == "serve" else (args.command,)
+            if getattr(args, "supervised", False):
+                host.run(_serve_child, config, services)
+            elif supervisor.supervised_services(config, services):
+                host.run(_serve_supervised, config, services, args.config)
+            else:
+                host.run(_serve, config, services)
         elif args.command == "migrate":
             host.run(_migrate, config, args)
         elif args.command == "admin-key":

@@ -167,6 +167,10 @@ class SmtpConfig:
     """The submission listener (RFC 6409)."""
 
     listen: str = attrs.field(default="0.0.0.0:587", validator=_listen)
+    #: Processes serving SMTP on the same ports (SO_REUSEPORT), supervised by the
+    #: command that starts them; 0 = one per core. Limits are per process until they
+    #: are shared, so the default stays 1 (see README).
+    processes: int = attrs.field(default=1, validator=_non_negative)
     #: Implicit-TLS submission (RFC 8314 §3.3, port 465); empty = not served.
     implicit_tls_listen: str = attrs.field(default="", validator=_listen)
     hostname: str = ""
@@ -223,6 +227,8 @@ class ApiConfig:
     """The admin HTTP API."""
 
     listen: str = attrs.field(default="127.0.0.1:8080", validator=_listen)
+    #: Processes serving the API on the same port (SO_REUSEPORT); 0 = one per core.
+    processes: int = attrs.field(default=1, validator=_non_negative)
     #: Requests per minute per API key.
     rate_limit_per_minute: int = attrs.field(default=100, validator=_positive)
     #: Failed authentications per minute per client address (IPv6: per /64); past it

@@ -13,6 +13,7 @@ connection can hang (see that module).
 from __future__ import annotations
 
 import logging
+import socket
 from urllib.parse import urlsplit
 
 import attrs
@@ -49,10 +50,14 @@ class Bound:
         return f"http://{host}:{self.port}"
 
 
-def hypercorn_config(listen: str) -> HypercornConfig:
+def hypercorn_config(listen: str, *, shared: socket.socket | None = None) -> HypercornConfig:
+    """hypercorn's settings for ``listen``; with ``shared``, serve that bound socket
+    (``SO_REUSEPORT``, one of several processes: ``relay.supervisor``) instead."""
     host, port = parse_listen(listen)
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if shared is not None:
+        config.bind = [f"fd://{shared.fileno()}"]
     # relay.api logs one line per request itself (without keys); hypercorn's own
     # access log would duplicate it.
     config.accesslog = None
@@ -64,6 +69,21 @@ def hypercorn_config(listen: str) -> HypercornConfig:
     return config
 
 
+def _reuse_port_socket(listen: str) -> socket.socket:
+    """``listen`` bound with ``SO_REUSEPORT`` (hypercorn listens on it)."""
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host or "0.0.0.0", port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _bound(binds: list[str]) -> Bound:
     parts = urlsplit(binds[0])
     return Bound(host=parts.hostname or "", port=parts.port or 0)
@@ -73,6 +93,7 @@ async def serve_api(
     runtime: Runtime,
     *,
     shutdown: trio.Event | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the admin API until cancelled or until ``shutdown`` is set.
@@ -81,7 +102,8 @@ async def serve_api(
         OSError: the address in ``api.listen`` cannot be bound.
     """
     app = ConnectionGuard(create_app(runtime))
-    config = hypercorn_config(runtime.config.api.listen)
+    shared = _reuse_port_socket(runtime.config.api.listen) if reuse_port else None
+    config = hypercorn_config(runtime.config.api.listen, shared=shared)
 
     async def started(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await serve(
@@ -103,6 +125,9 @@ async def serve_api(
         if isinstance(leaf, OSError):
             raise leaf from None
         raise
+    finally:
+        if shared is not None:
+            shared.detach()  # hypercorn's socket object on the same descriptor closes it
 
 
 def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

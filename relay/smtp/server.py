@@ -91,10 +91,14 @@ class Bound:
 
 
 class SmtpServer:
-    def __init__(self, runtime: Runtime, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, runtime: Runtime, ssl_context: ssl.SSLContext | None, *, reuse_port: bool = False
+    ) -> None:
         config = runtime.config
         smtp = config.smtp
         self._config = config
+        #: One of several processes sharing the port (``relay.supervisor``).
+        self._reuse_port = reuse_port
         self._ssl_context = ssl_context
         self._hostname = smtp.hostname or socket.getfqdn()
         trusted = TrustedNetworks(smtp.trusted_networks)
@@ -217,9 +221,10 @@ class SmtpServer:
 
     async def _listen(self, address: str) -> list[trio.SocketListener]:
         host, port = parse_listen(address)
-        return await trio.open_tcp_listeners(
-            port, host=host or None, backlog=self._config.smtp.listen_backlog
-        )
+        backlog = self._config.smtp.listen_backlog
+        if self._reuse_port:
+            return [await _reuse_port_listener(host, port, backlog)]
+        return await trio.open_tcp_listeners(port, host=host or None, backlog=backlog)
 
     async def _accept_loop(
         self, listener: trio.SocketListener, nursery: trio.Nursery, implicit_tls: bool
@@ -355,18 +360,38 @@ async def _refuse(stream: Any, reply: proto.Reply, ssl_context: ssl.SSLContext |
             pass
 
 
+async def _reuse_port_listener(host: str, port: int, backlog: int) -> trio.SocketListener:
+    """A listener on ``host:port`` with ``SO_REUSEPORT``, so sibling processes share it
+    (an empty host is every IPv4 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind((host or "0.0.0.0", port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
 async def serve_smtp(
     runtime: Runtime,
     shutdown: trio.Event,
     *,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the submission service until ``shutdown`` is set (then drain) or cancelled."""
+    """Run the submission service until ``shutdown`` is set (then drain) or cancelled.
+
+    ``reuse_port``: this is one of several processes sharing the listening ports.
+    """
     pair = await trio.to_thread.run_sync(ensure_key_pair, runtime.config)
     context = server_context(pair)
     if pair.self_signed:
         log.warning("using a self-signed certificate; set tls.cert_file and tls.key_file",
                     cert_file=str(pair.cert_file))
-    server = SmtpServer(runtime, context)
+    server = SmtpServer(runtime, context, reuse_port=reuse_port)
     await server.prepare()
     await server.serve(shutdown, task_status=task_status)
