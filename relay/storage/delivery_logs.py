@@ -25,8 +25,10 @@ class AttemptLog:
     provider_type: str | None = None
 
 
-async def insert_logs(conn: Any, message_id: uuid.UUID, logs: Sequence[AttemptLog]) -> None:
-    """Asyncio side: insert attempt rows inside the caller's transaction."""
+async def insert_attempt_logs(
+    conn: Any, logs: Sequence[tuple[uuid.UUID, AttemptLog]]
+) -> None:
+    """Asyncio side: insert (message id, attempt) rows inside the caller's transaction."""
     if logs:
         await conn.executemany(
             """INSERT INTO delivery_logs
@@ -35,7 +37,7 @@ async def insert_logs(conn: Any, message_id: uuid.UUID, logs: Sequence[AttemptLo
             [
                 (message_id, log.provider_id, log.provider_type, str(log.outcome),
                  log.response, log.duration_ms)
-                for log in logs
+                for message_id, log in logs
             ],
         )
 

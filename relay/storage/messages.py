@@ -37,7 +37,7 @@ from .. import models
 from . import _rows
 from ._bridge import Bridge
 from .batches import BatchWriter
-from .delivery_logs import AttemptLog, insert_logs
+from .delivery_logs import AttemptLog, insert_attempt_logs
 from .query import Query
 
 _LIST_COLUMNS = """id, account_id, mail_from, rcpt_to, size, status, attempts,
@@ -204,34 +204,56 @@ class MessageRepository:
     async def finish(self, worker_id: str, results: Sequence[Finish]) -> list[bool]:
         """Record outcomes and attempt logs in one transaction.
 
+        Two statements for the whole batch, whatever its size: every attempt log in
+        one ``executemany``, every verdict in one ``UPDATE`` over the arrays of
+        results (its rows locked in ``id`` order, like ``renew`` and ``release``).
+
         Returns, per result, whether it applied: ``False`` means this worker no longer
         holds that claim (its lease lapsed and another worker or housekeeping took
         the message); its logs are still written.
         """
+        if not results:
+            return []
         # PostgreSQL text cannot hold NUL, and an upstream's words may contain one.
         results = [_storable(r) for r in results]
-        order = sorted(range(len(results)), key=lambda i: results[i].message_id)
+        columns = (
+            [r.message_id for r in results],
+            [str(r.status) for r in results],
+            [r.error for r in results],
+            [r.next_attempt_at for r in results],
+            [r.attempt for r in results],
+        )
+        # In id order too: a log row takes a key-share lock on its message.
+        logs = sorted(((r.message_id, log) for r in results for log in r.logs), key=lambda x: x[0])
 
-        async def write(conn: Any) -> list[bool]:
-            applied = [False] * len(results)
+        async def write(conn: Any) -> set[uuid.UUID]:
             async with conn.transaction():
-                for i in order:
-                    r = results[i]
-                    await insert_logs(conn, r.message_id, r.logs)
-                    applied[i] = None is not await conn.fetchval(
-                        """UPDATE messages
-                           SET status = $3, last_error = $4,
-                               next_attempt_at = COALESCE($5, next_attempt_at),
-                               locked_until = NULL, locked_by = NULL, updated_at = now()
-                           WHERE id = $1 AND locked_by = $2 AND status = 'sending'
-                             AND ($6::integer IS NULL OR attempts = $6)
-                           RETURNING id""",
-                        r.message_id, worker_id, str(r.status), r.error, r.next_attempt_at,
-                        r.attempt,
-                    )
-            return applied
+                await insert_attempt_logs(conn, logs)
+                rows = await conn.fetch(
+                    """WITH verdict AS (
+                           SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[],
+                                                $5::timestamptz[], $6::integer[])
+                               AS v(id, status, error, next_attempt_at, attempt)
+                       ), mine AS (
+                           SELECT m.id FROM messages m JOIN verdict v ON v.id = m.id
+                           WHERE m.locked_by = $1 AND m.status = 'sending'
+                             AND (v.attempt IS NULL OR m.attempts = v.attempt)
+                           ORDER BY m.id
+                           FOR UPDATE OF m
+                       )
+                       UPDATE messages m
+                       SET status = v.status, last_error = v.error,
+                           next_attempt_at = COALESCE(v.next_attempt_at, m.next_attempt_at),
+                           locked_until = NULL, locked_by = NULL, updated_at = now()
+                       FROM verdict v, mine
+                       WHERE m.id = mine.id AND v.id = m.id
+                       RETURNING m.id""",
+                    worker_id, *columns,
+                )
+            return {row["id"] for row in rows}
 
-        return await self._bridge.run(write)
+        applied = await self._bridge.run(write)
+        return [r.message_id in applied for r in results]
 
     async def release(self, worker_id: str, message_ids: Sequence[uuid.UUID]) -> int:
         """Give back claims not attempted (graceful shutdown); the attempt is not counted."""
