@@ -192,6 +192,9 @@ class SmtpConfig:
     auth_failure_limit: int = attrs.field(default=5, validator=_positive)
     auth_failure_window: float = attrs.field(default=300.0, validator=_positive)
     auth_block_time: float = attrs.field(default=900.0, validator=_positive)
+    #: Seconds between two exchanges of limit counts with the deployment's other SMTP
+    #: processes (through PostgreSQL); 0 = every process enforces limits alone.
+    shared_limits_interval: float = attrs.field(default=1.0, validator=_non_negative)
     auth_failure_delay: float = attrs.field(default=1.0, validator=_non_negative)
     credential_cache_ttl: float = attrs.field(default=60.0, validator=_non_negative)
     #: New connections per minute from one IP (trusted networks exempt).

@@ -1,8 +1,10 @@
 """The SMTP server's counters and budgets, each one object with one job.
 
 All of them read ``trio.current_time()``, so tests drive them with trio's
-``MockClock`` instead of sleeping. They are per process: several ``relay smtp``
-processes each enforce their own share (documented in the README).
+``MockClock`` instead of sleeping. Each counts its own process exactly and, given a
+``SharedCounts``, adds what the deployment's other processes counted
+(``relay.smtp.shared_limits``), so a limit holds across processes; the memory budget
+stays per process (it bounds this process's memory).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Iterable
 
 import attrs
 import trio
+
+from .shared_limits import SharedCounts
 
 
 def _now() -> float:
@@ -68,18 +72,22 @@ class SlidingWindow:
 class ConnectionRateLimiter:
     """``smtp.ip_connection_rate`` new connections per minute per IP."""
 
-    def __init__(self, per_minute: int, trusted: TrustedNetworks) -> None:
+    def __init__(
+        self, per_minute: int, trusted: TrustedNetworks, shared: SharedCounts | None = None
+    ) -> None:
         self._limit = per_minute
         self._trusted = trusted
         self._window = SlidingWindow(60.0)
+        self._shared = shared or SharedCounts({})
 
     def allow(self, ip: str) -> bool:
         """Count a new connection; False when this IP is over its rate."""
         if ip in self._trusted:
             return True
-        if self._window.count(ip) >= self._limit:
+        if self._window.count(ip) + self._shared.others("connections", ip) >= self._limit:
             return False
         self._window.add(ip)
+        self._shared.add("connections", ip)
         return True
 
 
@@ -92,17 +100,23 @@ class ConcurrencyPerIp:
     Memory is bounded by the open connections: an address with none left is forgotten.
     """
 
-    def __init__(self, limit: int, exempt: TrustedNetworks) -> None:
+    def __init__(
+        self, limit: int, exempt: TrustedNetworks, shared: SharedCounts | None = None
+    ) -> None:
         self._limit = limit
         self._exempt = exempt
         self._open: dict[str, int] = {}
+        self._shared = shared or SharedCounts({})
 
     def allow(self, ip: str) -> bool:
         """Whether one more connection from ``ip`` may open (``add`` it if so)."""
-        return ip in self._exempt or self._open.get(ip, 0) < self._limit
+        if ip in self._exempt:
+            return True
+        return self._open.get(ip, 0) + self._shared.others("open", ip) < self._limit
 
     def add(self, ip: str) -> None:
         self._open[ip] = self._open.get(ip, 0) + 1
+        self._shared.set_level("open", ip, self._open[ip])
 
     def remove(self, ip: str) -> None:
         left = self._open.get(ip, 0) - 1
@@ -110,6 +124,7 @@ class ConcurrencyPerIp:
             self._open[ip] = left
         else:
             self._open.pop(ip, None)
+        self._shared.set_level("open", ip, max(left, 0))
 
     def open_from(self, ip: str) -> int:
         return self._open.get(ip, 0)
@@ -122,13 +137,19 @@ class ConcurrencyPerIp:
 class AuthFailureTracker:
     """More than ``limit`` failed AUTHs from one IP within ``window`` blocks it."""
 
-    def __init__(self, limit: int, window: float, block_time: float) -> None:
+    def __init__(
+        self, limit: int, window: float, block_time: float, shared: SharedCounts | None = None
+    ) -> None:
         self._limit = limit
         self._window = SlidingWindow(window)
         self._block_time = block_time
         self._blocked_until: dict[str, float] = {}
+        self._shared = shared or SharedCounts({})
 
     def is_blocked(self, ip: str) -> bool:
+        """Blocked here, or by another process (its block lasts ``block_time`` there)."""
+        if self._shared.others("auth_blocked", ip) > 0:
+            return True
         until = self._blocked_until.get(ip)
         if until is None:
             return False
@@ -140,8 +161,10 @@ class AuthFailureTracker:
     def record_failure(self, ip: str) -> bool:
         """Count a failure; True when this one got the IP blocked."""
         self._window.add(ip)
-        if self._window.count(ip) > self._limit:
+        self._shared.add("auth_failures", ip)
+        if self._window.count(ip) + self._shared.others("auth_failures", ip) > self._limit:
             self._blocked_until[ip] = _now() + self._block_time
+            self._shared.set_level("auth_blocked", ip, 1, ttl=self._block_time)
             return True
         return False
 
@@ -180,17 +203,26 @@ class MemoryBudget:
 class AccountLimits:
     """Messages per minute and recipients per hour per account (0 = unlimited)."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedCounts | None = None) -> None:
         self._messages = SlidingWindow(60.0)
         self._recipients = SlidingWindow(3600.0)
+        self._shared = shared or SharedCounts({})
 
     def may_send_message(self, account_id: object, per_minute: int) -> bool:
-        return per_minute == 0 or self._messages.count(account_id) < per_minute
+        if per_minute == 0:
+            return True
+        others = self._shared.others("messages", str(account_id))
+        return self._messages.count(account_id) + others < per_minute
 
     def may_add_recipient(self, account_id: object, per_hour: int, pending: int) -> bool:
         """``pending``: recipients already accepted in the open transaction."""
-        return per_hour == 0 or self._recipients.count(account_id) + pending < per_hour
+        if per_hour == 0:
+            return True
+        others = self._shared.others("recipients", str(account_id))
+        return self._recipients.count(account_id) + others + pending < per_hour
 
     def record_message(self, account_id: object, recipients: int) -> None:
         self._messages.add(account_id)
         self._recipients.add(account_id, recipients)
+        self._shared.add("messages", str(account_id))
+        self._shared.add("recipients", str(account_id), recipients)

@@ -46,6 +46,7 @@ from .limits import (
 )
 from .policy import PolicySettings, SessionInfo, Shared, SubmissionPolicy
 from .session import Session, SessionSettings
+from .shared_limits import SharedCounts
 from .tls import ensure_key_pair, server_context
 
 log = get_logger("relay.smtp.server")
@@ -102,9 +103,16 @@ class SmtpServer:
         self._ssl_context = ssl_context
         self._hostname = smtp.hostname or socket.getfqdn()
         trusted = TrustedNetworks(smtp.trusted_networks)
-        self._rate = ConnectionRateLimiter(smtp.ip_connection_rate, trusted)
+        self._storage = runtime.storage
+        #: What the deployment's other processes counted (smtp.shared_limits_interval).
+        self.shared_counts = SharedCounts({
+            "messages": 60.0, "recipients": 3600.0, "connections": 60.0,
+            "auth_failures": smtp.auth_failure_window,
+        })
+        shared = self.shared_counts
+        self._rate = ConnectionRateLimiter(smtp.ip_connection_rate, trusted, shared)
         self._per_ip = ConcurrencyPerIp(
-            smtp.max_connections_per_ip, TrustedNetworks(smtp.per_ip_exempt_networks)
+            smtp.max_connections_per_ip, TrustedNetworks(smtp.per_ip_exempt_networks), shared
         )
         # A batch is encoded once more by the database driver while it commits: keep
         # that copy a small fraction of the memory budget, whatever the batch holds.
@@ -115,10 +123,10 @@ class SmtpServer:
             authenticator=Authenticator(runtime.storage, ttl=smtp.credential_cache_ttl),
             committer=self.committer,
             auth_failures=AuthFailureTracker(
-                smtp.auth_failure_limit, smtp.auth_failure_window, smtp.auth_block_time
+                smtp.auth_failure_limit, smtp.auth_failure_window, smtp.auth_block_time, shared
             ),
             budget=MemoryBudget(smtp.memory_budget),
-            account_limits=AccountLimits(),
+            account_limits=AccountLimits(shared),
             settings=PolicySettings(
                 check_header_from=smtp.check_header_from,
                 auth_failure_delay=smtp.auth_failure_delay,
@@ -194,6 +202,10 @@ class SmtpServer:
             implicit = await self._listen(smtp.implicit_tls_listen)
         async with trio.open_nursery() as outer:
             await outer.start(self.committer.run)
+            if smtp.shared_limits_interval > 0:
+                await outer.start(
+                    self.shared_counts.run, self._storage, smtp.shared_limits_interval
+                )
             async with trio.open_nursery() as handlers:
                 for listener in plain:
                     handlers.start_soon(self._accept_loop, listener, handlers, False)

@@ -24,6 +24,7 @@ from .batches import BatchStatistics, BatchWriter
 from .delivery_logs import AttemptLog, DeliveryLogRepository
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
 from .key_changes import KeyChanges
+from .limit_counts import LimitCountRepository
 from .messages import Change, Finish, MessageRepository
 from .providers import ProviderRepository
 from .query import Query
@@ -84,6 +85,7 @@ class Storage:
         self.messages = MessageRepository(bridge)
         self.delivery_logs = DeliveryLogRepository(bridge)
         self.worker_state = WorkerStateRepository(bridge)
+        self.limit_counts = LimitCountRepository(bridge)
 
     @overload
     async def run(self, a: Query[A], /, *, transaction: bool = ..., snapshot: bool = ...) -> tuple[A]: ...
