@@ -16,12 +16,19 @@ from pathlib import Path
 import psycopg2
 import trio
 
-from relay.smtp.limits import AccountLimits, AuthFailureTracker, ConcurrencyPerIp, ConnectionRateLimiter, TrustedNetworks
+from relay.smtp.limits import (
+    AccountLimits,
+    AuthFailureTracker,
+    ConcurrencyPerIp,
+    ConnectionRateLimiter,
+    TrustedNetworks,
+)
 from relay.smtp.shared_limits import SharedCounts
 from relay.storage import Storage
 from relay.storage.limit_counts import Level
 
 from ..test_cli import PASSWORD, TIMEOUT, _env, _query, relay_async, start_relay
+
 
 def _sql(url: str, statement: str) -> None:
     conn = psycopg2.connect(url)
