@@ -10,7 +10,7 @@ import data_reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proto._readers import BodyFilter, DataReader
+from proto._readers import BodyFilter, DataReader, _has_bare_line_end
 from proto._receivebuffer import ReceiveBuffer
 
 FRAGMENTS = [
@@ -68,3 +68,11 @@ def test_body_filter_alone_matches_the_reference(body: bytes, cuts: list[int], k
         out = [f.feed(p) for p in pieces_of(body, cuts)] + [f.finish()]
         results.append((out, f.end_of_data()))
     assert results[0] == results[1]
+
+
+@settings(max_examples=1000)
+@given(piece=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"\n\r", b""]), max_size=12).map(b"".join))
+def test_bare_line_end_check_is_the_definition(piece: bytes) -> None:
+    """A CR or LF outside a CRLF: the CR, LF and CRLF counts differ."""
+    expected = not (piece.count(b"\r") == piece.count(b"\n") == piece.count(b"\r\n"))
+    assert _has_bare_line_end(piece) is expected
