@@ -28,6 +28,11 @@ __all__ = ["BdatReader", "BodyFilter", "DataReader", "LineError", "decode_comman
 
 _TERMINATOR = b"\r\n.\r\n"
 
+#: Stuffed dots removed one ``find`` at a time in one read before the rest of the read
+#: is done with a terminator search and a ``replace`` (bounded work per octet even for
+#: a body of nothing but dot lines).
+_BULK_UNSTUFF = 32
+
 
 class LineError(ValueError):
     """A command line that must not reach the caller as text."""
@@ -214,22 +219,40 @@ class DataReader:
         kept: list[bytes | memoryview] = []
         view = memoryview(data)
         pos = 0  # start of what is not yet in ``kept``
+        end = -1  # the terminator's dot, once found
+        removed = 0
         dot = self._first_dot(data)
         while dot != -1 and dot < n:
             if data[dot + 1 : dot + 3] == b"\r\n":  # <CRLF>.<CRLF>: the end
-                buf.unread(data[dot + 3 :])
-                kept.append(view[pos:dot])
-                out = self._body.feed(b"".join(kept) if len(kept) > 1 else data[:dot])
-                out += self._body.finish()
-                eod = self._body.end_of_data()
-                return [Data(out), eod] if out else [eod]
+                end = dot
+                break
             if dot >= cut:
                 break  # held back: looked at again with the next read
+            if removed == _BULK_UNSTUFF:
+                # Many stuffed dots (an odd or hostile body): finish this read with
+                # one terminator search and one replace rather than a Python step per
+                # line. Here dot >= 2 and data[dot - 2 : dot] is CRLF.
+                term = data.find(_TERMINATOR, dot - 2)
+                stop = cut if term == -1 else term + 2
+                kept.append(view[pos : dot - 2])
+                kept.append(data[dot - 2 : stop].replace(b"\r\n.", b"\r\n"))
+                pos = stop
+                if term != -1:
+                    end = stop
+                break
             kept.append(view[pos:dot])
             pos = dot + 1
+            removed += 1
             dot = data.find(b"\r\n.", dot + 1)
             if dot != -1:
                 dot += 2
+        if end != -1:
+            buf.unread(data[end + 3 :])
+            kept.append(view[pos:end])
+            out = self._body.feed(b"".join(kept) if len(kept) > 1 else data[:end])
+            out += self._body.finish()
+            eod = self._body.end_of_data()
+            return [Data(out), eod] if out else [eod]
         if cut <= 0:
             buf.unread(data)
             return None

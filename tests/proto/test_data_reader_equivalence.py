@@ -7,9 +7,11 @@ pieces, under both bare-line-ending and both long-line policies."""
 from __future__ import annotations
 
 import data_reference
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proto import _readers
 from proto._readers import BodyFilter, DataReader, _has_bare_line_end
 from proto._receivebuffer import ReceiveBuffer
 
@@ -48,14 +50,32 @@ def pieces_of(data: bytes, cuts: list[int]) -> list[bytes]:
     return [p for p in (data[a:b] for a, b in zip([0, *points], [*points, len(data)])) if p]
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@pytest.mark.parametrize("bulk", [_readers._BULK_UNSTUFF, 1, 2], ids=["default", "bulk-after-1", "bulk-after-2"])
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(body=bodies, cuts=cut_points, kwargs=filters, tail=st.sampled_from([b"", b".\r\n", b"\r\n.\r\nNOOP\r\n"]))
-def test_same_events_as_the_reference_reader(body: bytes, cuts: list[int], kwargs: dict[str, object],
+def test_same_events_as_the_reference_reader(bulk: int, body: bytes, cuts: list[int], kwargs: dict[str, object],
                                              tail: bytes) -> None:
+    """``bulk``: the stuffed dots per read after which the reader switches to one
+    ``replace`` for the rest of the read (lowered to reach that path with short bodies)."""
     pieces = pieces_of(body + tail, cuts)
-    new = drive(DataReader, BodyFilter, pieces, kwargs)
+    default, _readers._BULK_UNSTUFF = _readers._BULK_UNSTUFF, bulk
+    try:
+        new = drive(DataReader, BodyFilter, pieces, kwargs)
+    finally:
+        _readers._BULK_UNSTUFF = default
     old = drive(data_reference.DataReader, data_reference.BodyFilter, pieces, kwargs)
     assert new == old
+
+
+def test_a_body_of_dot_lines() -> None:
+    """100,000 stuffed dot lines, read almost entirely by the bulk path (``replace``):
+    the same events as the reference."""
+    body = b"..\r\n" * 100_000 + b"x\r\n"
+    kwargs = {"normalize": False, "max_size": 10**7, "max_line": 1000}
+    pieces = pieces_of(body + b".\r\n", list(range(65_536, len(body), 65_536)))
+    new = drive(DataReader, BodyFilter, pieces, kwargs)
+    assert new == drive(data_reference.DataReader, data_reference.BodyFilter, pieces, kwargs)
+    assert b"".join(e.data for e in new[0] if type(e).__name__ == "Data") == b".\r\n" * 100_000 + b"x\r\n"
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
