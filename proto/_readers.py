@@ -1,15 +1,22 @@
 """Readers: command lines, DATA bodies, BDAT chunks (one per server state).
 
 Strategy for DATA: only ``<CRLF>.<CRLF>`` ends a message (RFC 5321 4.1.1.4), where the
-DATA command's own CRLF counts as the first CRLF. Everything is done with bytes-level
-``find``/``replace``/``count``/``split`` over whole buffers, never a Python loop per
-byte. The reader carries the last two octets already handed on as context, so that a
-terminator or a ``<CRLF>.`` split across reads is seen, and holds back at most four
-octets (a possible start of the terminator). Line structure is CRLF only: a dot after
-a bare CR or LF is plain data, which is what makes the SMTP smuggling sequences
-(CVE-2023-51764 and kin) inert here. ``BodyFilter`` then sees the unstuffed body:
-it detects (and under ``normalize`` rewrites) bare line endings, measures lines and
-size, and stops handing bytes on once the message is known to be refused.
+DATA command's own CRLF counts as the first CRLF. This is the hot path for large
+messages, so everything is done with bytes-level ``find``/``rfind``/``replace`` over
+whole buffers, never a Python loop per byte or per line, and with as few passes as
+possible: one ``find`` loop over the ``<CRLF>.`` positions both finds the terminator
+and dot-unstuffs, and the pieces between stuffed dots are joined once. The reader
+carries the last two octets already handed on as context, so that a terminator or a
+``<CRLF>.`` split across reads is seen, and holds back at most four octets (a
+possible start of the terminator). Line structure is CRLF only: a dot after a bare
+CR or LF is plain data, which is what makes the SMTP smuggling sequences
+(CVE-2023-51764 and kin) inert here. ``BodyFilter`` then sees the unstuffed body: it
+detects (and under ``normalize`` rewrites) bare line endings with two ``memchr``-driven
+``replace`` calls and a compare (``_has_bare_line_end``), measures lines by hopping
+from CRLF to CRLF about once per ``max_text_line`` octets, tracks the size, and stops
+handing bytes on once the message is known to be refused.
+``tests/proto/data_reference.py`` keeps the previous (split/replace based) reader as
+an oracle that ``test_data_reader_equivalence.py`` compares against.
 """
 
 from __future__ import annotations
@@ -20,6 +27,11 @@ from ._receivebuffer import ReceiveBuffer
 __all__ = ["BdatReader", "BodyFilter", "DataReader", "LineError", "decode_command_line"]
 
 _TERMINATOR = b"\r\n.\r\n"
+
+#: Stuffed dots removed one ``find`` at a time in one read before the rest of the read
+#: is done with a terminator search and a ``replace`` (bounded work per octet even for
+#: a body of nothing but dot lines).
+_BULK_UNSTUFF = 32
 
 
 class LineError(ValueError):
@@ -43,6 +55,17 @@ def decode_command_line(line: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise LineError("command line is not valid UTF-8") from None
+
+
+def _has_bare_line_end(piece: bytes) -> bool:
+    """Whether ``piece`` holds a CR or LF that is not part of a CRLF.
+
+    Deleting every CR and then writing every LF as CRLF gives ``piece`` back exactly
+    when each CR is followed by an LF and each LF preceded by a CR. Both ``replace``
+    calls are ``memchr`` loops and the comparison a ``memcmp``: cheaper than splitting
+    into lines or counting CRLFs, far cheaper than a regular expression.
+    """
+    return piece.replace(b"\r", b"").replace(b"\n", b"\r\n") != piece
 
 
 class BodyFilter:
@@ -93,26 +116,41 @@ class BodyFilter:
         if self.refused:
             self.size += len(piece)
             return b""
-        # One split serves both checks: after it, any CR or LF left is a bare one.
-        lines = piece.split(b"\r\n")
-        rest = b"".join(lines) if len(lines) > 1 else piece
-        if b"\r" in rest or b"\n" in rest:
+        if _has_bare_line_end(piece):
             self.bare = True
             if self._normalize:
                 piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-                lines = piece.split(b"\r\n")
-        if len(lines) == 1:
-            self._line += len(piece)
-        else:
-            if self._line + len(lines[0]) > self._max_content or max(map(len, lines)) > self._max_content:
-                self.too_long = True
-            self._line = len(lines[-1])
-        if self._line > self._max_content:
-            self.too_long = True
+        self._measure_lines(piece)
         self.size += len(piece)
         if self.size > self._max_size:
             self.oversize = True
         return b"" if self.refused else piece
+
+    def _measure_lines(self, piece: bytes) -> None:
+        """Set ``too_long`` if a line (CRLF-delimited, carried over from earlier pieces)
+        has more than ``max_line - 2`` octets, and remember the unfinished last line.
+
+        Instead of splitting into lines, hop from line start to line start: the last
+        CRLF within ``max_content + 2`` octets of a line's start starts the next line to
+        examine, and if there is none the line is too long. About one ``rfind`` per
+        kilobyte, each scanning back over one line.
+        """
+        limit = self._max_content
+        n = len(piece)
+        start = -self._line  # where the unfinished line began, in piece coordinates
+        if not self.too_long and n - start > limit:
+            rfind = piece.rfind
+            crlf = rfind(b"\r\n", 0, start + limit + 2)
+            while True:
+                if crlf == -1:
+                    self.too_long = True
+                    break
+                start = crlf + 2
+                if n - start <= limit:
+                    break
+                crlf = rfind(b"\r\n", start, start + limit + 2)
+        last = piece.rfind(b"\r\n")
+        self._line = self._line + n if last == -1 else n - last - 2
 
     def finish(self) -> bytes:
         """End of the body: flush a held-back CR (a bare one) and return what remains."""
@@ -151,25 +189,19 @@ class BodyFilter:
         )
 
 
-def _unstuff(work: bytes) -> bytes:
-    """Remove the leading dot of every line (RFC 5321 4.5.2) and the 2-octet context.
-
-    A ``<CRLF>.`` can start in the context (index 0), so unstuff before slicing.
-    """
-    if b"\r\n." in work:
-        work = work.replace(b"\r\n.", b"\r\n")
-    return work[2:]
-
-
 class DataReader:
     """Reads a DATA body from the buffer; see the module docstring."""
 
     def __init__(self, body: BodyFilter) -> None:
         self._body = body
-        self._ctx = b"\r\n"  # the DATA command's CRLF is the first CRLF
+        self._ctx = b"\r\n"  # the last two octets handed on; the DATA command's CRLF first
 
     def read(self, buf: ReceiveBuffer) -> list[Event] | None:
         """Consume what can be consumed.
+
+        One ``find`` loop over the ``<CRLF>.`` positions (a dot at a line start) does
+        both jobs: a dot followed by CRLF ends the message, any other such dot is
+        removed (RFC 5321 4.5.2). The pieces between removed dots are joined once.
 
         Returns:
             ``[Data]``, ``[EndOfData]`` or ``[Data, EndOfData]``; ``None`` if more
@@ -177,24 +209,72 @@ class DataReader:
         """
         if not buf:
             return None
-        work = self._ctx + buf.take_all()
-        end = work.find(_TERMINATOR)
+        data = buf.take_all()
+        n = len(data)
+        # Hand on all but the last four octets (a possible start of the terminator),
+        # and never split a CRLF between two reads; unless the terminator comes first.
+        cut = n - 4
+        if cut > 0 and data[cut - 1] == 13:  # CR
+            cut -= 1
+        kept: list[bytes | memoryview] = []
+        view = memoryview(data)
+        pos = 0  # start of what is not yet in ``kept``
+        end = -1  # the terminator's dot, once found
+        removed = 0
+        dot = self._first_dot(data)
+        while dot != -1 and dot < n:
+            if data[dot + 1 : dot + 3] == b"\r\n":  # <CRLF>.<CRLF>: the end
+                end = dot
+                break
+            if dot >= cut:
+                break  # held back: looked at again with the next read
+            if removed == _BULK_UNSTUFF:
+                # Many stuffed dots (an odd or hostile body): finish this read with
+                # one terminator search and one replace rather than a Python step per
+                # line. Here dot >= 2 and data[dot - 2 : dot] is CRLF.
+                term = data.find(_TERMINATOR, dot - 2)
+                stop = cut if term == -1 else term + 2
+                kept.append(view[pos : dot - 2])
+                kept.append(data[dot - 2 : stop].replace(b"\r\n.", b"\r\n"))
+                pos = stop
+                if term != -1:
+                    end = stop
+                break
+            kept.append(view[pos:dot])
+            pos = dot + 1
+            removed += 1
+            dot = data.find(b"\r\n.", dot + 1)
+            if dot != -1:
+                dot += 2
         if end != -1:
-            buf.unread(work[end + 5 :])
-            out = self._body.feed(_unstuff(work[: end + 2]))
+            buf.unread(data[end + 3 :])
+            kept.append(view[pos:end])
+            out = self._body.feed(b"".join(kept) if len(kept) > 1 else data[:end])
             out += self._body.finish()
             eod = self._body.end_of_data()
             return [Data(out), eod] if out else [eod]
-        cut = len(work) - 4
-        if work[cut - 1 : cut] == b"\r":
-            cut -= 1  # never split a CRLF between two reads
-        if cut <= 2:
-            buf.unread(work[2:])
+        if cut <= 0:
+            buf.unread(data)
             return None
-        buf.unread(work[cut:])
-        self._ctx = work[cut - 2 : cut]
-        out = self._body.feed(_unstuff(work[:cut]))
+        buf.unread(data[cut:])
+        self._ctx = (self._ctx + data[:cut])[-2:] if cut < 2 else data[cut - 2 : cut]
+        if kept:
+            kept.append(view[pos:cut])
+            piece = b"".join(kept)
+        else:
+            piece = data[:cut]
+        out = self._body.feed(piece)
         return [Data(out)] if out else None
+
+    def _first_dot(self, data: bytes) -> int:
+        """The index of the first dot that starts a line, counting the context, or -1."""
+        seam = self._ctx + data[:2]
+        if seam.startswith(b"\r\n."):
+            return 0
+        if seam[1:4] == b"\r\n.":
+            return 1
+        dot = data.find(b"\r\n.")
+        return dot if dot == -1 else dot + 2
 
 
 class BdatReader:
