@@ -22,6 +22,7 @@ from .accounts import AccountRepository
 from .admin_keys import AdminKeyRepository
 from .delivery_logs import AttemptLog, DeliveryLogRepository
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
+from .ip_credentials import IpCredentialRepository, NetworkOverlap, TooManyCredentials
 from .key_changes import KeyChanges
 from .messages import Change, Finish, MessageRepository
 from .providers import ProviderRepository
@@ -36,9 +37,11 @@ __all__ = [
     "Finish",
     "InvalidReference",
     "KeyChanges",
+    "NetworkOverlap",
     "PoolHealth",
     "Storage",
     "StorageError",
+    "TooManyCredentials",
     "open_storage",
 ]
 
@@ -70,6 +73,7 @@ class Storage:
         self.admin_keys = AdminKeyRepository(bridge, key_changes)
         self.providers = ProviderRepository(bridge)
         self.rules = RoutingRuleRepository(bridge)
+        self.ip_credentials = IpCredentialRepository(bridge)
         self.messages = MessageRepository(bridge)
         self.delivery_logs = DeliveryLogRepository(bridge)
         self.worker_state = WorkerStateRepository(bridge)
