@@ -36,6 +36,7 @@ from ..config import parse_listen
 from ..logging import bound, get_logger
 from .credentials import Authenticator
 from .enqueue import GroupCommitter
+from .ip_credentials import IpCredentialLookup
 from .limits import (
     AccountLimits,
     AuthFailureTracker,
@@ -123,6 +124,7 @@ class SmtpServer:
                 default_recipients_per_hour=smtp.account_recipients_per_hour,
                 max_junk_commands=smtp.max_junk_commands,
             ),
+            ip_credentials=IpCredentialLookup(runtime.storage),
         )
         limits = config.limits
         self._settings = SessionSettings(
