@@ -27,6 +27,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: The shortest prefix an IP credential may have, per IP version (see the module doc).
 MIN_PREFIX = {4: 8, 6: 32}
+#: IP credentials one account may have (API and CLI): a few networks of application
+#: servers each; a longer list is better written as a wider network.
+MAX_PER_ACCOUNT = 100
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 

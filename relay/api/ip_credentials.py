@@ -28,9 +28,6 @@ from .validation import Custom, Field, Invalid, Object, String
 
 blueprint = Blueprint("ip_credentials", __name__)
 
-#: IP credentials one account may have: a few networks of application servers each.
-MAX_PER_ACCOUNT = 100
-
 NETWORK_SCHEMA: dict[str, Any] = {
     "type": "string",
     "maxLength": 64,
@@ -108,13 +105,13 @@ async def create(account_id: uuid.UUID) -> Response:
     try:
         credential = await storage().ip_credentials.create(
             account_id=account_id, network=network, description=fields["description"],
-            limit=MAX_PER_ACCOUNT,
+            limit=networks.MAX_PER_ACCOUNT,
         )
     except NetworkOverlap as exc:
         raise _overlap(exc, account_id, network) from None
     except TooManyCredentials:
         raise Problem(
-            409, f"this account has {MAX_PER_ACCOUNT} IP credentials, the most allowed;"
+            409, f"this account has {networks.MAX_PER_ACCOUNT} IP credentials, the most allowed;"
             " delete one or use a wider network", kind="conflict",
         ) from None
     except InvalidReference:  # the account was deleted meanwhile

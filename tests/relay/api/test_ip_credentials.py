@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from relay.api import ip_credentials
+from relay import networks
 from relay.storage import Storage
 
 from .conftest import Api, Tenant, make_tenant
@@ -138,7 +138,7 @@ async def test_operator_manages_any_account(api: Api, tenant: Tenant, operator_k
 async def test_at_most_max_per_account(
     api: Api, storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ip_credentials, "MAX_PER_ACCOUNT", 2)
+    monkeypatch.setattr(networks, "MAX_PER_ACCOUNT", 2)
     tenant = await make_tenant(storage)
     for i in range(2):
         assert (await api.post(_path(tenant), key=tenant.key, json={"network": f"192.0.2.{i}"})).status == 201
