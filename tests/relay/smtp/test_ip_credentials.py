@@ -8,7 +8,6 @@ credential (or with a disabled account) MAIL is refused as before.
 from __future__ import annotations
 
 import ipaddress
-import smtplib
 import uuid
 
 import pytest
@@ -19,7 +18,6 @@ from relay.storage import DatabaseUnavailable
 from .conftest import Relay, create_account, in_thread
 
 MESSAGE = b"From: App <app@example.com>\r\nTo: a@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
-LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 async def _credential(relay: Relay, account: models.Account, network: str = "127.0.0.0/8") -> None:
