@@ -114,7 +114,7 @@ def _email_taken(exc: Conflict) -> Problem:
     )
 
 
-async def visible(account_id: uuid.UUID) -> models.Account:
+async def _visible(account_id: uuid.UUID) -> models.Account:
     """The account if the caller may see it. Raises: Problem 404 otherwise."""
     who = caller()
     if not who.is_operator and account_id != who.account_id:
@@ -173,7 +173,7 @@ def _page_size(text: str | None, default: int = 100, maximum: int = MAX_PAGE) ->
 
 @blueprint.get("/accounts/<uuid:account_id>")
 async def get(account_id: uuid.UUID) -> Response:
-    return json_response(to_json(await visible(account_id)))
+    return json_response(to_json(await _visible(account_id)))
 
 
 @blueprint.put("/accounts/<uuid:account_id>")
@@ -187,7 +187,7 @@ async def patch(account_id: uuid.UUID) -> Response:
 
 
 async def _change(account_id: uuid.UUID, *, partial: bool) -> Response:
-    current = await visible(account_id)
+    current = await _visible(account_id)
     fields = await read_body(REPLACE, partial=partial)
     if not caller().is_operator:
         for name in OPERATOR_ONLY:
@@ -219,7 +219,7 @@ def _differs(new: Any, old: Any) -> bool:
 
 @blueprint.delete("/accounts/<uuid:account_id>")
 async def delete(account_id: uuid.UUID) -> Response:
-    await visible(account_id)
+    await _visible(account_id)
     if not caller().is_operator:
         raise forbidden("only an operator key may delete accounts")
     if not await storage().accounts.delete(account_id):
@@ -229,7 +229,7 @@ async def delete(account_id: uuid.UUID) -> Response:
 
 @blueprint.post("/accounts/<uuid:account_id>/rotate-key")
 async def rotate_key(account_id: uuid.UUID) -> Response:
-    await visible(account_id)
+    await _visible(account_id)
     key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
     if not await storage().accounts.set_api_key(
         account_id, api_key_hash=key.hash, api_key_prefix=key.prefix

@@ -21,7 +21,6 @@ from quart import Blueprint, Response
 
 from .. import models, networks
 from ..storage import InvalidReference, NetworkOverlap, TooManyCredentials
-from .accounts import visible
 from .context import caller, json_response, no_content, read_body, storage
 from .problems import Problem, not_found
 from .validation import Custom, Field, Invalid, Object, String
@@ -55,6 +54,16 @@ CREATE = Object({
         String(200, min_length=0, description="What the network is, for people."), default=""
     ),
 })
+
+
+async def visible(account_id: uuid.UUID) -> None:
+    """Raises: Problem 404 when the account does not exist or is not the caller's
+    (the same answer for both, as for every object of the API)."""
+    who = caller()
+    if not who.is_operator and account_id != who.account_id:
+        raise not_found("account")
+    if who.is_operator and await storage().accounts.get(account_id) is None:
+        raise not_found("account")
 
 
 def to_json(credential: models.IpCredential) -> dict[str, Any]:
