@@ -12,17 +12,27 @@ import getpass
 import json
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from . import app, auth, supervisor
+from . import app, auth, models, networks, supervisor
 from . import config as config_mod
 from . import logging as relay_logging
 from .smtp.tls import TlsConfigError
-from .storage import Conflict, StorageError, host, migrations
+from .storage import (
+    Conflict,
+    InvalidReference,
+    NetworkOverlap,
+    Storage,
+    StorageError,
+    TooManyCredentials,
+    host,
+    migrations,
+)
 
 log = relay_logging.get_logger("relay.cli")
 
@@ -88,6 +98,21 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true",
         help="read the password from standard input instead of prompting",
     )
+
+    ip_credentials = accounts_sub.add_parser(
+        "ip-credentials",
+        help="networks whose clients submit over SMTP as the account without AUTH",
+    )
+    ip_sub = ip_credentials.add_subparsers(dest="ip_action", required=True, metavar="ACTION")
+    ip_add = ip_sub.add_parser("add", help="add a network (CIDR); prints the credential")
+    ip_add.add_argument("account", help="the account's id or login email")
+    ip_add.add_argument("network", help="e.g. 192.0.2.0/24 or 2001:db8::/48")
+    ip_add.add_argument("--description", default="", help="what the network is, for people")
+    ip_list = ip_sub.add_parser("list", help="the account's networks, one JSON object a line")
+    ip_list.add_argument("account", help="the account's id or login email")
+    ip_remove = ip_sub.add_parser("remove", help="delete a credential by its id")
+    ip_remove.add_argument("account", help="the account's id or login email")
+    ip_remove.add_argument("credential_id", help="the id that add or list printed")
     return parser
 
 
@@ -152,6 +177,77 @@ async def _accounts_create(
     print("Store this API key now: it is not shown again.", file=sys.stderr)
 
 
+async def _find_account(storage: Storage, text: str) -> models.Account:
+    """The account named by its id or login. Raises: CommandError when there is none."""
+    try:
+        account = await storage.accounts.get(uuid.UUID(text))
+    except ValueError:
+        account = await storage.accounts.get_by_email(text)
+    if account is None:
+        raise CommandError(f"no account with id or email {text!r}")
+    return account
+
+
+def _credential_json(credential: models.IpCredential) -> str:
+    return json.dumps({
+        "id": str(credential.id),
+        "account_id": str(credential.account_id),
+        "network": str(credential.network),
+        "description": credential.description,
+        "created_at": credential.created_at.isoformat(),
+    })
+
+
+async def _ip_credentials(config: config_mod.Config, args: argparse.Namespace) -> None:
+    """``relay accounts ip-credentials add|list|remove``: an operator's tool, so an
+    overlap names the other account's network and id (the API hides it from tenants)."""
+    network = None
+    if args.ip_action == "add":
+        try:
+            network = networks.credential_network(args.network)
+        except networks.InvalidNetwork as exc:
+            raise CommandError(f"network: {exc}") from None
+        if len(args.description) > 200:
+            raise CommandError("--description: at most 200 characters")
+    async with app.open_runtime(config) as runtime:
+        storage = runtime.storage
+        account = await _find_account(storage, args.account)
+        if args.ip_action == "list":
+            for credential in await storage.ip_credentials.list(account_id=account.id):
+                print(_credential_json(credential))
+        elif args.ip_action == "remove":
+            try:
+                credential_id = uuid.UUID(args.credential_id)
+            except ValueError:
+                raise CommandError(f"{args.credential_id!r} is not a credential id") from None
+            if not await storage.ip_credentials.delete(credential_id, account_id=account.id):
+                raise CommandError(
+                    f"account {account.email} has no IP credential {credential_id};"
+                    " `relay accounts ip-credentials list` shows its ids"
+                )
+        else:
+            assert network is not None
+            try:
+                credential = await storage.ip_credentials.create(
+                    account_id=account.id, network=network, description=args.description,
+                    limit=networks.MAX_PER_ACCOUNT,
+                )
+            except NetworkOverlap as exc:
+                held = exc.existing
+                owner = "" if held is None else (
+                    f" {held.network} (id {held.id}) of account {held.account_id}"
+                )
+                raise CommandError(
+                    f"network: {network} overlaps IP credential{owner}; networks may not"
+                    " overlap, whichever account holds them"
+                ) from None
+            except TooManyCredentials as exc:
+                raise CommandError(f"{exc}; remove one first") from None
+            except InvalidReference:
+                raise CommandError(f"account {args.account!r} was deleted meanwhile") from None
+            print(_credential_json(credential))
+
+
 def _announce_operator_key(secret: str) -> None:
     print(
         "No operator key existed, so one was created. Store it now; it is not shown again:\n"
@@ -214,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             host.run(_migrate, config, args)
         elif args.command == "admin-key":
             host.run(_admin_key_create, config, args)
+        elif args.command == "accounts" and args.action == "ip-credentials":
+            host.run(_ip_credentials, config, args)
         elif args.command == "accounts":
             password = _read_password(args.password_stdin)
             host.run(_accounts_create, config, args, password)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import ipaddress
 import uuid
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "AdminKey",
     "DeliveryLog",
     "DeliveryOutcome",
+    "IpCredential",
     "Message",
     "MessageStatus",
     "NewMessage",
@@ -74,6 +76,22 @@ class Account:
     recipients_per_hour: int | None = None
     #: Used when no routing rule matches.
     default_provider_id: uuid.UUID | None = None
+
+
+@attrs.frozen
+class IpCredential:
+    """A network from which an account submits over SMTP without AUTH.
+
+    Networks never overlap, across all accounts (an exclusion constraint), so a client
+    address belongs to at most one account.
+    """
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    #: Canonical (host bits cleared), at least relay.networks.MIN_PREFIX long.
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    description: str
+    created_at: dt.datetime
 
 
 @attrs.frozen

@@ -29,7 +29,16 @@ from quart_trio import QuartTrio
 
 from ..app import Runtime
 from ..logging import bind, get_logger, unbind
-from . import accounts, health, messages, openapi, problems, providers, routing_rules
+from . import (
+    accounts,
+    health,
+    ip_credentials,
+    messages,
+    openapi,
+    problems,
+    providers,
+    routing_rules,
+)
 from .auth import Caller, authenticate
 from .context import EXTENSION, ApiState, json_response, state
 from .keycache import KeyCache
@@ -70,7 +79,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
     )
     app.register_blueprint(health.blueprint)
     app.register_blueprint(openapi.blueprint, url_prefix=PREFIX)
-    for module in (accounts, providers, routing_rules, messages):
+    for module in (accounts, ip_credentials, providers, routing_rules, messages):
         app.register_blueprint(module.blueprint, url_prefix=PREFIX)
     problems.install(app)
     app.before_request(_start)

@@ -18,7 +18,7 @@ from quart import Blueprint, Response
 
 from ..config import Config
 from ..models import ProviderType
-from . import accounts, messages, providers, routing_rules
+from . import accounts, ip_credentials, messages, providers, routing_rules
 from .context import json_response, state
 
 blueprint = Blueprint("openapi", __name__)
@@ -195,6 +195,16 @@ def _schemas() -> dict[str, Any]:
         "AccountCreate": accounts.CREATE.schema(),
         "AccountReplace": accounts.REPLACE.schema(),
         "AccountPatch": accounts.REPLACE.schema(partial=True),
+        "IpCredential": _strict({
+            "id": _ID,
+            "account_id": _ID,
+            "network": {"type": "string", "description": "Canonical CIDR, host bits cleared."},
+            "description": {"type": "string"},
+            "created_at": _TIME,
+        }, "A network whose clients submit over SMTP as the account without AUTH."),
+        "IpCredentialList": _strict({"items": {"type": "array", "items": _ref("IpCredential"),
+                                               "description": "Oldest first."}}),
+        "IpCredentialCreate": ip_credentials.CREATE.schema(),
         "Provider": provider,
         "ProviderList": _strict({"items": {"type": "array", "items": _ref("Provider")}}),
         "ProviderCreate": provider_create,
@@ -266,7 +276,11 @@ _RESPONSES = {
     ),
     "Forbidden": _problem("An operator-only action or field, or a disabled account."),
     "NotFound": _problem("No such object — or another tenant's, which is never revealed."),
-    "Conflict": _problem("Duplicate email, or a message in a state that forbids the action."),
+    "Conflict": _problem(
+        "Duplicate email, an IP credential network that overlaps an existing one (another"
+        " account's is not named to a tenant) or one too many, or a message in a state"
+        " that forbids the action."
+    ),
     "TooLarge": _problem("The body exceeds api.max_body_size."),
     "UnsupportedMediaType": _problem("The body is not application/json."),
     "Unprocessable": _problem("A member breaks the schema; field names it."),
@@ -411,6 +425,31 @@ def _paths() -> dict[str, Any]:
                 "rotateAccountKey", "Replace the account's API key; the old one stops at once",
                 _ok("200", "ApiKey", "The new key, shown once."),
                 params=[_path_id("id")], errors=("404",),
+            ),
+        },
+        f"{P}/accounts/{{id}}/ip-credentials": {
+            "post": _operation(
+                "createIpCredential",
+                "Let a network submit over SMTP as the account without AUTH",
+                _ok("201", "IpCredential", "The credential, network in canonical form."),
+                body="IpCredentialCreate", params=[_path_id("id")], errors=("404", "409"),
+            ),
+            "get": _operation(
+                "listIpCredentials", "List the account's IP credentials",
+                _ok("200", "IpCredentialList", "The account's IP credentials."),
+                params=[_path_id("id")], errors=("404",),
+            ),
+        },
+        f"{P}/accounts/{{id}}/ip-credentials/{{credential_id}}": {
+            "get": _operation(
+                "getIpCredential", "Get an IP credential",
+                _ok("200", "IpCredential", "The credential."),
+                params=[_path_id("id"), _path_id("credential_id")], errors=("404",),
+            ),
+            "delete": _operation(
+                "deleteIpCredential", "Delete an IP credential; its network must AUTH from then on",
+                _ok("204", None, "Deleted."),
+                params=[_path_id("id"), _path_id("credential_id")], errors=("404",),
             ),
         },
         **_crud("providers", "provider", "Provider", list_params=account_filter,

@@ -6,8 +6,12 @@ this account use this sender, is it over its sending limits, was the message
 stored — and turns each into a ``proto.Reply``. It never touches a socket: the
 session driver feeds it events and writes what it returns.
 
-No relay is open: MAIL before AUTH gets 530 5.7.0. A 250 after the data is sent
-only once the queue row has committed (``BatchWriter.write``).
+No relay is open: MAIL before AUTH gets 530 5.7.0 — unless the client's address is
+inside one of an enabled account's IP credential networks (``ip_credentials``); then
+the transaction is that account's, with every check an authenticated one gets
+(sender domains, the From: header, sending limits). An AUTH in the session wins over
+the address. A 250 after the data is sent only once the queue row has committed
+(``BatchWriter.write``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..logging import get_logger
 from ..storage import BatchWriter, StorageError
 from .compose import HeaderTooLarge, domain_allowed, prepare
 from .credentials import Authenticator
+from .ip_credentials import IpCredentialLookup
 from .limits import AccountLimits, AuthFailureTracker, MemoryBudget
 
 log = get_logger("relay.smtp")
@@ -49,6 +54,9 @@ NO_MEMORY = _reply(452, "4.3.1", "Insufficient system storage, try again later")
 HEADER_TOO_LARGE = _reply(552, "5.3.4", "Message header too large")
 TOO_MANY_JUNK = _reply(421, "4.7.0", "Too many commands without mail, closing connection")
 STORE_FAILED = _reply(451, "4.3.0", "Local error storing the message, try again later")
+#: The IP credential lookup failed: temporary, so a client that has one retries rather
+#: than bouncing its mail; one that has none learns it (530) once the database is back.
+LOOKUP_FAILED = _reply(451, "4.3.0", "Local error checking your address, try again later")
 
 #: Copies of a message the budget accounts for while it is held: the received body
 #: and the prepared message, then the prepared message and the driver's encoding.
@@ -90,6 +98,7 @@ class Shared:
     budget: MemoryBudget
     account_limits: AccountLimits
     settings: PolicySettings
+    ip_credentials: IpCredentialLookup
 
 
 class SubmissionPolicy:
@@ -98,7 +107,12 @@ class SubmissionPolicy:
     def __init__(self, shared: Shared, info: SessionInfo) -> None:
         self._shared = shared
         self._info = info
+        #: The account that AUTHenticated (the session forgets it at STARTTLS).
         self.account: models.Account | None = None
+        #: The client address's IP credential and its account, looked up at the first
+        #: MAIL without AUTH (``_ip_looked_up``); None: the address has none.
+        self._ip_credential: tuple[models.IpCredential, models.Account] | None = None
+        self._ip_looked_up = False
         self.tls = False
         self.ehlo_name = ""
         #: Set when the policy decided the session must end after the reply.
@@ -109,6 +123,10 @@ class SubmissionPolicy:
     # ------------------------------------------------------------ transaction
 
     def _reset_transaction(self) -> None:
+        #: Whose transaction this is, decided at MAIL (AUTH, else the IP credential).
+        self._sender: models.Account | None = None
+        #: Set when ``_sender`` came from an IP credential rather than AUTH.
+        self._via_network: models.IpCredential | None = None
         self._mail_from: str | None = None
         self._declared_size = 0
         self._recipients: list[str] = []
@@ -153,7 +171,7 @@ class SubmissionPolicy:
         if isinstance(event, proto.AuthCredentials):
             return await self._auth(event)
         if isinstance(event, proto.MailFrom):
-            return self._mail(event)
+            return await self._mail(event)
         if isinstance(event, proto.RcptTo):
             return self._rcpt(event)
         if isinstance(event, proto.DataStart):
@@ -216,10 +234,37 @@ class SubmissionPolicy:
     def _limit(self, own: int | None, default: int) -> int:
         return default if own is None else own
 
-    def _mail(self, event: proto.MailFrom) -> proto.Reply:
+    async def _ip_credential_account(
+        self,
+    ) -> tuple[models.IpCredential, models.Account] | None:
+        """The client address's IP credential and account (looked up once per session).
+
+        Raises:
+            StorageError: the lookup failed; nothing is remembered, the next MAIL asks again.
+        """
+        if not self._ip_looked_up:
+            self._ip_credential = await self._shared.ip_credentials.find(self._info.client_ip)
+            self._ip_looked_up = True
+            if self._ip_credential is not None:
+                credential, account = self._ip_credential
+                log.info("ip credential", client_ip=self._info.client_ip,
+                         account_id=str(account.id), network=str(credential.network),
+                         credential_id=str(credential.id))
+        return self._ip_credential
+
+    async def _mail(self, event: proto.MailFrom) -> proto.Reply:
         account = self.account
+        via_network = None
         if account is None:
-            return AUTH_REQUIRED
+            try:
+                found = await self._ip_credential_account()
+            except StorageError as exc:
+                log.warning("ip credential lookup failed", client_ip=self._info.client_ip,
+                            error=str(exc))
+                return LOOKUP_FAILED
+            if found is None:
+                return AUTH_REQUIRED
+            via_network, account = found
         self.release()
         if event.reverse_path is None or not domain_allowed(
             event.reverse_path.domain, account.allowed_domains
@@ -232,13 +277,14 @@ class SubmissionPolicy:
         )
         if not self._shared.account_limits.may_send_message(account.id, per_minute):
             return RATE_LIMITED_MESSAGES
+        self._sender, self._via_network = account, via_network
         self._mail_from = str(event.reverse_path)
         size = event.params.get("SIZE")
         self._declared_size = int(size) if size else 0  # proto checked its syntax
         return _reply(250, "2.1.0", "Sender ok")
 
     def _rcpt(self, event: proto.RcptTo) -> proto.Reply:
-        account = self.account
+        account = self._sender
         if account is None:  # proto refuses RCPT before MAIL; MAIL needs an account
             return AUTH_REQUIRED
         per_hour = self._limit(
@@ -282,7 +328,8 @@ class SubmissionPolicy:
         self._body += data
 
     async def _end_of_data(self, event: proto.EndOfData) -> proto.Reply:
-        account = self.account
+        account = self._sender
+        via_network = self._via_network
         try:
             if event.refusal is not None:
                 log.info("message refused", account_id=str(account.id) if account else None,
@@ -305,7 +352,8 @@ class SubmissionPolicy:
                     hostname=self._info.hostname,
                     queue_id=str(queue_id),
                     tls=self.tls,
-                    authenticated=True,
+                    # RFC 3848: "A" only for SMTP AUTH; an IP credential is ESMTP(S).
+                    authenticated=via_network is None,
                     now=dt.datetime.now(dt.UTC),
                 )
             except HeaderTooLarge as exc:
@@ -336,7 +384,9 @@ class SubmissionPolicy:
             self._shared.account_limits.record_message(account.id, len(self._recipients))
             self._junk = 0
             log.info("message accepted", account_id=str(account.id), queue_id=str(queue_id),
-                     size=message.size, recipients=len(self._recipients))
+                     size=message.size, recipients=len(self._recipients),
+                     auth="ip_credential" if via_network is not None else "smtp_auth",
+                     ip_credential=str(via_network.network) if via_network is not None else None)
             return _reply(250, "2.0.0", f"Ok: queued as {queue_id}")
         finally:
             self.release()

@@ -35,6 +35,7 @@ from ..app import Runtime
 from ..config import parse_listen
 from ..logging import bound, get_logger
 from .credentials import Authenticator
+from .ip_credentials import IpCredentialLookup
 from .limits import (
     AccountLimits,
     AuthFailureTracker,
@@ -134,6 +135,7 @@ class SmtpServer:
                 default_recipients_per_hour=smtp.account_recipients_per_hour,
                 max_junk_commands=smtp.max_junk_commands,
             ),
+            ip_credentials=IpCredentialLookup(runtime.storage),
         )
         limits = config.limits
         self._settings = SessionSettings(

@@ -23,6 +23,7 @@ from .admin_keys import AdminKeyRepository
 from .batches import BatchStatistics, BatchWriter
 from .delivery_logs import AttemptLog, DeliveryLogRepository
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
+from .ip_credentials import IpCredentialRepository, NetworkOverlap, TooManyCredentials
 from .key_changes import KeyChanges
 from .limit_counts import LimitCountRepository
 from .messages import Change, Finish, MessageRepository
@@ -42,10 +43,12 @@ __all__ = [
     "Finish",
     "InvalidReference",
     "KeyChanges",
+    "NetworkOverlap",
     "PoolHealth",
     "Query",
     "Storage",
     "StorageError",
+    "TooManyCredentials",
     "open_storage",
 ]
 
@@ -82,6 +85,7 @@ class Storage:
         self.admin_keys = AdminKeyRepository(bridge, key_changes)
         self.providers = ProviderRepository(bridge)
         self.rules = RoutingRuleRepository(bridge)
+        self.ip_credentials = IpCredentialRepository(bridge)
         self.messages = MessageRepository(bridge)
         self.delivery_logs = DeliveryLogRepository(bridge)
         self.worker_state = WorkerStateRepository(bridge)

@@ -40,12 +40,13 @@ async def test_paths_match_the_app_routes(runtime: Runtime) -> None:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", "{id}", rule.rule)
+        # Compared by shape: parameter names differ (<uuid:account_id> is {id}).
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", "{}", rule.rule)
         for method in rule.methods or ():
             if method not in ("HEAD", "OPTIONS"):
                 routes.add((method.lower(), path))
     documented = {
-        (method, path)
+        (method, re.sub(r"\{[^}]+\}", "{}", path))
         for path, operations in openapi_check.document()["paths"].items()
         for method in operations
     }
