@@ -10,6 +10,7 @@ import os
 import signal
 import smtplib
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,12 @@ class Children:
 
     async def wait_for(self, ready: int) -> None:
         """Read stderr until ``ready`` children (in all) have said they listen."""
-        while len(self.listening) < ready:
+        await self.until(lambda: len(self.listening) >= ready)
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Read stderr until ``condition()`` holds (lines of several processes may
+        arrive in any order)."""
+        while not condition():
             line = await self.reader.next_line()
             assert line is not None, "\n".join(self.reader.seen)
             self._note(line)
@@ -136,7 +142,10 @@ async def test_smtp_processes_share_the_port_and_a_killed_one_is_replaced(
                     senders.start_soon(keep_sending)
                     senders.start_soon(keep_sending)
                     os.kill(victim, signal.SIGKILL)
-                    await children.wait_for(ready=3)  # its replacement listens
+                    await children.until(  # its replacement started and listens
+                        lambda: len(children.listening) >= 3
+                        and children.pids[("smtp", 0)] != victim
+                    )
                     assert [r["pid"] for r in children.restarts] == [victim]
                     replacement = children.pids[("smtp", 0)]
                     assert replacement != victim and not alive(victim)
