@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import auth
+from . import auth, metrics, sampling
 from .config import Config
 from .logging import get_logger
 from .storage import Storage, embedded, migrations, open_storage
@@ -95,6 +95,26 @@ async def watch_signals(shutdown: trio.Event) -> None:
 SERVICES = ("smtp", "api", "worker")
 
 
+async def serve_metrics(listen: str) -> None:
+    """``GET /metrics`` on ``metrics.listen`` for a process without the API:
+    prometheus-client's own small HTTP server, in its thread, until cancelled."""
+    import prometheus_client
+
+    from .config import parse_listen
+
+    host, port = parse_listen(listen)
+    registry = metrics.scrape_registry()
+    server, _thread = prometheus_client.start_http_server(
+        port, addr=host or "0.0.0.0", registry=registry
+    )
+    log.info("metrics listening", listen=f"{host}:{server.server_port}")
+    try:
+        await trio.sleep_forever()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @attrs.frozen
 class Started:
     """What ``serve`` reports once every service is listening."""
@@ -135,6 +155,14 @@ async def serve(
         async with trio.open_nursery() as background:
             if handle_signals:
                 background.start_soon(watch_signals, shutdown)
+            await background.start(
+                functools.partial(
+                    sampling.sample_forever, runtime.storage, queue="worker" in services,
+                    interval=config.metrics.sample_interval,
+                )
+            )
+            if config.metrics.listen and "api" not in services:
+                background.start_soon(serve_metrics, config.metrics.listen)
             async with trio.open_nursery() as front:
                 smtp_bound = worker = api_bound = None
                 if "smtp" in services:

@@ -303,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "supervised", False):
                 host.run(_serve_child, config, services)
             elif supervisor.supervised_services(config, services):
+                supervisor.ensure_shared_metrics(argv)  # may re-execute this command
                 host.run(_serve_supervised, config, services, args.config)
             else:
                 host.run(_serve, config, services)

@@ -232,6 +232,8 @@ class ApiConfig:
     listen: str = attrs.field(default="127.0.0.1:8080", validator=_listen)
     #: Processes serving the API on the same port (SO_REUSEPORT); 0 = one per core.
     processes: int = attrs.field(default=1, validator=_non_negative)
+    #: GET /metrics requires an operator key (default: open, like most exporters).
+    metrics_auth: bool = False
     #: Requests per minute per API key.
     rate_limit_per_minute: int = attrs.field(default=100, validator=_positive)
     #: Failed authentications per minute per client address (IPv6: per /64); past it
@@ -288,6 +290,17 @@ class TlsConfig:
 
 
 @attrs.frozen
+class MetricsConfig:
+    """Prometheus metrics. The API serves them at ``GET /metrics``; a process that
+    runs no API (``relay smtp``, ``relay worker``) serves them on ``listen``."""
+
+    #: host:port for /metrics in processes without the API; empty = off.
+    listen: str = attrs.field(default="", validator=_listen)
+    #: Seconds between samples of levels (pool, queue depth: one query per worker process).
+    sample_interval: float = attrs.field(default=15.0, validator=_positive)
+
+
+@attrs.frozen
 class LoggingConfig:
     level: str = attrs.field(
         default="info", validator=_one_of("debug", "info", "warning", "error")
@@ -323,6 +336,7 @@ class Config:
     tls: TlsConfig = TlsConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def resolve_path(self, value: str) -> Path:
         """A relative path in the configuration is relative to the project root."""

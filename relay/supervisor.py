@@ -27,15 +27,18 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 import trio
 
+from . import metrics
 from .config import Config, parse_listen
 from .logging import get_logger
 
@@ -47,6 +50,8 @@ STABLE_AFTER = 10.0
 MAX_RESTART_DELAY = 30.0
 #: The first pause after a quick death.
 FIRST_RESTART_DELAY = 0.5
+#: Name of the temporary directory the node's processes write metrics to.
+METRICS_DIR_PREFIX = "relay-metrics-"
 
 
 def process_count(configured: int) -> int:
@@ -127,6 +132,7 @@ class Supervisor:
             )
             log.info("process started", service=spec.service, index=index, pid=process.pid)
             code = await self._wait(process, shutdown)
+            metrics.process_gone(process.pid)
             if shutdown.is_set():
                 log.info("process stopped", service=spec.service, index=index,
                          pid=process.pid, returncode=code)
@@ -163,6 +169,28 @@ class Supervisor:
                 process.kill()
                 with trio.CancelScope(shield=True):
                     await process.wait()
+
+
+def ensure_shared_metrics(argv: Sequence[str] | None) -> None:
+    """Make this process and its children write metrics to one directory.
+
+    prometheus-client picks multiprocess mode when it is first imported, which has
+    happened by now; so when the directory is not yet set, this sets it and
+    re-executes the same command (once, at start), and the new process has it from
+    its first line. The supervisor removes the directory when it stops.
+    """
+    if os.environ.get(metrics.MULTIPROC_ENV):
+        return
+    directory = tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX)
+    os.environ[metrics.MULTIPROC_ENV] = directory
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    os.execv(sys.executable, [sys.executable, "-m", "relay", *arguments])
+
+
+def _remove_metrics_dir() -> None:
+    directory = os.environ.get(metrics.MULTIPROC_ENV, "")
+    if Path(directory).name.startswith(METRICS_DIR_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def reserve_port(listen: str) -> tuple[str, socket.socket | None]:
@@ -260,3 +288,4 @@ async def serve_supervised(
         finally:
             for sock in held:
                 sock.close()
+            _remove_metrics_dir()

@@ -27,6 +27,7 @@ import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
+from .. import metrics
 from ..app import Runtime
 from ..logging import bind, get_logger, unbind
 from . import (
@@ -38,6 +39,7 @@ from . import (
     problems,
     providers,
     routing_rules,
+    scrape,
 )
 from .auth import Caller, authenticate
 from .context import EXTENSION, ApiState, json_response, state
@@ -78,6 +80,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
         openapi=openapi.document(runtime.config),
     )
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(scrape.blueprint)
     app.register_blueprint(openapi.blueprint, url_prefix=PREFIX)
     for module in (accounts, ip_credentials, providers, routing_rules, messages):
         app.register_blueprint(module.blueprint, url_prefix=PREFIX)
@@ -131,6 +134,8 @@ def _peer() -> str | None:
 async def _authenticate() -> None:
     if request.endpoint is None or request.blueprint in PUBLIC:
         return  # unknown path or method: the router answers 404/405
+    if request.blueprint == scrape.blueprint.name and scrape.is_public():
+        return
     api = state()
     caller = g.caller = await _identify(api)
     decision = api.limiter.take(caller.key_hash)
@@ -173,6 +178,7 @@ async def _identify(api: ApiState) -> Caller:
             api.runtime.storage, request.headers.get("Authorization"), api.keys
         )
     except Problem:
+        metrics.API_AUTH_FAILURES.inc()
         raise  # a refused key: the token stays spent
     except BaseException:
         api.auth_failures.refund(client)
@@ -194,6 +200,11 @@ async def _finish(response: Response) -> Response:
             response.headers.add("Vary", "Origin")
     started = g.get("started")
     caller = g.get("caller")
+    # The route's template (never the raw path: ids would make the series unbounded).
+    path = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    metrics.API_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+    if started:
+        metrics.API_DURATION.labels(request.method, path).observe(time.perf_counter() - started)
     log.info(
         "request",
         method=request.method,

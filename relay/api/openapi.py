@@ -519,6 +519,18 @@ def _paths() -> dict[str, Any]:
     return paths
 
 
+def _metrics_path(config: Config) -> dict[str, Any]:
+    operation = _operation(
+        "metrics", "Prometheus metrics of this node (every process of it)",
+        {"200": {
+            "description": "Prometheus text exposition format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }},
+        public=not config.api.metrics_auth,
+    )
+    return {"get": operation}
+
+
 def document(config: Config) -> dict[str, Any]:
     """The OpenAPI document for an app with this configuration."""
     schemas = _schemas()
@@ -545,7 +557,7 @@ def document(config: Config) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": {**_paths(), "/metrics": _metrics_path(config)},
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "An API key."},

@@ -25,7 +25,7 @@ import trio
 
 import proto
 
-from .. import models
+from .. import metrics, models
 from ..logging import get_logger
 from ..storage import BatchWriter, StorageError
 from .compose import HeaderTooLarge, domain_allowed, prepare
@@ -218,6 +218,7 @@ class SubmissionPolicy:
         if account is not None and event.authzid and event.authzid.lower() != event.authcid.lower():
             account = None
         if account is None:
+            metrics.SMTP_AUTH.labels("failure").inc()
             blocked = self._shared.auth_failures.record_failure(ip)
             log.info("auth failed", client_ip=ip, mechanism=event.mechanism, blocked=blocked)
             await trio.sleep(self._shared.settings.auth_failure_delay)
@@ -225,6 +226,7 @@ class SubmissionPolicy:
                 self.close_after_reply = True
                 return AUTH_BLOCKED
             return AUTH_FAILED
+        metrics.SMTP_AUTH.labels("success").inc()
         self.account = account
         log.info("auth ok", client_ip=ip, account_id=str(account.id), mechanism=event.mechanism)
         return AUTH_OK
@@ -377,10 +379,12 @@ class SubmissionPolicy:
                 correlation_id=self._info.correlation_id,
             )
             try:
-                await self._shared.committer.write(message)
+                with metrics.timed(metrics.SMTP_ENQUEUE_SECONDS):
+                    await self._shared.committer.write(message)
             except StorageError as exc:
                 log.warning("message not stored", account_id=str(account.id), error=str(exc))
                 return STORE_FAILED
+            metrics.SMTP_ENQUEUED.inc()
             self._shared.account_limits.record_message(account.id, len(self._recipients))
             self._junk = 0
             log.info("message accepted", account_id=str(account.id), queue_id=str(queue_id),

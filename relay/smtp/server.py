@@ -31,9 +31,11 @@ import trio
 
 import proto
 
+from .. import metrics
 from ..app import Runtime
 from ..config import parse_listen
 from ..logging import bound, get_logger
+from ..sampling import sample_certificate
 from .credentials import Authenticator
 from .ip_credentials import IpCredentialLookup
 from .limits import (
@@ -261,10 +263,13 @@ class SmtpServer:
             ip = _peer_ip(stream)
             refusal = self._admit(ip)
             if refusal is not None:
+                metrics.SMTP_CONNECTIONS.labels("rejected").inc()
                 await self._refuse(stream, refusal, implicit_tls)
                 return
+            metrics.SMTP_CONNECTIONS.labels("accepted").inc()
             self._connections += 1
             self._per_ip.add(ip)
+            metrics.SMTP_ACTIVE.inc()
             try:
                 correlation_id = uuid.uuid4().hex[:16]
                 with bound(correlation_id=correlation_id, client_ip=ip):
@@ -272,6 +277,7 @@ class SmtpServer:
             finally:
                 self._connections -= 1
                 self._per_ip.remove(ip)
+                metrics.SMTP_ACTIVE.dec()
         except Exception:
             # run_session contains the session's own faults; this is the last line for
             # anything around it (admission, TLS set-up): one connection, never the process.
@@ -402,6 +408,8 @@ async def serve_smtp(
     ``reuse_port``: this is one of several processes sharing the listening ports.
     """
     pair = await trio.to_thread.run_sync(ensure_key_pair, runtime.config)
+    sample_certificate(pair.cert_file)
+    metrics.SMTP_CONNECTION_LIMIT.set(runtime.config.smtp.max_connections)
     context = server_context(pair)
     if pair.self_signed:
         log.warning("using a self-signed certificate; set tls.cert_file and tls.key_file",

@@ -30,6 +30,7 @@ import trio
 
 import proto
 
+from .. import metrics
 from ..logging import get_logger
 from .policy import SubmissionPolicy
 
@@ -112,7 +113,9 @@ class Session:
             self._idle_scope.cancel()
 
     async def _send(self, reply: proto.Reply) -> None:
-        await self.stream.send_all(self.conn.send(reply))
+        data = self.conn.send(reply)
+        metrics.SMTP_REPLIES.labels(str(reply.code)).inc()
+        await self.stream.send_all(data)
 
     async def _say_and_close(self, reply: proto.Reply) -> None:
         """Best effort: the peer may already be gone."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 import attrs
 import trio
 
+from .. import metrics
 from ._bridge import Bridge, BridgeStatistics
 from .accounts import AccountRepository
 from .admin_keys import AdminKeyRepository
@@ -126,11 +127,21 @@ class Storage:
                     return tuple([await q.on_connection(conn) for q in queries])
             return tuple([await q.on_connection(conn) for q in queries])
 
-        return await self._bridge.run(together)
+        operation = "+".join(metrics.operation_name(q.on_connection) for q in queries)
+        return await self._bridge.run(together, operation=operation)
 
     def statistics(self) -> BridgeStatistics:
         """Crossings made so far (each is one asyncio task on the host loop)."""
         return self._bridge.statistics()
+
+    def pool_statistics(self) -> PoolHealth:
+        """The pool's figures now, without asking the database (for metrics)."""
+        pool = self._bridge.pool
+        size, idle = pool.get_size(), pool.get_idle_size()
+        return PoolHealth(
+            ok=True, size=size, idle=idle, max_size=pool.get_max_size(), in_use=size - idle,
+            waiting=self._bridge.waiting,
+        )
 
     async def ping(self) -> None:
         """Raises: DatabaseUnavailable: the database did not answer ``SELECT 1``."""

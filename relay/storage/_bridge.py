@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ import asyncpg
 import attrs
 import trio
 
+from .. import metrics
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
 
 T = TypeVar("T")
@@ -82,8 +84,13 @@ class Bridge:
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
-    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def run(
+        self, fn: Callable[..., Awaitable[T]], *args: Any, operation: str | None = None
+    ) -> T:
         """Run ``fn(connection, *args)`` on the asyncio side with one pooled connection.
+
+        Timed and counted in ``db_query_duration_seconds`` / ``db_errors_total`` under
+        ``operation`` (default: ``fn``'s name in the code).
 
         Raises:
             DatabaseUnavailable: the database could not be reached or the connection broke.
@@ -94,7 +101,15 @@ class Bridge:
         On cancellation the asyncio task is cancelled and its transaction rolled back.
         """
         self._crossings += 1
-        return await self.run_plain(functools.partial(self.with_connection, fn, *args))
+        name = operation or metrics.operation_name(fn)
+        started = time.perf_counter()
+        try:
+            return await self.run_plain(functools.partial(self.with_connection, fn, *args))
+        except StorageError:
+            metrics.DB_ERRORS.labels(name).inc()
+            raise
+        finally:
+            metrics.DB_QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
 
     async def with_connection(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """The asyncio side of ``run``, on the host loop: ``fn(connection, *args)``.

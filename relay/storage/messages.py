@@ -434,6 +434,33 @@ class MessageRepository:
             counts[models.MessageStatus(row["status"])] = row["n"]
         return counts
 
+    async def queue_summary(self) -> QueueSummary:
+        """Messages per status and the oldest waiting one, in one statement (for the
+        ``queue_depth`` and ``queue_oldest_message_age_seconds`` metrics)."""
+
+        async def fetch(conn: Any) -> Any:
+            return await conn.fetch(
+                """SELECT status, count(*) AS n,
+                          extract(epoch FROM now() - min(created_at)) AS oldest
+                   FROM messages GROUP BY status"""
+            )
+
+        counts = {s: 0 for s in models.MessageStatus}
+        oldest = 0.0
+        for row in await self._bridge.run(fetch):
+            status = models.MessageStatus(row["status"])
+            counts[status] = row["n"]
+            if status in (models.MessageStatus.QUEUED, models.MessageStatus.DEFERRED):
+                oldest = max(oldest, float(row["oldest"]))
+        return QueueSummary(counts, oldest)
+
+
+@attrs.frozen
+class QueueSummary:
+    by_status: dict[models.MessageStatus, int]
+    #: Seconds since the oldest queued or deferred message was accepted (0: none).
+    oldest_waiting_seconds: float
+
 
 async def _insert_messages(conn: Any, messages: Sequence[models.NewMessage]) -> None:
     """Asyncio side: insert ``messages`` inside the caller's transaction."""

@@ -40,6 +40,7 @@ import functools
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -48,7 +49,7 @@ import attrs
 import httpx
 import trio
 
-from .. import models
+from .. import metrics, models
 from ..config import WorkerConfig
 from ..logging import get_logger
 from ..models import DeliveryOutcome
@@ -262,6 +263,7 @@ class Worker:
 
     async def _deliver(self, message: models.Message, routing: AccountRouting | Exception) -> None:
         """One delivery: the fault boundary. Cancelled (and forgotten) when its lease is lost."""
+        started = time.perf_counter()
         with trio.CancelScope() as scope:
             self._deliveries[message.id] = scope
             try:
@@ -279,6 +281,15 @@ class Worker:
             self._claimed.pop(message.id, None)
             self._notify_progress()
             return
+        metrics.QUEUE_PROCESSING_SECONDS.observe(time.perf_counter() - started)
+        for attempt in outcome.finish.logs:
+            metrics.DELIVERY_ATTEMPTS.labels(
+                attempt.provider_type or "none", str(attempt.outcome)
+            ).inc()
+            if attempt.provider_id is not None:
+                metrics.PROVIDER_CIRCUIT.labels(str(attempt.provider_id)).set(
+                    metrics.CIRCUIT_VALUES[str(self._breakers.state(attempt.provider_id))]
+                )
         # Fence the verdict to this claim, so it can never land on a later one.
         finish = attrs.evolve(outcome.finish, attempt=message.attempts)
         self._pending.append(attrs.evolve(outcome, finish=finish))
@@ -486,6 +497,9 @@ class Worker:
         if not changes:
             return
         for change in changes:
+            metrics.PROVIDER_CIRCUIT.labels(str(change.provider_id)).set(
+                metrics.CIRCUIT_VALUES[str(change.state)]
+            )
             log.info("provider circuit", provider_id=str(change.provider_id), state=str(change.state),
                      failures=change.consecutive_failures, last_error=change.last_error)
         try:

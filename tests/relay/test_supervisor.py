@@ -182,6 +182,12 @@ async def test_api_processes_share_the_port_and_the_operator_key_is_announced_on
                                      "Connection": "close"},
                         )
                         assert reply.status_code == 200, reply.text
+                    # One scrape, any API child: the whole node (multiprocess mode).
+                    metrics = await api.get("/metrics")
+                    assert metrics.status_code == 200
+                    lines = metrics.text.splitlines()
+                    assert "smtp_max_connections 2000.0" in lines, "both SMTP children"
+                    assert any(line.startswith("api_requests_total{") for line in lines)
         finally:
             process.send_signal(signal.SIGTERM)
             nursery.start_soon(reader.rest)
