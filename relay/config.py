@@ -81,6 +81,11 @@ def _listen(inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
             raise _InvalidValue(attribute.name, str(exc)) from None
 
 
+def _fraction(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 < value <= 1.0:
+        raise _InvalidValue(attribute.name, f"must be above 0 and at most 1; got {value}")
+
+
 def _one_of(*choices: str) -> Any:
     def check(inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
         if value not in choices:
@@ -307,6 +312,9 @@ class LoggingConfig:
     )
     #: ``auto``: human-readable on a terminal, JSON lines otherwise.
     format: str = attrs.field(default="auto", validator=_one_of("auto", "json", "console"))
+    #: Share of the high-volume info lines written (one per accepted message, API
+    #: request, delivered message); warnings and errors are never sampled.
+    sample_rate: float = attrs.field(default=1.0, validator=_fraction)
 
 
 @attrs.frozen

@@ -9,7 +9,9 @@ out of every event by construction (models mark them ``repr=False``).
 from __future__ import annotations
 
 import logging
+import random
 import sys
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -25,6 +27,27 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
+#: One line per unit of work at a busy relay: ``logging.sample_rate`` keeps that share
+#: of them. Everything else — and every warning and error — is always written.
+HIGH_VOLUME = frozenset({"message accepted", "request", "message delivered"})
+
+
+def sampler(
+    rate: float, draw: Callable[[], float] = random.random
+) -> Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]:
+    """A structlog processor keeping ``rate`` of the high-volume info lines."""
+
+    def sample(
+        logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if rate < 1.0 and method in ("info", "debug") and event.get("event") in HIGH_VOLUME:
+            if draw() >= rate:
+                raise structlog.DropEvent
+        return event
+
+    return sample
+
+
 def configure(config: LoggingConfig, stream: Any = None) -> None:
     stream = sys.stdout if stream is None else stream
     as_json = config.format == "json" or (
@@ -37,6 +60,7 @@ def configure(config: LoggingConfig, stream: Any = None) -> None:
     )
     structlog.configure(
         processors=[
+            sampler(config.sample_rate),
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -51,7 +51,7 @@ import trio
 
 from .. import metrics, models
 from ..config import WorkerConfig
-from ..logging import get_logger
+from ..logging import bound, get_logger
 from ..models import DeliveryOutcome
 from ..storage import AttemptLog, DatabaseUnavailable, Finish, Storage, StorageError
 from . import providers
@@ -264,7 +264,13 @@ class Worker:
     async def _deliver(self, message: models.Message, routing: AccountRouting | Exception) -> None:
         """One delivery: the fault boundary. Cancelled (and forgotten) when its lease is lost."""
         started = time.perf_counter()
-        with trio.CancelScope() as scope:
+        # Every line this delivery writes (providers' included) names the message, its
+        # account and the SMTP session that accepted it.
+        context = bound(
+            correlation_id=message.correlation_id, message_id=str(message.id),
+            account_id=str(message.account_id),
+        )
+        with context, trio.CancelScope() as scope:
             self._deliveries[message.id] = scope
             try:
                 if isinstance(routing, Exception):
@@ -272,10 +278,17 @@ class Worker:
                 else:
                     outcome = await self._attempt.run(message, routing)
             except Exception as exc:  # a bug must not stop the queue: defer and say so
-                log.exception("delivery attempt crashed", message_id=str(message.id))
+                log.exception("delivery attempt crashed")
                 outcome = self._crashed(message, exc)
             finally:
                 del self._deliveries[message.id]
+            if not scope.cancelled_caught:
+                log.info(
+                    "message delivered" if outcome.finish.status is models.MessageStatus.SENT
+                    else f"message {outcome.finish.status}",
+                    attempt=message.attempts, error=outcome.finish.error,
+                    providers=[a.provider_type for a in outcome.finish.logs if a.provider_type],
+                )
         if scope.cancelled_caught:
             # The lease was lost: the new owner delivers it; nothing of ours is written.
             self._claimed.pop(message.id, None)

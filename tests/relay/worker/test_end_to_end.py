@@ -14,6 +14,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+import structlog
 import trio
 import trustme
 
@@ -60,38 +61,40 @@ async def test_submitted_mail_reaches_the_upstream_provider(
 ) -> None:
     upstream_ca = tmp_path / "upstream-ca.pem"
     ca.cert_pem.write_to_path(str(upstream_ca))
-    async with aiosmtpd_upstream(ca) as up, trio.open_nursery() as nursery:
-        started: app.Started = await nursery.start(
-            functools.partial(app.serve, relay_config, services=("smtp", "worker"), handle_signals=False)
-        )
-        storage = started.runtime.storage
-        account = await create_account(storage)
-        provider = await storage.providers.create(
-            account_id=account.id, name="upstream", type=ProviderType.SMTP,
-            config={"host": "127.0.0.1", "port": up.port, "tls": "starttls", "ca_file": str(upstream_ca),
-                    "username": UPSTREAM_USER, "password": UPSTREAM_PASSWORD},
-        )
-        await storage.accounts.update(account.id, default_provider_id=provider.id)
+    capture = structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars])
+    with capture as lines:
+        async with aiosmtpd_upstream(ca) as up, trio.open_nursery() as nursery:
+            started: app.Started = await nursery.start(
+                functools.partial(app.serve, relay_config, services=("smtp", "worker"), handle_signals=False)
+            )
+            storage = started.runtime.storage
+            account = await create_account(storage)
+            provider = await storage.providers.create(
+                account_id=account.id, name="upstream", type=ProviderType.SMTP,
+                config={"host": "127.0.0.1", "port": up.port, "tls": "starttls", "ca_file": str(upstream_ca),
+                        "username": UPSTREAM_USER, "password": UPSTREAM_PASSWORD},
+            )
+            await storage.accounts.update(account.id, default_provider_id=provider.id)
 
-        def submit() -> None:
-            port = started.smtp.ports[0]
-            with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=10) as client:
-                client.ehlo()
-                client.starttls(context=client_context)
-                client.ehlo()
-                client.login(account.email, PASSWORD)
-                client.sendmail("alice@example.com", RCPT, SUBMITTED)
+            def submit() -> None:
+                port = started.smtp.ports[0]
+                with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=10) as client:
+                    client.ehlo()
+                    client.starttls(context=client_context)
+                    client.ehlo()
+                    client.login(account.email, PASSWORD)
+                    client.sendmail("alice@example.com", RCPT, SUBMITTED)
 
-        await in_thread(submit)
-        with trio.fail_after(20):
-            while True:
-                [message] = await storage.messages.list(account_id=account.id) or [None]
-                if message is not None and message.status is MessageStatus.SENT and up.messages:
-                    break
-                await trio.sleep(0.05)
-        stored = await storage.messages.get(message.id, with_raw=True)
-        logs = await storage.delivery_logs.list_for_message(message.id)
-        started.shutdown.set()
+            await in_thread(submit)
+            with trio.fail_after(20):
+                while True:
+                    [message] = await storage.messages.list(account_id=account.id) or [None]
+                    if message is not None and message.status is MessageStatus.SENT and up.messages:
+                        break
+                    await trio.sleep(0.05)
+            stored = await storage.messages.get(message.id, with_raw=True)
+            logs = await storage.delivery_logs.list_for_message(message.id)
+            started.shutdown.set()
 
     assert stored is not None and stored.raw is not None
     [got] = up.messages
@@ -105,3 +108,9 @@ async def test_submitted_mail_reaches_the_upstream_provider(
         (DeliveryOutcome.DELIVERED, provider.id, "smtp")]
     assert logs[0].response == "250 2.0.0 OK queued"
     assert up.auth_failures == 0
+    # One correlation id from the SMTP session to the worker's lines about the message.
+    [accepted] = [line for line in lines if line["event"] == "message accepted"]
+    [delivered] = [line for line in lines if line["event"] == "message delivered"]
+    assert accepted["correlation_id"] == stored.correlation_id == delivered["correlation_id"]
+    assert delivered["message_id"] == str(message.id) == accepted["queue_id"]
+    assert delivered["account_id"] == str(account.id)
