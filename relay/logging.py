@@ -40,9 +40,9 @@ def sampler(
     def sample(
         logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        if rate < 1.0 and method in ("info", "debug") and event.get("event") in HIGH_VOLUME:
-            if draw() >= rate:
-                raise structlog.DropEvent
+        high_volume = method in ("info", "debug") and event.get("event") in HIGH_VOLUME
+        if rate < 1.0 and high_volume and draw() >= rate:
+            raise structlog.DropEvent
         return event
 
     return sample
