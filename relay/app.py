@@ -13,14 +13,17 @@ import contextlib
 import functools
 import signal
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
 from . import auth, metrics, sampling
+from . import logging as relay_logging
 from .config import Config
 from .logging import get_logger
+from .reload import Reloader
 from .storage import Storage, embedded, migrations, open_storage
 
 log = get_logger("relay.app")
@@ -127,6 +130,8 @@ class Started:
     worker: Any = None
     #: ``relay.api.server.Bound`` when the API runs.
     api: Any = None
+    #: Applies a re-read configuration to the running services (``relay.reload``).
+    reloader: Any = None
 
 
 async def serve(
@@ -136,6 +141,7 @@ async def serve(
     announce: Callable[[str], None] | None = None,
     handle_signals: bool = True,
     reuse_port: bool = False,
+    config_path: Path | None = None,
     task_status: trio.TaskStatus[Started] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the given services in this process until shutdown.
@@ -145,16 +151,20 @@ async def serve(
     deliveries (it stops claiming at once), then cancels whatever is left.
 
     ``reuse_port``: this process is one of several sharing the listening ports
-    (``relay.supervisor``).
+    (``relay.supervisor``). SIGHUP (with ``handle_signals``) re-reads ``config_path``
+    and applies it live (``relay.reload``).
     """
     async with open_runtime(config) as runtime:
         secret = await ensure_operator_key(runtime.storage)
         if secret is not None and announce is not None:
             announce(secret)
         shutdown = trio.Event()
+        reloader = Reloader(config, config_path)
+        reloader.register("logging", lambda new: relay_logging.reconfigure(new.logging))
         async with trio.open_nursery() as background:
             if handle_signals:
                 background.start_soon(watch_signals, shutdown)
+                await background.start(reloader.watch)
             await background.start(
                 functools.partial(
                     sampling.sample_forever, runtime.storage, queue="worker" in services,
@@ -168,27 +178,28 @@ async def serve(
                 if "smtp" in services:
                     from .smtp.server import serve_smtp
 
-                    smtp_bound = await front.start(
-                        functools.partial(serve_smtp, runtime, shutdown, reuse_port=reuse_port)
-                    )
+                    smtp_bound = await front.start(functools.partial(
+                        serve_smtp, runtime, shutdown, reuse_port=reuse_port, reloader=reloader
+                    ))
                 if "api" in services:
                     from .api.server import serve_api
 
-                    api_bound = await front.start(
-                        functools.partial(
-                            serve_api, runtime, shutdown=shutdown, reuse_port=reuse_port
-                        )
-                    )
+                    api_bound = await front.start(functools.partial(
+                        serve_api, runtime, shutdown=shutdown, reuse_port=reuse_port,
+                        reloader=reloader,
+                    ))
                 if "worker" in services:
                     from .worker import run_worker
 
                     worker = await front.start(
                         functools.partial(run_worker, runtime, stop=shutdown)
                     )
+                    reloader.register("worker", lambda new: worker.reload(new.worker))
                 log.info("relay ready", services=list(services))
-                task_status.started(
-                    Started(runtime, shutdown, smtp=smtp_bound, worker=worker, api=api_bound)
-                )
+                task_status.started(Started(
+                    runtime, shutdown, smtp=smtp_bound, worker=worker, api=api_bound,
+                    reloader=reloader,
+                ))
                 await shutdown.wait()
                 # Bound the drain: SMTP has smtp.shutdown_timeout; the worker gets its
                 # send timeout, after which its claims are released.

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from . import app, auth, models, networks, supervisor
+from . import app, auth, models, networks, reload, supervisor
 from . import config as config_mod
 from . import logging as relay_logging
 from .smtp.tls import TlsConfigError
@@ -69,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         # no children of its own.
         command.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("worker", help="run only the delivery worker (any number may share a database)")
+    reload_command = sub.add_parser(
+        "reload",
+        help="make running relay processes re-read the configuration (SIGHUP via their pid files)",
+    )
+    reload_command.add_argument(
+        "service", nargs="?", choices=("serve", *app.SERVICES),
+        help="only this command's process (default: every one found)",
+    )
     sub.add_parser("config", help="print the effective configuration, secrets redacted")
 
     migrate = sub.add_parser("migrate", help="apply, roll back or list schema migrations")
@@ -257,17 +265,25 @@ def _announce_operator_key(secret: str) -> None:
     )
 
 
-async def _serve(config: config_mod.Config, services: tuple[str, ...]) -> None:
-    await app.serve(config, services=services, announce=_announce_operator_key)
+async def _serve(
+    config: config_mod.Config, services: tuple[str, ...], config_path: Path | None
+) -> None:
+    await app.serve(
+        config, services=services, announce=_announce_operator_key, config_path=config_path
+    )
 
 
-async def _serve_child(config: config_mod.Config, services: tuple[str, ...]) -> None:
+async def _serve_child(
+    config: config_mod.Config, services: tuple[str, ...], config_path: Path | None
+) -> None:
     """One of ``relay.supervisor``'s processes: share the ports; drain and stop when
     told (SIGTERM) or when the supervisor is gone (this process was re-parented)."""
     parent = os.getppid()
     async with trio.open_nursery() as nursery:
         started = await nursery.start(
-            functools.partial(app.serve, config, services=services, reuse_port=True)
+            functools.partial(
+                app.serve, config, services=services, reuse_port=True, config_path=config_path
+            )
         )
         while not started.shutdown.is_set():
             if os.getppid() != parent:
@@ -301,12 +317,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve" or args.command in app.SERVICES:
             services = app.SERVICES if args.command == "serve" else (args.command,)
             if getattr(args, "supervised", False):
-                host.run(_serve_child, config, services)
+                host.run(_serve_child, config, services, args.config)
             elif supervisor.supervised_services(config, services):
                 supervisor.ensure_shared_metrics(argv)  # may re-execute this command
-                host.run(_serve_supervised, config, services, args.config)
+                with reload.PidFile(config, args.command):
+                    host.run(_serve_supervised, config, services, args.config)
             else:
-                host.run(_serve, config, services)
+                with reload.PidFile(config, args.command):
+                    host.run(_serve, config, services, args.config)
+        elif args.command == "reload":
+            wanted = (args.service,) if args.service else (*app.SERVICES, "serve")
+            if not reload.signal_running(config, wanted):
+                return EXIT_RUNTIME
         elif args.command == "migrate":
             host.run(_migrate, config, args)
         elif args.command == "admin-key":

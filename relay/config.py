@@ -295,6 +295,15 @@ class TlsConfig:
 
 
 @attrs.frozen
+class ProcessConfig:
+    """The running process."""
+
+    #: Where ``relay serve|smtp|api|worker`` writes its pid (``{command}`` is the
+    #: command), so ``relay reload`` can find it.
+    pid_file: str = "var/relay-{command}.pid"
+
+
+@attrs.frozen
 class MetricsConfig:
     """Prometheus metrics. The API serves them at ``GET /metrics``; a process that
     runs no API (``relay smtp``, ``relay worker``) serves them on ``listen``."""
@@ -345,6 +354,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    process: ProcessConfig = ProcessConfig()
 
     def resolve_path(self, value: str) -> Path:
         """A relative path in the configuration is relative to the project root."""

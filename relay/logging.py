@@ -48,8 +48,18 @@ def sampler(
     return sample
 
 
+_stream: Any = None
+
+
+def reconfigure(config: LoggingConfig) -> None:
+    """Apply a new level and sampling rate (live reload), same destination."""
+    configure(config, _stream)
+
+
 def configure(config: LoggingConfig, stream: Any = None) -> None:
+    global _stream
     stream = sys.stdout if stream is None else stream
+    _stream = stream
     as_json = config.format == "json" or (
         config.format == "auto" and not getattr(stream, "isatty", lambda: False)()
     )

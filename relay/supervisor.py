@@ -34,6 +34,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -97,6 +98,15 @@ class Supervisor:
 
     def statistics(self) -> tuple[ChildStatistics, ...]:
         return tuple(self._children.values())
+
+    def signal_children(self, signum: int) -> None:
+        """Pass ``signum`` (SIGHUP: reload) on to every running child."""
+        for child in self._children.values():
+            if child.pid is not None:
+                try:
+                    os.kill(child.pid, signum)
+                except ProcessLookupError:
+                    pass
 
     def _argv(self, service: str) -> list[str]:
         argv = [sys.executable, "-m", "relay"]
@@ -169,6 +179,15 @@ class Supervisor:
                 process.kill()
                 with trio.CancelScope(shield=True):
                     await process.wait()
+
+
+async def _pass_on_reloads(supervisor: Supervisor, local: Any) -> None:
+    """On SIGHUP: every child reloads, and so do this process's own services."""
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            supervisor.signal_children(signal.SIGHUP)
+            if local is not None:
+                local.reload()
 
 
 def ensure_shared_metrics(argv: Sequence[str] | None) -> None:
@@ -279,10 +298,19 @@ async def serve_supervised(
                 if local:
                     started = await nursery.start(
                         functools.partial(app.serve, local_config, services=local,
-                                          handle_signals=False)
+                                          handle_signals=False, config_path=config_path)
                     )
+                local_reloader = started.reloader if started is not None else None
+                reloads = trio.CancelScope()
+
+                async def pass_on_reloads() -> None:
+                    with reloads:
+                        await _pass_on_reloads(supervisor, local_reloader)
+
+                nursery.start_soon(pass_on_reloads)
                 task_status.started(supervisor)
                 await shutdown.wait()
+                reloads.cancel()
                 if started is not None:
                     started.shutdown.set()
         finally:

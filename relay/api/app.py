@@ -29,6 +29,7 @@ from quart_trio import QuartTrio
 
 from .. import metrics
 from ..app import Runtime
+from ..config import Config
 from ..logging import bind, get_logger, unbind
 from . import (
     accounts,
@@ -57,6 +58,13 @@ _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 #: Seconds a browser may cache a preflight answer.
 _CORS_MAX_AGE = "600"
+
+
+def reload(app: QuartTrio, config: Config) -> None:
+    """Apply a re-read configuration's API limits to the next requests."""
+    api = app.extensions[EXTENSION]
+    api.limiter.set_rate(config.api.rate_limit_per_minute)
+    api.auth_failures.set_rate(config.api.auth_failures_per_minute)
 
 
 def create_app(runtime: Runtime) -> QuartTrio:
@@ -142,7 +150,7 @@ async def _authenticate() -> None:
     if not decision.allowed:
         raise Problem(
             429,
-            f"rate limit of {api.runtime.config.api.rate_limit_per_minute} requests per"
+            f"rate limit of {api.limiter.per_minute} requests per"
             f" minute for this key reached; retry in {decision.retry_after} s",
             kind="rate-limited",
             headers={"Retry-After": str(decision.retry_after)},
@@ -168,7 +176,7 @@ async def _identify(api: ApiState) -> Caller:
         raise Problem(
             429,
             f"too many failed authentications from this address (at most"
-            f" {api.runtime.config.api.auth_failures_per_minute} a minute); retry in"
+            f" {api.auth_failures.per_minute} a minute); retry in"
             f" {decision.retry_after} s with a valid key",
             kind="rate-limited",
             headers={"Retry-After": str(decision.retry_after)},

@@ -70,6 +70,19 @@ class RateLimiter:
         self._refused = 0
         self._last_sweep = clock()
 
+    @property
+    def per_minute(self) -> int:
+        return int(self._capacity)
+
+    def set_rate(self, per_minute: int) -> None:
+        """A new budget (live reload): buckets refill to it from now on."""
+        if per_minute < 1:
+            raise ValueError(f"a rate limit must be 1 or more per minute, got {per_minute}")
+        self._capacity = float(per_minute)
+        self._rate = per_minute / 60.0
+        for bucket in self._buckets.values():
+            bucket.tokens = min(bucket.tokens, self._capacity)
+
     def take(self, key: Hashable) -> Decision:
         """Spend one token of ``key``'s budget, or say how long to wait."""
         now = self._clock()

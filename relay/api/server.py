@@ -12,6 +12,7 @@ connection can hang (see that module).
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from urllib.parse import urlsplit
@@ -24,7 +25,9 @@ from hypercorn.trio import serve
 from ..app import Runtime
 from ..config import parse_listen
 from ..logging import get_logger
+from ..reload import Reloader
 from .app import create_app
+from .app import reload as reload_app
 from .asgi import ConnectionGuard
 
 log = get_logger("relay.api")
@@ -94,6 +97,7 @@ async def serve_api(
     *,
     shutdown: trio.Event | None = None,
     reuse_port: bool = False,
+    reloader: Reloader | None = None,
     task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the admin API until cancelled or until ``shutdown`` is set.
@@ -101,7 +105,10 @@ async def serve_api(
     Raises:
         OSError: the address in ``api.listen`` cannot be bound.
     """
-    app = ConnectionGuard(create_app(runtime))
+    quart_app = create_app(runtime)
+    if reloader is not None:
+        reloader.register("api", functools.partial(reload_app, quart_app))
+    app = ConnectionGuard(quart_app)
     shared = _reuse_port_socket(runtime.config.api.listen) if reuse_port else None
     config = hypercorn_config(runtime.config.api.listen, shared=shared)
 

@@ -80,6 +80,9 @@ class ConnectionRateLimiter:
         self._window = SlidingWindow(60.0)
         self._shared = shared or SharedCounts({})
 
+    def reconfigure(self, per_minute: int, trusted: TrustedNetworks) -> None:
+        self._limit, self._trusted = per_minute, trusted
+
     def allow(self, ip: str) -> bool:
         """Count a new connection; False when this IP is over its rate."""
         if ip in self._trusted:
@@ -107,6 +110,10 @@ class ConcurrencyPerIp:
         self._exempt = exempt
         self._open: dict[str, int] = {}
         self._shared = shared or SharedCounts({})
+
+    def reconfigure(self, limit: int, exempt: TrustedNetworks) -> None:
+        """New limits for new connections; open ones stay open."""
+        self._limit, self._exempt = limit, exempt
 
     def allow(self, ip: str) -> bool:
         """Whether one more connection from ``ip`` may open (``add`` it if so)."""
@@ -145,6 +152,11 @@ class AuthFailureTracker:
         self._block_time = block_time
         self._blocked_until: dict[str, float] = {}
         self._shared = shared or SharedCounts({})
+
+    def reconfigure(self, limit: int, window: float, block_time: float) -> None:
+        """New thresholds; failures counted so far and blocks in force stay."""
+        self._limit, self._block_time = limit, block_time
+        self._window.window = window
 
     def is_blocked(self, ip: str) -> bool:
         """Blocked here, or by another process (its block lasts ``block_time`` there)."""
@@ -186,6 +198,10 @@ class MemoryBudget:
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._in_use = 0
+
+    def resize(self, capacity: int) -> None:
+        """A new capacity for new reservations; what is held stays held."""
+        self._capacity = capacity
 
     def try_reserve(self, n: int) -> bool:
         if self._in_use + n > self._capacity:

@@ -33,8 +33,9 @@ import proto
 
 from .. import metrics
 from ..app import Runtime
-from ..config import parse_listen
+from ..config import Config, parse_listen
 from ..logging import bound, get_logger
+from ..reload import Reloader
 from ..sampling import sample_certificate
 from .credentials import Authenticator
 from .ip_credentials import IpCredentialLookup
@@ -130,42 +131,10 @@ class SmtpServer:
             ),
             budget=MemoryBudget(smtp.memory_budget),
             account_limits=AccountLimits(shared),
-            settings=PolicySettings(
-                check_header_from=smtp.check_header_from,
-                auth_failure_delay=smtp.auth_failure_delay,
-                default_messages_per_minute=smtp.account_messages_per_minute,
-                default_recipients_per_hour=smtp.account_recipients_per_hour,
-                max_junk_commands=smtp.max_junk_commands,
-            ),
+            settings=_policy_settings(config),
             ip_credentials=IpCredentialLookup(runtime.storage),
         )
-        limits = config.limits
-        self._settings = SessionSettings(
-            hostname=self._hostname,
-            command_timeout=smtp.command_timeout,
-            data_timeout=smtp.data_timeout,
-            min_data_rate=smtp.min_data_rate,
-            limits=proto.Limits(
-                max_command_line=limits.max_command_line,
-                max_text_line=limits.max_text_line,
-                max_recipients=smtp.max_recipients,
-                max_message_size=smtp.max_message_size,
-                max_errors=limits.max_errors,
-            ),
-            extensions=proto.Extensions(
-                starttls=ssl_context is not None,
-                auth=("PLAIN", "LOGIN"),
-                size=True,
-                eightbitmime=True,
-                smtputf8=True,
-                pipelining=True,
-                chunking=True,
-                enhanced_status_codes=True,
-            ),
-            bare_line_ending_policy=smtp.bare_line_ending_policy,
-            long_line_policy=smtp.long_line_policy,
-            auth_requires_tls=smtp.auth_require_tls,
-        )
+        self._settings = _session_settings(config, self._hostname, ssl_context is not None)
         self._sessions: set[Session] = set()
         #: Set whenever the last session ends; shutdown waits on it.
         self._no_sessions = trio.Event()
@@ -182,6 +151,39 @@ class SmtpServer:
 
     async def prepare(self) -> None:
         await self._shared.authenticator.prepare()
+
+    def reload(self, config: Config) -> None:
+        """Apply a re-read configuration (SIGHUP) to what comes next, dropping nothing.
+
+        New connections, sessions and messages get the new limits, sizes, timeouts,
+        trusted networks and policy; sessions already open finish under the settings
+        they started with. The TLS key pair is loaded into the same context, so new
+        handshakes present the new certificate and established sessions go on.
+        Listen addresses and the host name need a restart (``relay.reload``).
+
+        Raises:
+            TlsConfigError, ssl.SSLError, OSError: the new key pair cannot be loaded;
+                the old one stays in use (and nothing else was changed).
+        """
+        smtp = config.smtp
+        if self._ssl_context is not None:
+            pair = ensure_key_pair(config)
+            self._ssl_context.load_cert_chain(str(pair.cert_file), str(pair.key_file))
+            sample_certificate(pair.cert_file)
+        self._config = config
+        self._rate.reconfigure(smtp.ip_connection_rate, TrustedNetworks(smtp.trusted_networks))
+        self._per_ip.reconfigure(
+            smtp.max_connections_per_ip, TrustedNetworks(smtp.per_ip_exempt_networks)
+        )
+        self._shared.auth_failures.reconfigure(
+            smtp.auth_failure_limit, smtp.auth_failure_window, smtp.auth_block_time
+        )
+        self._shared.budget.resize(smtp.memory_budget)
+        self._shared = attrs.evolve(self._shared, settings=_policy_settings(config))
+        self._settings = _session_settings(
+            config, self._hostname, self._ssl_context is not None
+        )
+        metrics.SMTP_CONNECTION_LIMIT.set(smtp.max_connections)
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(
@@ -380,6 +382,47 @@ async def _refuse(stream: Any, reply: proto.Reply, ssl_context: ssl.SSLContext |
             pass
 
 
+def _policy_settings(config: Config) -> PolicySettings:
+    smtp = config.smtp
+    return PolicySettings(
+        check_header_from=smtp.check_header_from,
+        auth_failure_delay=smtp.auth_failure_delay,
+        default_messages_per_minute=smtp.account_messages_per_minute,
+        default_recipients_per_hour=smtp.account_recipients_per_hour,
+        max_junk_commands=smtp.max_junk_commands,
+    )
+
+
+def _session_settings(config: Config, hostname: str, starttls: bool) -> SessionSettings:
+    smtp, limits = config.smtp, config.limits
+    return SessionSettings(
+        hostname=hostname,
+        command_timeout=smtp.command_timeout,
+        data_timeout=smtp.data_timeout,
+        min_data_rate=smtp.min_data_rate,
+        limits=proto.Limits(
+            max_command_line=limits.max_command_line,
+            max_text_line=limits.max_text_line,
+            max_recipients=smtp.max_recipients,
+            max_message_size=smtp.max_message_size,
+            max_errors=limits.max_errors,
+        ),
+        extensions=proto.Extensions(
+            starttls=starttls,
+            auth=("PLAIN", "LOGIN"),
+            size=True,
+            eightbitmime=True,
+            smtputf8=True,
+            pipelining=True,
+            chunking=True,
+            enhanced_status_codes=True,
+        ),
+        bare_line_ending_policy=smtp.bare_line_ending_policy,
+        long_line_policy=smtp.long_line_policy,
+        auth_requires_tls=smtp.auth_require_tls,
+    )
+
+
 async def _reuse_port_listener(host: str, port: int, backlog: int) -> trio.SocketListener:
     """A listener on ``host:port`` with ``SO_REUSEPORT``, so sibling processes share it
     (an empty host is every IPv4 address)."""
@@ -401,6 +444,7 @@ async def serve_smtp(
     shutdown: trio.Event,
     *,
     reuse_port: bool = False,
+    reloader: Reloader | None = None,
     task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the submission service until ``shutdown`` is set (then drain) or cancelled.
@@ -415,5 +459,7 @@ async def serve_smtp(
         log.warning("using a self-signed certificate; set tls.cert_file and tls.key_file",
                     cert_file=str(pair.cert_file))
     server = SmtpServer(runtime, context, reuse_port=reuse_port)
+    if reloader is not None:
+        reloader.register("smtp", server.reload)
     await server.prepare()
     await server.serve(shutdown, task_status=task_status)

@@ -127,6 +127,20 @@ class Worker:
 
     # ------------------------------------------------------------ public
 
+    def reload(self, config: WorkerConfig) -> None:
+        """A re-read configuration for what comes next: concurrency, batch size, poll
+        interval, retry policy, per-provider limits and timeouts of the next sends.
+        Deliveries in flight finish as they began."""
+        self._config = config
+        self._policy = RetryPolicy.from_config(config)
+        self._attempt = Attempt(
+            send=self._send, breakers=self._breakers, policy=self._policy, rng=self._rng,
+            now=self._now,
+        )
+        for limiter in self._limiters.values():
+            limiter.total_tokens = config.per_provider_concurrency
+        self._notify_progress()  # a claim round waiting for room may have it now
+
     def statistics(self) -> WorkerStatistics:
         return WorkerStatistics(
             worker_id=self.worker_id,
@@ -191,8 +205,8 @@ class Worker:
     # ------------------------------------------------------------ claiming
 
     async def _claim_loop(self, deliveries: trio.Nursery, stop: trio.Event | None) -> None:
-        config = self._config
         while stop is None or not stop.is_set():
+            config = self._config  # read each round: a reload may change it
             free = config.concurrency - len(self._claimed)
             if free <= 0:
                 await self._wait_progress(config.poll_interval)

@@ -49,6 +49,7 @@ def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         RELAY_SMTP__LISTEN="127.0.0.1:0",
         RELAY_API__LISTEN="127.0.0.1:0",
         RELAY_LOGGING__FORMAT="json",
+        RELAY_PROCESS__PID_FILE=str(tmp_path / "relay-{command}.pid"),
     )
     env.update(extra)
     return env
@@ -352,11 +353,11 @@ class LineReader:
 
 
 async def start_relay(
-    nursery: trio.Nursery, command: str, env: dict[str, str]
+    nursery: trio.Nursery, command: str, env: dict[str, str], *, options: tuple[str, ...] = ()
 ) -> tuple[trio.Process, LineReader]:
-    """``relay <command>`` as a child process of ``nursery``, its stderr to be read."""
+    """``relay [options] <command>`` as a child process of ``nursery``, its stderr to be read."""
     process: trio.Process = await nursery.start(functools.partial(
-        trio.run_process, [*RELAY, command], env=env, stdin=subprocess.DEVNULL,
+        trio.run_process, [*RELAY, *options, command], env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
     ))
     assert process.stderr is not None

@@ -188,6 +188,12 @@ async def test_api_processes_share_the_port_and_the_operator_key_is_announced_on
                     lines = metrics.text.splitlines()
                     assert "smtp_max_connections 2000.0" in lines, "both SMTP children"
                     assert any(line.startswith("api_requests_total{") for line in lines)
+                # `relay reload`: the supervisor passes SIGHUP on; every process reloads
+                # (two SMTP children, two API children, and the worker in the parent).
+                told = await relay_async(env, "reload")
+                assert told.returncode == 0, told.stderr
+                await children.until(lambda: sum(
+                    '"configuration reloaded"' in line for line in reader.seen) == 5)
         finally:
             process.send_signal(signal.SIGTERM)
             nursery.start_soon(reader.rest)
