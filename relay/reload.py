@@ -122,8 +122,14 @@ class PidFile:
         self.path = pid_file(config, command)
 
     def __enter__(self) -> Self:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(f"{os.getpid()}\n")
+        """Write it; a pid file that cannot be written is a warning, not a failure
+        (``kill -HUP`` still reloads)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(f"{os.getpid()}\n")
+        except OSError as exc:
+            log.warning("pid file not written; relay reload will not find this process",
+                        pid_file=str(self.path), error=str(exc))
         return self
 
     def __exit__(self, *exc: object) -> None:
