@@ -9,6 +9,7 @@ and clients that verify certificates will (rightly) complain until a real one is
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import socket
 import ssl
@@ -24,6 +25,8 @@ from ..config import Config
 
 CERT_NAME = "selfsigned.crt"
 KEY_NAME = "selfsigned.key"
+#: Held (flock) while a process makes the self-signed pair.
+LOCK_NAME = ".selfsigned.lock"
 
 
 @attrs.frozen
@@ -52,7 +55,10 @@ def generate_self_signed(directory: Path, hostname: str, days: int = 825) -> Key
     )
     key_path = directory / KEY_NAME
     cert_path = directory / CERT_NAME
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Each file appears whole (written aside, then renamed), the key before the
+    # certificate: whoever sees the certificate finds its key complete.
+    fresh_key = directory / f".{KEY_NAME}.{os.getpid()}"
+    fd = os.open(fresh_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(
             key.private_bytes(
@@ -61,7 +67,10 @@ def generate_self_signed(directory: Path, hostname: str, days: int = 825) -> Key
                 serialization.NoEncryption(),
             )
         )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.replace(fresh_key, key_path)
+    fresh_cert = directory / f".{CERT_NAME}.{os.getpid()}"
+    fresh_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.replace(fresh_cert, cert_path)
     return KeyPair(cert_path, key_path, self_signed=True)
 
 
@@ -77,7 +86,15 @@ def ensure_key_pair(config: Config) -> KeyPair:
     cert, key = directory / CERT_NAME, directory / KEY_NAME
     if cert.exists() and key.exists():
         return KeyPair(cert, key, self_signed=True)
-    return generate_self_signed(directory, config.smtp.hostname or socket.getfqdn())
+    directory.mkdir(parents=True, exist_ok=True)
+    # Several relay processes starting together share the directory: one makes the
+    # pair under an exclusive lock, the others wait and use it (two writers would
+    # leave a key that does not match the certificate).
+    with open(directory / LOCK_NAME, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cert.exists() and key.exists():
+            return KeyPair(cert, key, self_signed=True)
+        return generate_self_signed(directory, config.smtp.hostname or socket.getfqdn())
 
 
 class TlsConfigError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import trio
@@ -197,3 +198,41 @@ def test_bcc_fields_are_removed_with_their_continuations() -> None:
     assert b"secret" not in head and b"other@" not in head and b"x@example.org" not in head
     assert b"\r\nTo: b@example.net\r\n" in head
     assert body == b"Bcc: in body stays\r\n"
+
+
+def test_processes_starting_together_make_one_self_signed_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two starts at once in one directory (threads here; separate processes lock the
+    same way, flock being per open file): one makes the pair, the other waits for it
+    and uses it — two writers would leave a key that does not match the certificate."""
+    import threading
+    import time
+
+    from relay.config import Config, TlsConfig
+    from relay.smtp import tls
+
+    made: list[int] = []
+    real = tls.generate_self_signed
+
+    def slow_generate(directory: Path, hostname: str) -> tls.KeyPair:
+        made.append(1)
+        time.sleep(0.3)  # widen the window in which a second start could also generate
+        return real(directory, hostname)
+
+    monkeypatch.setattr(tls, "generate_self_signed", slow_generate)
+    config = Config(tls=TlsConfig(self_signed_dir=str(tmp_path / "tls")))
+    start = threading.Barrier(2)
+    pairs: list[tls.KeyPair] = []
+
+    def run() -> None:
+        start.wait()
+        pairs.append(tls.ensure_key_pair(config))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert made == [1] and len(pairs) == 2 and pairs[0] == pairs[1]
+    tls.server_context(pairs[0])  # the key matches the certificate
