@@ -53,7 +53,7 @@ class StoreHandler:
             await self.pool.execute(
                 INSERT, envelope.mail_from or "", list(envelope.rcpt_tos), raw, len(raw), peer
             )
-        except Exception as exc:  # noqa: BLE001 -- the client gets a temporary failure
+        except Exception as exc:
             print(f"store failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return "451 4.3.0 Could not store the message"
         return "250 2.0.0 OK: stored"

@@ -117,7 +117,7 @@ def replay(paths: list[str]) -> int:
         data = Path(name).read_bytes()
         try:
             fuzz.replay(data)
-        except Exception as exc:  # noqa: BLE001 - reporting is the point
+        except Exception as exc:
             failed += 1
             print(f"{name}: CRASH {type(exc).__name__}: {exc}")
             traceback.print_exception(exc)
@@ -134,7 +134,7 @@ def minimize(path: str) -> int:
     def signature(candidate: bytes) -> str | None:
         try:
             fuzz.replay(candidate)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return str(fuzz.Crash(candidate, exc).signature)
         return None
 

@@ -217,7 +217,7 @@ class SmtpServer:
                     handlers.start_soon(self._accept_loop, listener, handlers, False)
                 for listener in implicit:
                     handlers.start_soon(self._accept_loop, listener, handlers, True)
-                bound = Bound(tuple(_port(l) for l in plain), tuple(_port(l) for l in implicit))
+                bound = Bound(tuple(map(_port, plain)), tuple(map(_port, implicit)))
                 task_status.started(bound)
                 log.info("smtp listening", listen=smtp.listen, ports=list(bound.ports),
                          implicit_tls=smtp.implicit_tls_listen or None,

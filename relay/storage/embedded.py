@@ -43,7 +43,7 @@ def start(data_dir: Path) -> EmbeddedDatabase:
 
         try:
             server = pgserver.get_server(data_dir, cleanup_mode="stop")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pgserver raises anything; we say what to do
             raise DatabaseUnavailable(
                 f"the embedded PostgreSQL in {data_dir} did not start ({exc});"
                 f" see {data_dir / 'log'} or set database.url"

@@ -29,7 +29,7 @@ class MigrationStatus:
 def _backend(url: str):  # type: ignore[no-untyped-def]
     try:
         return get_backend(url)
-    except Exception as exc:  # yoyo raises the driver's own errors
+    except Exception as exc:  # noqa: BLE001 - yoyo raises the driver's own errors
         parts = urlsplit(url)
         where = parts.hostname or dict(parse_qsl(parts.query)).get("host", "localhost")
         port = f":{parts.port}" if parts.port else ""

@@ -265,8 +265,8 @@ class Worker:
                 await trio.sleep_forever()
             await stop.wait()
 
-    async def _wait_progress(self, timeout: float) -> None:
-        with trio.move_on_after(timeout):
+    async def _wait_progress(self, seconds: float) -> None:
+        with trio.move_on_after(seconds):
             await self._progress.wait()
 
     def _notify_progress(self) -> None:
@@ -445,7 +445,7 @@ class Worker:
                 await trio.sleep(self._config.poll_interval)
                 continue
             self._writing = []
-            for outcome, ok in zip(batch, applied):
+            for outcome, ok in zip(batch, applied, strict=True):
                 self._claimed.pop(outcome.finish.message_id, None)
                 if ok:
                     self._counts[outcome.finish.status] += 1

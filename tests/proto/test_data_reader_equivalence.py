@@ -47,7 +47,7 @@ def drive(reader_cls: type, filter_cls: type, pieces: list[bytes], kwargs: dict[
 
 def pieces_of(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [p for p in (data[a:b] for a, b in zip([0, *points], [*points, len(data)])) if p]
+    return [p for p in (data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)) if p]
 
 
 @pytest.mark.parametrize("bulk", [_readers._BULK_UNSTUFF, 1, 2], ids=["default", "bulk-after-1", "bulk-after-2"])

@@ -29,7 +29,7 @@ KWARGS = st.fixed_dictionaries({
 
 def splits(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     return [p for p in pieces if p]  # b"" would mean EOF
 
 

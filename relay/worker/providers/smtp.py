@@ -332,7 +332,7 @@ class Smtp:
 
         recipients: dict[str, RecipientResult] = dict(invalid)
         accepted: list[str] = []
-        for (rcpt, _), reply in zip(forward_paths, replies[1:]):
+        for (rcpt, _), reply in zip(forward_paths, replies[1:], strict=False):
             if reply.is_positive:
                 accepted.append(rcpt)
             else:
