@@ -38,22 +38,34 @@ class TrustedNetworks:
 class SlidingWindow:
     """Counts events per key within the last ``window`` seconds.
 
-    Memory is bounded by the events inside the window: old timestamps are dropped
-    on every touch, and keys with none left are forgotten.
+    Memory is bounded by the events inside the window: old timestamps are dropped on
+    every touch of a key, and at most once per window every key whose events have all
+    expired is forgotten — so 5,000 addresses seen once leave nothing behind a window
+    later, touched again or not.
     """
 
     def __init__(self, window: float) -> None:
         self.window = window
         self._events: dict[object, collections.deque[tuple[float, int]]] = {}
+        self._last_sweep = _now()
 
     def _prune(self, key: object) -> collections.deque[tuple[float, int]]:
+        now = _now()
+        if now - self._last_sweep >= self.window:
+            self._sweep(now)
         events = self._events.get(key)
         if events is None:
             events = self._events[key] = collections.deque()
-        horizon = _now() - self.window
+        horizon = now - self.window
         while events and events[0][0] <= horizon:
             events.popleft()
         return events
+
+    def _sweep(self, now: float) -> None:
+        self._last_sweep = now
+        horizon = now - self.window
+        for key in [k for k, events in self._events.items() if not events or events[-1][0] <= horizon]:
+            del self._events[key]
 
     def count(self, key: object) -> int:
         events = self._prune(key)

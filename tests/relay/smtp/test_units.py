@@ -236,3 +236,20 @@ def test_processes_starting_together_make_one_self_signed_pair(
         thread.join(timeout=30)
     assert made == [1] and len(pairs) == 2 and pairs[0] == pairs[1]
     tls.server_context(pairs[0])  # the key matches the certificate
+
+
+async def test_a_sliding_window_forgets_keys_nobody_touches_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """5,000 addresses seen once leave nothing behind once their window has passed,
+    even though none of them is looked at again."""
+    from relay.smtp.limits import SlidingWindow
+
+    window = SlidingWindow(60.0)
+    for n in range(5000):
+        window.add(f"192.0.2.{n}")
+    assert len(window) == 5000
+    await trio.sleep(61)
+    window.add("198.51.100.1")  # any touch after the window sweeps the expired keys
+    assert len(window) == 1
+    assert window.count("198.51.100.1") == 1
