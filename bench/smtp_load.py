@@ -92,7 +92,7 @@ async def open_session(args: argparse.Namespace, stream: trio.abc.Stream | None 
         await stream.do_handshake()
         client = Client(stream)
         await client.command(b"EHLO bench.test", 250)
-    if args.user:
+    if args.user and not getattr(args, "no_auth", False):
         blob = base64.b64encode(f"\0{args.user}\0{args.password}".encode())
         await client.command(b"AUTH PLAIN " + blob, 235)
     return client
@@ -315,6 +315,8 @@ def main() -> None:
     parser.add_argument("--user", default="")
     parser.add_argument("--password", default="")
     parser.add_argument("--no-tls", dest="tls", action="store_false")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="hold: sessions stop after EHLO (idle, unauthenticated)")
     parser.add_argument("--sessions", type=int, default=50, help="concurrent sessions")
     parser.add_argument("--messages", type=int, default=20, help="messages per connection")
     parser.add_argument("--connections", type=int, default=0,
