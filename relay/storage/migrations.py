@@ -8,6 +8,7 @@ migrations live in ``sql/`` as numbered ``.sql`` files, each with a
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,7 +18,18 @@ from yoyo import get_backend, read_migrations
 from ..config import PROJECT_ROOT
 from .errors import DatabaseUnavailable
 
-MIGRATIONS_DIR = PROJECT_ROOT / "sql"
+#: Where an installed (non-editable) relay finds its migrations: setup.cfg's
+#: ``data_files`` put them under the environment's prefix.
+INSTALLED_SQL = Path("share") / "relay" / "sql"
+
+
+def find_migrations_dir(root: Path = PROJECT_ROOT, prefix: Path = Path(sys.prefix)) -> Path:
+    """``sql/`` beside the package in a checkout, else the installed copy."""
+    checkout = root / "sql"
+    return checkout if checkout.is_dir() else prefix / INSTALLED_SQL
+
+
+MIGRATIONS_DIR = find_migrations_dir()
 
 
 @attrs.frozen

@@ -1,5 +1,7 @@
 """Migrations go up, down and up again on a real PostgreSQL."""
 
+from pathlib import Path
+
 import psycopg2
 
 from relay.storage import migrations
@@ -50,3 +52,21 @@ def test_every_migration_has_a_rollback() -> None:
     assert forward
     for path in forward:
         assert path.with_name(path.stem + ".rollback.sql").exists(), path.name
+
+
+def test_an_installed_relay_finds_its_migrations_under_the_prefix(tmp_path: Path) -> None:
+    """Without a checkout's sql/ beside the package (a wheel install), the copy that
+    setup.cfg's data_files installed under sys.prefix is used."""
+    checkout, installed = tmp_path / "checkout", tmp_path / "prefix"
+    (installed / migrations.INSTALLED_SQL).mkdir(parents=True)
+    assert migrations.find_migrations_dir(checkout, installed) == installed / migrations.INSTALLED_SQL
+    (checkout / "sql").mkdir(parents=True)
+    assert migrations.find_migrations_dir(checkout, installed) == checkout / "sql"
+
+
+def test_every_migration_is_installed_with_the_package() -> None:
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(migrations.PROJECT_ROOT / "setup.cfg")
+    assert setup["options.data_files"]["share/relay/sql"].strip() == "sql/*.sql"
