@@ -98,3 +98,13 @@ def delivery_log(row: Any) -> models.DeliveryLog:
         duration_ms=row["duration_ms"],
         created_at=row["created_at"],
     )
+
+
+def ip_credential(row: Any) -> models.IpCredential:
+    return models.IpCredential(
+        id=row["id"],
+        account_id=row["account_id"],
+        network=row["network"],
+        description=row["description"],
+        created_at=row["created_at"],
+    )

@@ -45,16 +45,6 @@ class TooManyCredentials(StorageError):
         self.limit = limit
 
 
-def _credential(row: Any) -> models.IpCredential:
-    return models.IpCredential(
-        id=row["id"],
-        account_id=row["account_id"],
-        network=row["network"],
-        description=row["description"],
-        created_at=row["created_at"],
-    )
-
-
 class IpCredentialRepository:
     def __init__(self, bridge: Bridge) -> None:
         self._bridge = bridge
@@ -96,9 +86,9 @@ class IpCredentialRepository:
                        ORDER BY created_at LIMIT 1""",
                     network,
                 )
-                raise NetworkOverlap(None if existing is None else _credential(existing)) from None
+                raise NetworkOverlap(None if existing is None else _rows.ip_credential(existing)) from None
 
-        return _credential(await self._bridge.run(insert))
+        return _rows.ip_credential(await self._bridge.run(insert))
 
     def get(
         self, credential_id: uuid.UUID, *, account_id: uuid.UUID | None = None
@@ -109,7 +99,7 @@ class IpCredentialRepository:
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
                 credential_id, account_id,
             )
-            return None if row is None else _credential(row)
+            return None if row is None else _rows.ip_credential(row)
 
         return Query(self._bridge, fetch)
 
@@ -122,7 +112,7 @@ class IpCredentialRepository:
                    ORDER BY created_at, id""",
                 account_id,
             )
-            return [_credential(r) for r in rows]
+            return [_rows.ip_credential(r) for r in rows]
 
         return Query(self._bridge, fetch)
 
