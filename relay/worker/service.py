@@ -129,8 +129,9 @@ class Worker:
 
     def reload(self, config: WorkerConfig) -> None:
         """A re-read configuration for what comes next: concurrency, batch size, poll
-        interval, retry policy, per-provider limits and timeouts of the next sends.
-        Deliveries in flight finish as they began."""
+        interval, retry policy, per-provider limits and the overall bound on one send.
+        Deliveries in flight finish as they began; the providers' own connect and send
+        timeouts (their HTTP client, their SMTP sessions) keep their start values."""
         self._config = config
         self._policy = RetryPolicy.from_config(config)
         self._attempt = Attempt(
