@@ -126,6 +126,11 @@ class Bridge:
             self.waiting -= 1
         try:
             return await fn(conn, *args)
+        except _UNAVAILABLE:
+            # The connection broke (its backend was terminated, say): never hand it to
+            # the next caller; the pool opens a fresh one when it is needed.
+            conn.terminate()
+            raise
         finally:
             await self._pool.release(conn, timeout=self._acquire_timeout)
 
