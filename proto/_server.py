@@ -14,7 +14,6 @@ facts are derived from (event, reply) pairs: MAIL + 250 opens the transaction, R
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Literal
 
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -145,7 +144,9 @@ class ServerConnection:
         self._eof = False
         self._state = GREETING
         self._owed: Event | None = None
-        self._pending: deque[Event] = deque()
+        # A list, not a deque: it holds at most the few events of one read, and an
+        # empty deque costs ~600 octets per idle connection (10,000 of them: 6 MB).
+        self._pending: list[Event] = []
         self._reader: DataReader | BdatReader | None = None
         # session
         self._ehlo_name: str | None = None
@@ -241,7 +242,7 @@ class ServerConnection:
             if self._state is ERROR:
                 raise LocalProtocolError("next_event() called in state ERROR; send the 421 and close")
             if self._pending:
-                return self._emit(self._pending.popleft())
+                return self._emit(self._pending.pop(0))
             if self._state in _PAUSED_STATES:
                 return PAUSED
             if self._state is CLOSED:

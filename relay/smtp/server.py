@@ -34,7 +34,7 @@ import proto
 from .. import metrics
 from ..app import Runtime
 from ..config import Config, parse_listen
-from ..logging import bound, get_logger
+from ..logging import bind, get_logger
 from ..reload import Reloader
 from ..sampling import sample_certificate
 from .credentials import Authenticator
@@ -274,8 +274,10 @@ class SmtpServer:
             metrics.SMTP_ACTIVE.inc()
             try:
                 correlation_id = uuid.uuid4().hex[:16]
-                with bound(correlation_id=correlation_id, client_ip=ip):
-                    await self.run_session(stream, ip, correlation_id, implicit_tls)
+                # This task's own context (trio copies it per task): no context
+                # manager to keep alive for the whole session.
+                bind(correlation_id=correlation_id, client_ip=ip)
+                await self.run_session(stream, ip, correlation_id, implicit_tls)
             finally:
                 self._connections -= 1
                 self._per_ip.remove(ip)
