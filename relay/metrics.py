@@ -18,6 +18,7 @@ codes; database operation names taken from the code.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -139,8 +140,13 @@ _LOCALS = re.compile(r"\.<locals>")
 
 def operation_name(fn: Callable[..., Any]) -> str:
     """A bounded label for a database operation: the code's own name for it
-    (``MessageRepository.claim.take``)."""
-    return _LOCALS.sub("", getattr(fn, "__qualname__", type(fn).__name__))
+    (``MessageRepository.claim.take``). Called per crossing, so the name is cached."""
+    return _label(getattr(fn, "__qualname__", type(fn).__name__))
+
+
+@functools.lru_cache(maxsize=1024)
+def _label(qualname: str) -> str:
+    return _LOCALS.sub("", qualname)
 
 
 @contextmanager

@@ -212,17 +212,29 @@ def _remove_metrics_dir() -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def bind_reuse_port(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (not yet listening),
+    so sibling processes can share the port; an empty host is every IPv4 address.
+    Used by the supervisor (reserving port 0) and by the API's children."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host or "0.0.0.0", port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def reserve_port(listen: str) -> tuple[str, socket.socket | None]:
     """``listen`` with port 0 replaced by a port bound here (``SO_REUSEPORT``, not
     listening) and the socket that holds it; other addresses come back unchanged."""
     host, port = parse_listen(listen)
     if port != 0:
         return listen, None
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), 0))
+    sock = bind_reuse_port(host, 0)
     chosen = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     return f"{shown}:{chosen}", sock

@@ -26,6 +26,7 @@ from ..app import Runtime
 from ..config import parse_listen
 from ..logging import get_logger
 from ..reload import Reloader
+from ..supervisor import bind_reuse_port
 from .app import create_app
 from .app import reload as reload_app
 from .asgi import ConnectionGuard
@@ -72,21 +73,6 @@ def hypercorn_config(listen: str, *, shared: socket.socket | None = None) -> Hyp
     return config
 
 
-def _reuse_port_socket(listen: str) -> socket.socket:
-    """``listen`` bound with ``SO_REUSEPORT`` (hypercorn listens on it)."""
-    host, port = parse_listen(listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host or "0.0.0.0", port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def _bound(binds: list[str]) -> Bound:
     parts = urlsplit(binds[0])
     return Bound(host=parts.hostname or "", port=parts.port or 0)
@@ -109,7 +95,7 @@ async def serve_api(
     if reloader is not None:
         reloader.register("api", functools.partial(reload_app, quart_app))
     app = ConnectionGuard(quart_app)
-    shared = _reuse_port_socket(runtime.config.api.listen) if reuse_port else None
+    shared = bind_reuse_port(*parse_listen(runtime.config.api.listen)) if reuse_port else None
     config = hypercorn_config(runtime.config.api.listen, shared=shared)
 
     async def started(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:

@@ -202,3 +202,23 @@ async def test_api_processes_share_the_port_and_the_operator_key_is_announced_on
     assert sum("rk_admin_" in line for line in reader.seen) == 1
     started = [e for e in map(_event, reader.seen) if e and e.get("event") == "process started"]
     assert sorted(e["service"] for e in started) == ["api", "api", "smtp", "smtp"]
+
+
+async def test_children_of_a_killed_supervisor_stop_by_themselves(
+    database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL gives the supervisor no chance to pass SIGTERM on: each child notices it
+    was re-parented (within PARENT_CHECK_INTERVAL), drains and exits."""
+    env = _env(database_url, tmp_path, RELAY_SMTP__PROCESSES="2")
+    async with trio.open_nursery() as nursery:
+        process, reader = await start_relay(nursery, "smtp", env)
+        children = Children(reader)
+        with trio.fail_after(TIMEOUT):
+            await children.wait_for(ready=2)
+            nursery.start_soon(reader.rest)
+            pids = list(children.pids.values())
+            process.kill()
+            await process.wait()
+            while any(alive(pid) for pid in pids):
+                await trio.sleep(0.1)
+    assert any('"supervisor gone; shutting down"' in line for line in reader.seen)
