@@ -20,6 +20,8 @@ __all__ = [
     "AdminKey",
     "DeliveryLog",
     "DeliveryOutcome",
+    "Event",
+    "EventKind",
     "IpCredential",
     "Message",
     "MessageStatus",
@@ -27,6 +29,10 @@ __all__ = [
     "Provider",
     "ProviderType",
     "RoutingRule",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
 ]
 
 
@@ -190,3 +196,86 @@ class DeliveryLog:
     response: str
     duration_ms: int
     created_at: dt.datetime
+
+
+class EventKind(enum.StrEnum):
+    """What a webhook event reports (its ``type``)."""
+
+    #: Accepted over SMTP and committed (the 250 was or is about to be sent).
+    MESSAGE_QUEUED = "message.queued"
+    #: One provider attempt delivered the message (to some or all recipients).
+    MESSAGE_SENT = "message.sent"
+    #: An attempt failed temporarily; ``next_attempt_at`` says when the next one is.
+    MESSAGE_DEFERRED = "message.deferred"
+    #: Refused for good, or out of attempts; final.
+    MESSAGE_FAILED = "message.failed"
+    #: An address was put on the account's suppression list.
+    RECIPIENT_SUPPRESSED = "recipient.suppressed"
+    #: Sent only by the API's "send a test event" call, to that one endpoint.
+    WEBHOOK_TEST = "webhook.test"
+
+
+@attrs.frozen
+class Event:
+    """A webhook event as stored in the outbox.
+
+    ``body`` is the exact JSON text every endpoint receives and the signature covers;
+    it is built once (``relay.events``) so a redelivery sends the same octets.
+    """
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    kind: EventKind
+    body: str
+
+
+@attrs.frozen
+class WebhookEndpoint:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    url: str
+    #: The event kinds it wants.
+    events: tuple[EventKind, ...]
+    enabled: bool
+    description: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    #: The HMAC key; only the API's create and rotate answers ever show it.
+    secret: str = attrs.field(repr=False, default="")
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    #: Waiting for its first or next attempt (``next_attempt_at``).
+    PENDING = "pending"
+    #: The endpoint answered 2xx; final.
+    DELIVERED = "delivered"
+    #: Given up (a 4xx other than 408/429, or a day of failures); final.
+    FAILED = "failed"
+
+
+@attrs.frozen
+class WebhookAttempt:
+    attempt: int
+    #: None: no HTTP answer (refused, timed out, blocked by the address policy).
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class WebhookDelivery:
+    """One event for one endpoint, with every attempt made."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    kind: EventKind
+    body: str
+    status: WebhookDeliveryStatus
+    attempts: tuple[WebhookAttempt, ...]
+    next_attempt_at: dt.datetime
+    last_status: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime

@@ -31,6 +31,7 @@ from .messages import Change, Finish, MessageRepository
 from .providers import ProviderRepository
 from .query import Query
 from .rules import RoutingRuleRepository
+from .webhooks import DueDelivery, Settlement, WebhookRepository
 from .worker_state import WorkerStateRepository
 
 __all__ = [
@@ -41,12 +42,14 @@ __all__ = [
     "Change",
     "Conflict",
     "DatabaseUnavailable",
+    "DueDelivery",
     "Finish",
     "InvalidReference",
     "KeyChanges",
     "NetworkOverlap",
     "PoolHealth",
     "Query",
+    "Settlement",
     "Storage",
     "StorageError",
     "TooManyCredentials",
@@ -91,6 +94,7 @@ class Storage:
         self.delivery_logs = DeliveryLogRepository(bridge)
         self.worker_state = WorkerStateRepository(bridge)
         self.limit_counts = LimitCountRepository(bridge)
+        self.webhooks = WebhookRepository(bridge)
 
     @overload
     async def run(self, a: Query[A], /, *, transaction: bool = ..., snapshot: bool = ...) -> tuple[A]: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
 
 from .. import models
@@ -107,4 +109,44 @@ def ip_credential(row: Any) -> models.IpCredential:
         network=row["network"],
         description=row["description"],
         created_at=row["created_at"],
+    )
+
+
+def webhook_endpoint(row: Any, *, with_secret: bool = False) -> models.WebhookEndpoint:
+    return models.WebhookEndpoint(
+        id=row["id"],
+        account_id=row["account_id"],
+        url=row["url"],
+        events=tuple(models.EventKind(e) for e in row["events"]),
+        enabled=row["enabled"],
+        description=row["description"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        secret=row["secret"] if with_secret else "",
+    )
+
+
+def webhook_delivery(row: Any) -> models.WebhookDelivery:
+    attempts = row["attempt_rows"]
+    if isinstance(attempts, str):  # json_agg arrives as text without a codec
+        attempts = json.loads(attempts)
+    return models.WebhookDelivery(
+        id=row["id"],
+        event_id=row["event_id"],
+        endpoint_id=row["endpoint_id"],
+        kind=models.EventKind(row["kind"]),
+        body=row["body"],
+        status=models.WebhookDeliveryStatus(row["status"]),
+        attempts=tuple(
+            models.WebhookAttempt(
+                attempt=a["attempt"], status_code=a["status_code"], error=a["error"],
+                duration_ms=a["duration_ms"], created_at=dt.datetime.fromisoformat(a["created_at"]),
+            )
+            for a in attempts
+        ),
+        next_attempt_at=row["next_attempt_at"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )

@@ -33,12 +33,13 @@ from typing import Any
 
 import attrs
 
-from .. import models
+from .. import events, models
 from . import _rows
 from ._bridge import Bridge
 from .batches import BatchWriter
 from .delivery_logs import AttemptLog, insert_attempt_logs
 from .query import Query
+from .webhooks import record_events
 
 _LIST_COLUMNS = """id, account_id, mail_from, rcpt_to, size, status, attempts,
     next_attempt_at, locked_until, locked_by, message_id, client_ip, tls,
@@ -58,6 +59,8 @@ class Finish:
     #: The claim's ``attempts`` (``Message.attempts`` as claimed): the verdict then
     #: applies only to that claim, never to a later one of the same message.
     attempt: int | None = None
+    #: Webhook events reporting this verdict; stored with it, and only if it applies.
+    events: tuple[models.Event, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         final = (models.MessageStatus.SENT, models.MessageStatus.DEFERRED, models.MessageStatus.FAILED)
@@ -250,7 +253,11 @@ class MessageRepository:
                        RETURNING m.id""",
                     worker_id, *columns,
                 )
-            return {row["id"] for row in rows}
+                done = {row["id"] for row in rows}
+                await record_events(
+                    conn, [e for r in results if r.message_id in done for e in r.events]
+                )
+            return done
 
         applied = await self._bridge.run(write)
         return [r.message_id in applied for r in results]
@@ -463,7 +470,8 @@ class QueueSummary:
 
 
 async def _insert_messages(conn: Any, messages: Sequence[models.NewMessage]) -> None:
-    """Asyncio side: insert ``messages`` inside the caller's transaction."""
+    """Asyncio side: insert ``messages``, and their ``message.queued`` events, inside
+    the caller's transaction."""
     await conn.executemany(
         """INSERT INTO messages (id, account_id, mail_from, rcpt_to, raw, size,
                                  message_id, client_ip, tls, correlation_id)
@@ -474,6 +482,15 @@ async def _insert_messages(conn: Any, messages: Sequence[models.NewMessage]) -> 
             for m in messages
         ],
     )
+    now = dt.datetime.now(dt.UTC)
+    await record_events(conn, [
+        events.message_event(
+            models.EventKind.MESSAGE_QUEUED, message_id=m.id, account_id=m.account_id,
+            mail_from=m.mail_from, rcpt_to=m.rcpt_to, at=now, queued_at=now,
+            message_id_header=m.message_id, correlation_id=m.correlation_id,
+        )
+        for m in messages
+    ])
 
 
 def _storable(result: Finish) -> Finish:

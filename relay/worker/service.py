@@ -36,6 +36,7 @@ accepted it, or a crash before the verdict commits, sends that message again lat
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 import random
@@ -49,7 +50,7 @@ import attrs
 import httpx
 import trio
 
-from .. import metrics, models
+from .. import events, metrics, models
 from ..config import WorkerConfig
 from ..logging import bound, get_logger
 from ..models import DeliveryOutcome
@@ -318,8 +319,12 @@ class Worker:
                 metrics.PROVIDER_CIRCUIT.labels(str(attempt.provider_id)).set(
                     metrics.CIRCUIT_VALUES[str(self._breakers.state(attempt.provider_id))]
                 )
-        # Fence the verdict to this claim, so it can never land on a later one.
-        finish = attrs.evolve(outcome.finish, attempt=message.attempts)
+        # Fence the verdict to this claim, so it can never land on a later one; its
+        # webhook events are written with it, and only if it applies.
+        finish = attrs.evolve(
+            outcome.finish, attempt=message.attempts,
+            events=verdict_events(message, outcome.finish, self._now()),
+        )
         self._pending.append(attrs.evolve(outcome, finish=finish))
         self._have_pending.set()
 
@@ -534,6 +539,33 @@ class Worker:
             await self._storage.worker_state.save_health(changes)
         except StorageError as exc:
             log.warning("cannot record provider health", error=str(exc))
+
+
+def verdict_events(message: models.Message, finish: Finish, at: dt.datetime) -> tuple[models.Event, ...]:
+    """The webhook events a verdict reports: ``message.sent`` for each provider attempt
+    that delivered, then ``message.deferred`` or ``message.failed`` for the verdict."""
+    def event(kind: models.EventKind, log: AttemptLog | None, response: str | None,
+              next_attempt_at: dt.datetime | None = None) -> models.Event:
+        return events.message_event(
+            kind, message_id=message.id, account_id=message.account_id,
+            mail_from=message.mail_from, rcpt_to=message.rcpt_to, at=at,
+            queued_at=message.created_at, message_id_header=message.message_id,
+            correlation_id=message.correlation_id,
+            provider_id=log.provider_id if log else None,
+            provider_type=log.provider_type if log else None,
+            response=response, attempt=message.attempts, next_attempt_at=next_attempt_at,
+        )
+
+    found = [
+        event(models.EventKind.MESSAGE_SENT, log, log.response)
+        for log in finish.logs if log.outcome is DeliveryOutcome.DELIVERED
+    ]
+    last = finish.logs[-1] if finish.logs else None
+    if finish.status is models.MessageStatus.DEFERRED:
+        found.append(event(models.EventKind.MESSAGE_DEFERRED, last, finish.error, finish.next_attempt_at))
+    elif finish.status is models.MessageStatus.FAILED:
+        found.append(event(models.EventKind.MESSAGE_FAILED, last, finish.error))
+    return tuple(found)
 
 
 async def run_worker(
