@@ -195,6 +195,7 @@ async def serve(
                         functools.partial(run_worker, runtime, stop=shutdown)
                     )
                     reloader.register("worker", lambda new: worker.reload(new.worker))
+                    reloader.register("webhooks", lambda new: worker.webhooks.reload(new.webhooks))
                 log.info("relay ready", services=list(services))
                 task_status.started(Started(
                     runtime, shutdown, smtp=smtp_bound, worker=worker, api=api_bound,

@@ -34,6 +34,7 @@ __all__ = [
     "LoggingConfig",
     "SmtpConfig",
     "TlsConfig",
+    "WebhooksConfig",
     "WorkerConfig",
     "default_config_path",
     "load",
@@ -282,6 +283,29 @@ class WorkerConfig:
 
 
 @attrs.frozen
+class WebhooksConfig:
+    """Webhook delivery (by ``relay worker``) and the URLs endpoints may have."""
+
+    #: Allow ``http://`` endpoint URLs (development only: the events then travel in clear).
+    allow_http: bool = False
+    #: Allow endpoints on loopback, private, link-local and other non-public addresses.
+    allow_private_networks: bool = False
+    #: Requests in flight at once, overall and per endpoint.
+    concurrency: int = attrs.field(default=8, validator=_positive)
+    per_endpoint_concurrency: int = attrs.field(default=2, validator=_positive)
+    #: Seconds one request may take, connection included.
+    timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Seconds after an event was recorded when a delivery that keeps failing is given up.
+    max_age: float = attrs.field(default=24 * 3600.0, validator=_positive)
+    #: Delay after the first failure, doubled after each further one, up to backoff_max.
+    backoff_base: float = attrs.field(default=30.0, validator=_positive)
+    backoff_max: float = attrs.field(default=3600.0, validator=_positive)
+    poll_interval: float = attrs.field(default=1.0, validator=_positive)
+    #: Octets of a receiver's answer read (and kept in the attempt's record).
+    max_response_bytes: int = attrs.field(default=4096, validator=_positive)
+
+
+@attrs.frozen
 class TlsConfig:
     """Certificate and key for STARTTLS; empty means a self-signed pair under ``self_signed_dir``."""
 
@@ -350,6 +374,7 @@ class Config:
     smtp: SmtpConfig = SmtpConfig()
     api: ApiConfig = ApiConfig()
     worker: WorkerConfig = WorkerConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     tls: TlsConfig = TlsConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()

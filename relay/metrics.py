@@ -99,6 +99,11 @@ QUEUE_PROCESSING_SECONDS = Histogram(
 DELIVERY_ATTEMPTS = Counter(
     "delivery_attempts_total", "Attempts at a provider, by outcome.", ["provider_type", "outcome"]
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "webhook_attempts_total",
+    "Webhook requests, by result: delivered, retry (will be tried again) or failed (given up).",
+    ["result"],
+)
 PROVIDER_CIRCUIT = Gauge(
     "provider_circuit_state", "Circuit breaker per provider: 0 closed, 1 half open, 2 open.",
     ["provider"], multiprocess_mode="livemax",

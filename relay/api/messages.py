@@ -13,7 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from quart import Blueprint, Response, request
 
@@ -61,8 +61,18 @@ def attempt_json(log: models.DeliveryLog) -> dict[str, Any]:
     }
 
 
-def encode_cursor(message: models.Message) -> str:
-    raw = f"{message.created_at.isoformat()}|{message.id}".encode()
+class Paged(Protocol):
+    """A row of a newest-first listing: its cursor is (created_at, id)."""
+
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+def encode_cursor(row: Paged) -> str:
+    """The opaque cursor after ``row`` (used by every newest-first listing)."""
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

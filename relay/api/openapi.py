@@ -17,8 +17,8 @@ from typing import Any
 from quart import Blueprint, Response
 
 from ..config import Config
-from ..models import ProviderType
-from . import accounts, ip_credentials, messages, providers, routing_rules
+from ..models import ProviderType, WebhookDeliveryStatus
+from . import accounts, ip_credentials, messages, providers, routing_rules, webhooks
 from .context import json_response, state
 
 blueprint = Blueprint("openapi", __name__)
@@ -254,6 +254,122 @@ def _schemas() -> dict[str, Any]:
         }),
         "Health": _strict({"status": {"const": "ok"}}),
         "Ready": _strict({"status": {"const": "ready"}, "checks": checks}),
+        **_webhook_schemas(),
+    }
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    endpoint = {
+        "id": _ID,
+        "account_id": _ID,
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string", "enum": list(webhooks.KINDS)}},
+        "enabled": {"type": "boolean"},
+        "description": {"type": "string"},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+    }
+    attempt = _strict({
+        "attempt": {"type": "integer"},
+        "status_code": {"type": ["integer", "null"],
+                        "description": "null: no HTTP answer (refused, timed out, address not allowed)."},
+        "error": {"type": ["string", "null"]},
+        "duration_ms": {"type": "integer"},
+        "created_at": _TIME,
+    })
+    return {
+        "Webhook": _strict(endpoint, "An endpoint that receives the account's delivery events."),
+        "WebhookWithSecret": _strict({
+            **endpoint,
+            "secret": {"type": "string", "description": (
+                "The HMAC-SHA256 signing key, shown only now. Verify each request's"
+                " Relay-Webhook-Signature (v1=hex HMAC of '<Relay-Webhook-Timestamp>.<body>')."
+            )},
+        }),
+        "WebhookList": _strict({"items": {"type": "array", "items": _ref("Webhook"),
+                                          "description": "Oldest first."}}),
+        "WebhookCreate": webhooks.CREATE.schema(),
+        "WebhookPatch": webhooks.PATCH.schema(partial=True),
+        "WebhookTest": _strict({"event_id": _ID, "delivery_id": _ID}),
+        "WebhookDelivery": _strict({
+            "id": _ID,
+            "event_id": {**_ID, "description": "Also the Relay-Webhook-Id header: the idempotency key."},
+            "endpoint_id": _ID,
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": [str(s) for s in WebhookDeliveryStatus]},
+            "next_attempt_at": _nullable(_TIME),
+            "last_status": {"type": ["integer", "null"]},
+            "last_error": {"type": ["string", "null"]},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "body": {"type": "string", "description": "The exact JSON POSTed (and signed)."},
+            "attempts": {"type": "array", "items": attempt},
+        }),
+        "WebhookDeliveryPage": _strict({
+            "items": {"type": "array", "items": _ref("WebhookDelivery")},
+            "next_cursor": {"type": ["string", "null"]},
+        }),
+    }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    ids = [_path_id("id"), _path_id("webhook_id")]
+    base = f"{P}/accounts/{{id}}/webhooks"
+    return {
+        base: {
+            "post": _operation(
+                "createWebhook", "Add an endpoint for the account's delivery events",
+                _ok("201", "WebhookWithSecret", "The endpoint and its signing secret, shown once."),
+                body="WebhookCreate", params=[_path_id("id")], errors=("404", "409"),
+            ),
+            "get": _operation(
+                "listWebhooks", "List the account's webhook endpoints",
+                _ok("200", "WebhookList", "The endpoints (without secrets)."),
+                params=[_path_id("id")], errors=("404",),
+            ),
+        },
+        f"{base}/{{webhook_id}}": {
+            "get": _operation("getWebhook", "Get a webhook endpoint",
+                              _ok("200", "Webhook", "The endpoint."), params=ids, errors=("404",)),
+            "patch": _operation(
+                "updateWebhook", "Change an endpoint's URL, events, enabled flag or description",
+                _ok("200", "Webhook", "The endpoint."), body="WebhookPatch", params=ids,
+                errors=("404",),
+            ),
+            "delete": _operation(
+                "deleteWebhook", "Delete an endpoint and its pending deliveries",
+                _ok("204", None, "Deleted."), params=ids, errors=("404",),
+            ),
+        },
+        f"{base}/{{webhook_id}}/rotate-secret": {
+            "post": _operation(
+                "rotateWebhookSecret", "Replace the signing secret; attempts from now on use the new one",
+                _ok("200", "WebhookWithSecret", "The endpoint and its new secret, shown once."),
+                params=ids, errors=("404",),
+            ),
+        },
+        f"{base}/{{webhook_id}}/test": {
+            "post": _operation(
+                "testWebhook", "Queue a webhook.test event for this endpoint",
+                _ok("202", "WebhookTest", "Queued; follow it under deliveries."),
+                params=ids, errors=("404",),
+            ),
+        },
+        f"{base}/{{webhook_id}}/deliveries": {
+            "get": _operation(
+                "listWebhookDeliveries", "The endpoint's deliveries, newest first, with every attempt",
+                _ok("200", "WebhookDeliveryPage", "A page of deliveries."),
+                params=[
+                    *ids,
+                    _query("status", {"type": "string", "enum": [str(s) for s in WebhookDeliveryStatus]},
+                           "Only this status."),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": webhooks.MAX_PAGE},
+                           f"Page size, default {webhooks.DEFAULT_PAGE}."),
+                    _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+                ],
+                errors=("400", "404"),
+            ),
+        },
     }
 
 
@@ -497,6 +613,7 @@ def _paths() -> dict[str, Any]:
                 errors=("404", "409"),
             ),
         },
+        **_webhook_paths(),
         f"{P}/openapi.json": {
             "get": _operation(
                 "getOpenApi", "This document",

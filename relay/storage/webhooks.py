@@ -99,17 +99,28 @@ class WebhookRepository:
 
     def create(
         self, *, account_id: uuid.UUID, url: str, events: Sequence[models.EventKind],
-        secret: str, enabled: bool = True, description: str = "",
-    ) -> Query[models.WebhookEndpoint]:
-        async def insert(conn: Any) -> models.WebhookEndpoint:
-            row = await conn.fetchrow(
-                """INSERT INTO webhook_endpoints (id, account_id, url, events, enabled,
-                                                  secret, description)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-                uuid.uuid4(), account_id, url, [str(e) for e in events], enabled, secret,
-                description,
-            )
-            return _rows.webhook_endpoint(row, with_secret=True)
+        secret: str, enabled: bool = True, description: str = "", limit: int,
+    ) -> Query[models.WebhookEndpoint | None]:
+        """None when the account already has ``limit`` endpoints (checked under a lock
+        on the account row, so two concurrent creates cannot both pass)."""
+
+        async def insert(conn: Any) -> models.WebhookEndpoint | None:
+            async with conn.transaction():
+                count = await conn.fetchval(
+                    """SELECT count(*) FROM webhook_endpoints
+                       WHERE account_id = (SELECT id FROM accounts WHERE id = $1 FOR UPDATE)""",
+                    account_id,
+                )
+                if count >= limit:
+                    return None
+                row = await conn.fetchrow(
+                    """INSERT INTO webhook_endpoints (id, account_id, url, events, enabled,
+                                                      secret, description)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+                    uuid.uuid4(), account_id, url, [str(e) for e in events], enabled, secret,
+                    description,
+                )
+                return _rows.webhook_endpoint(row, with_secret=True)
 
         return Query(self._bridge, insert)
 
@@ -232,18 +243,33 @@ class WebhookRepository:
 
     # ------------------------------------------------------------ delivery (worker)
 
-    async def claim(self, *, limit: int, lease_seconds: float) -> list[DueDelivery]:
-        """Take up to ``limit`` due deliveries of enabled endpoints, oldest due first."""
+    async def claim(
+        self, *, limit: int, lease_seconds: float, busy: Sequence[uuid.UUID] = (),
+        per_endpoint: int = 2,
+    ) -> list[DueDelivery]:
+        """Take up to ``limit`` due deliveries of enabled endpoints, oldest due first,
+        at most ``per_endpoint`` of one endpoint and none of the ``busy`` ones (the
+        caller's endpoints already at their limit), so one endpoint with a backlog
+        cannot take every slot."""
 
         async def take(conn: Any) -> Any:
             return await conn.fetch(
-                """WITH due AS (
-                       SELECT d.id FROM webhook_deliveries d
+                """WITH candidates AS (
+                       SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
                        JOIN webhook_endpoints w ON w.id = d.endpoint_id
                        WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND w.enabled
+                         AND d.endpoint_id <> ALL($3::uuid[])
                        ORDER BY d.next_attempt_at
-                       LIMIT $1
+                       LIMIT $1 * 4
                        FOR UPDATE OF d SKIP LOCKED
+                   ), due AS (
+                       SELECT id FROM (
+                           SELECT id, next_attempt_at, row_number() OVER (
+                               PARTITION BY endpoint_id ORDER BY next_attempt_at) AS n
+                           FROM candidates) ranked
+                       WHERE n <= $4
+                       ORDER BY next_attempt_at
+                       LIMIT $1
                    ), taken AS (
                        UPDATE webhook_deliveries d
                        SET attempts = d.attempts + 1,
@@ -257,7 +283,7 @@ class WebhookRepository:
                    JOIN webhook_endpoints w ON w.id = taken.endpoint_id
                    JOIN webhook_events e ON e.id = taken.event_id
                    ORDER BY e.created_at""",
-                limit, float(lease_seconds),
+                limit, float(lease_seconds), list(busy), per_endpoint,
             )
 
         return [

@@ -44,6 +44,8 @@ async def run_once(storage: Storage, retention: dt.timedelta) -> tuple[int, int]
     try:
         reclaimed = await storage.messages.reclaim_expired()
         purged = await storage.messages.purge_finished(retention)
+        # Settled webhook events (and their attempts) follow the same retention.
+        purged += await storage.webhooks.purge(retention)
     except StorageError as exc:
         log.warning("housekeeping failed; retrying next round", error=str(exc))
         return 0, 0

@@ -62,6 +62,7 @@ from .housekeeping import housekeeping
 from .providers import Driver, Envelope, ProviderConfigError, Result, Verdict
 from .retry import Retry, RetryPolicy
 from .router import AccountRouting, Router
+from .webhooks import WebhookSender
 
 log = get_logger("relay.worker")
 
@@ -125,6 +126,8 @@ class Worker:
         self._progress = trio.Event()
         self._counts = {s: 0 for s in models.MessageStatus}
         self._breakers_read_at = -float("inf")
+        #: Set by ``run_worker``: the process's webhook delivery.
+        self.webhooks: WebhookSender | None = None
 
     # ------------------------------------------------------------ public
 
@@ -600,6 +603,8 @@ async def run_worker(
                                          max_idle=max(64, config.concurrency)),
         )
         worker = Worker(runtime.storage, config, context, worker_id=worker_id)
+        #: Webhook events go out beside mail, with their own client and limits.
+        worker.webhooks = WebhookSender(runtime.storage, runtime.config.webhooks)
         log.info("worker starting", worker_id=worker.worker_id)
         try:
             async with trio.open_nursery() as nursery:
@@ -613,6 +618,7 @@ async def run_worker(
                     await worker.run(stop=stop, task_status=task_status)
                     nursery.cancel_scope.cancel()
 
+                nursery.start_soon(worker.webhooks.run)
                 await nursery.start(deliver_then_stop)
                 task_status.started(worker)
         finally:

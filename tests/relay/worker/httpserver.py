@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -44,9 +45,13 @@ class HttpServer:
     requests: list[Request] = attrs.field(factory=list)
     answers: list[Answer] = attrs.field(factory=lambda: [Answer()])
     handler: Callable[[Request], Answer] | None = None
+    #: Serve HTTPS with this context (the URL is then https://localhost:port).
+    ssl_context: ssl.SSLContext | None = None
 
     @property
     def url(self) -> str:
+        if self.ssl_context is not None:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
 
     def answer(self, request: Request) -> Answer:
@@ -54,8 +59,10 @@ class HttpServer:
             return self.handler(request)
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: Any) -> None:
         conn = h11.Connection(h11.SERVER)
+        if self.ssl_context is not None:
+            stream = trio.SSLStream(stream, self.ssl_context, server_side=True)
         try:
             while True:
                 head = None
@@ -95,7 +102,8 @@ class HttpServer:
                 if conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()
-        except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
+                h11.LocalProtocolError):
             return
         finally:
             await trio.aclose_forcefully(stream)

@@ -1,0 +1,231 @@
+"""``/api/v1/accounts/{id}/webhooks``: where an account's delivery events are POSTed.
+
+An account key manages its own account's endpoints (another account's id is 404, as
+everywhere); an operator manages every account's. The signing secret is generated
+here and shown twice only: in the answer to the create and to a rotation. Every
+other answer leaves it out, and nothing logs it.
+
+A URL must satisfy ``relay.webhooks.UrlPolicy`` (``https``, no literal private
+address) when it is stored; the worker checks the addresses the name resolves to
+again at every delivery. Each delivery and its attempts (status code, error,
+duration) are listed under ``…/webhooks/{webhook_id}/deliveries``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+import uuid
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from .. import events, models, webhooks
+from .context import json_response, no_content, read_body, state, storage
+from .ip_credentials import visible
+from .messages import decode_cursor, encode_cursor
+from .problems import Problem, not_found
+from .validation import Boolean, Custom, Enum, Field, Invalid, ListOf, Object, String, parse_query
+
+blueprint = Blueprint("webhooks", __name__)
+
+#: Endpoints one account may have: a few receivers per application.
+MAX_PER_ACCOUNT = 20
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+#: Kinds an endpoint may subscribe to (``webhook.test`` is sent only on request).
+KINDS = tuple(str(k) for k in models.EventKind if k is not models.EventKind.WEBHOOK_TEST)
+URL_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "maxLength": 2048,
+    "description": (
+        "https:// URL the events are POSTed to (http:// only with webhooks.allow_http);"
+        " no loopback, private or link-local address unless webhooks.allow_private_networks."
+    ),
+}
+
+
+def _url(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > URL_SCHEMA["maxLength"]:
+        raise Invalid(path, "expected an https:// URL of at most 2048 characters")
+    # ``Custom`` skips ``String``'s checks: a NUL reached PostgreSQL (a 500), and
+    # whitespace or control characters (which urlsplit silently drops) were stored as sent.
+    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
+        raise Invalid(path, "must not contain spaces or control characters; percent-encode them")
+    config = state().runtime.config.webhooks
+    try:
+        return webhooks.UrlPolicy(config.allow_http, config.allow_private_networks).check_url(value)
+    except webhooks.InvalidUrl as exc:
+        raise Invalid(path, str(exc)) from None
+
+
+_FIELDS = {
+    "url": Field(Custom(_url, URL_SCHEMA), required=True),
+    "events": Field(
+        ListOf(Enum(KINDS), len(KINDS), description="The event kinds to receive (at least one)."),
+        required=True,
+    ),
+    "enabled": Field(Boolean(), default=True),
+    "description": Field(String(200, min_length=0, description="What it is, for people."), default=""),
+}
+CREATE = Object(_FIELDS)
+PATCH = Object(_FIELDS)
+
+
+def to_json(endpoint: models.WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.id,
+        "account_id": endpoint.account_id,
+        "url": endpoint.url,
+        "events": [str(e) for e in endpoint.events],
+        "enabled": endpoint.enabled,
+        "description": endpoint.description,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+    }
+
+
+def _with_secret(endpoint: models.WebhookEndpoint) -> dict[str, Any]:
+    return {**to_json(endpoint), "secret": endpoint.secret}
+
+
+def delivery_json(delivery: models.WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "endpoint_id": delivery.endpoint_id,
+        "type": str(delivery.kind),
+        "status": str(delivery.status),
+        "next_attempt_at": (
+            delivery.next_attempt_at if delivery.status is models.WebhookDeliveryStatus.PENDING else None
+        ),
+        "last_status": delivery.last_status,
+        "last_error": delivery.last_error,
+        "created_at": delivery.created_at,
+        "updated_at": delivery.updated_at,
+        "body": delivery.body,
+        "attempts": [
+            {
+                "attempt": a.attempt, "status_code": a.status_code, "error": a.error,
+                "duration_ms": a.duration_ms, "created_at": a.created_at,
+            }
+            for a in delivery.attempts
+        ],
+    }
+
+
+def _events(fields: dict[str, Any]) -> tuple[models.EventKind, ...]:
+    kinds = tuple(models.EventKind(k) for k in fields["events"])
+    if not kinds:
+        raise Invalid("events", "name at least one event kind: " + ", ".join(KINDS))
+    return kinds
+
+
+def _location(endpoint: models.WebhookEndpoint) -> dict[str, str]:
+    return {"Location": f"/api/v1/accounts/{endpoint.account_id}/webhooks/{endpoint.id}"}
+
+
+@blueprint.post("/accounts/<uuid:account_id>/webhooks")
+async def create(account_id: uuid.UUID) -> Response:
+    await visible(account_id)
+    fields = await read_body(CREATE)
+    endpoint = await storage().webhooks.create(
+        account_id=account_id, url=fields["url"], events=_events(fields),
+        secret=webhooks.new_secret(), enabled=fields["enabled"],
+        description=fields["description"], limit=MAX_PER_ACCOUNT,
+    )
+    if endpoint is None:
+        raise Problem(
+            409, f"this account has {MAX_PER_ACCOUNT} webhook endpoints, the most allowed;"
+            " delete one, or subscribe an existing one to more events", kind="conflict",
+        )
+    return json_response(_with_secret(endpoint), 201, _location(endpoint))
+
+
+@blueprint.get("/accounts/<uuid:account_id>/webhooks")
+async def list_endpoints(account_id: uuid.UUID) -> Response:
+    await visible(account_id)
+    items = await storage().webhooks.list(account_id=account_id)
+    return json_response({"items": [to_json(e) for e in items]})
+
+
+async def _endpoint(account_id: uuid.UUID, webhook_id: uuid.UUID) -> models.WebhookEndpoint:
+    await visible(account_id)
+    endpoint = await storage().webhooks.get(webhook_id, account_id=account_id)
+    if endpoint is None:
+        raise not_found("webhook endpoint")
+    return endpoint
+
+
+@blueprint.get("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>")
+async def get(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
+    return json_response(to_json(await _endpoint(account_id, webhook_id)))
+
+
+@blueprint.patch("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>")
+async def patch(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
+    current = await _endpoint(account_id, webhook_id)
+    fields = await read_body(PATCH, partial=True)
+    kinds = _events(fields) if "events" in fields else current.events
+    endpoint = await storage().webhooks.update(
+        webhook_id, account_id=account_id, url=fields.get("url", current.url), events=kinds,
+        enabled=fields.get("enabled", current.enabled),
+        description=fields.get("description", current.description),
+    )
+    if endpoint is None:
+        raise not_found("webhook endpoint")
+    return json_response(to_json(endpoint))
+
+
+@blueprint.delete("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>")
+async def delete(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
+    await visible(account_id)
+    if not await storage().webhooks.delete(webhook_id, account_id=account_id):
+        raise not_found("webhook endpoint")
+    return no_content()
+
+
+@blueprint.post("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/rotate-secret")
+async def rotate_secret(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
+    await visible(account_id)
+    endpoint = await storage().webhooks.rotate_secret(
+        webhook_id, account_id=account_id, secret=webhooks.new_secret()
+    )
+    if endpoint is None:
+        raise not_found("webhook endpoint")
+    return json_response(_with_secret(endpoint))
+
+
+@blueprint.post("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/test")
+async def send_test(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
+    """Queue a ``webhook.test`` event for this endpoint; the worker delivers it like
+    any other (watch it under ``deliveries``)."""
+    endpoint = await _endpoint(account_id, webhook_id)
+    event = events.test_event(account_id, endpoint.id, at=dt.datetime.now(dt.UTC))
+    delivery_id = await storage().webhooks.send_test(endpoint, event)
+    return json_response({"event_id": event.id, "delivery_id": delivery_id}, 202)
+
+
+@blueprint.get("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/deliveries")
+async def list_deliveries(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
+    query = parse_query(request.args, ("status", "limit", "cursor"))
+    await _endpoint(account_id, webhook_id)
+    status = None
+    if "status" in query:
+        choices = [str(s) for s in models.WebhookDeliveryStatus]
+        if query["status"] not in choices:
+            raise Invalid("status", f"must be one of {', '.join(choices)}", status=400)
+        status = models.WebhookDeliveryStatus(query["status"])
+    limit = DEFAULT_PAGE
+    if "limit" in query:
+        text = query["limit"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+            raise Invalid("limit", f"expected a whole number from 1 to {MAX_PAGE}", status=400)
+        limit = int(text)
+    before = decode_cursor(query["cursor"]) if "cursor" in query else None
+    found = await storage().webhooks.deliveries(
+        webhook_id, account_id=account_id, status=status, before=before, limit=limit + 1,
+    )
+    page = found[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(found) > limit else None
+    return json_response({"items": [delivery_json(d) for d in page], "next_cursor": next_cursor})
