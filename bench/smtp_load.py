@@ -291,7 +291,18 @@ def spawn(
          "--email", "bench@bench.test", "--allowed-domain", "bench.test", "--password-stdin"],
         env=env, input=b"bench-password\n", check=True, capture_output=True,
     )
-    json.loads(created.stdout)
+    account = json.loads(created.stdout)
+    if getattr(args, "webhook", False):
+        import uuid
+
+        import psycopg2  # yoyo's driver; the endpoint is never called (no worker runs)
+
+        with psycopg2.connect(url) as db, db.cursor() as cur:
+            cur.execute(
+                "INSERT INTO webhook_endpoints (id, account_id, url, events, secret)"
+                " VALUES (%s, %s, 'https://hooks.bench.test/', ARRAY['message.queued'], 'whsec_bench')",
+                (str(uuid.uuid4()), account["id"]),
+            )
     args.user, args.password = "bench@bench.test", "bench-password"
     proc = subprocess.Popen([sys.executable, "-m", "relay", "smtp"], env=env,
                             stderr=open(workdir / "relay.log", "wb"))
@@ -325,6 +336,9 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument("--server-pid", type=int, default=0)
     parser.add_argument("--spawn", action="store_true", help="start a throwaway relay + database")
+    parser.add_argument("--webhook", action="store_true",
+                        help="with --spawn: give the bench account a webhook endpoint subscribed to"
+                             " message.queued, so every accepted message also writes its event")
     args = parser.parse_args()
 
     proc = None

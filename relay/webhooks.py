@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import socket
 import time
 from urllib.parse import urlsplit
 
@@ -94,6 +95,22 @@ def _blocked(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return not address.is_global or address.is_multicast
 
 
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host name spells, in any form the resolver accepts as one
+    (``10.0.0.1.``, ``127.1``, ``2130706433``, ``0x7f.1``), else None."""
+    host = host.rstrip(".")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if host and all(c in "0123456789abcdefxABCDEFX." for c in host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 @attrs.frozen
 class UrlPolicy:
     allow_http: bool = False
@@ -125,11 +142,9 @@ class UrlPolicy:
             raise InvalidUrl("must not have a #fragment")
         if port == 0:
             raise InvalidUrl("port 0 is not a port")
-        try:
-            literal = ipaddress.ip_address(parts.hostname)
-        except ValueError:
-            return url
-        self.check_address(literal)
+        literal = _literal_address(parts.hostname)
+        if literal is not None:
+            self.check_address(literal)
         return url
 
     def check_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:

@@ -35,6 +35,7 @@ from .validation import (
     Password,
     String,
     Uuid,
+    page_size,
     parse_query,
 )
 
@@ -153,7 +154,7 @@ async def create() -> Response:
 async def list_accounts() -> Response:
     context.require_operator("list accounts")
     query = parse_query(request.args, ("limit", "after"))
-    limit = _page_size(query.get("limit"))
+    limit = page_size(query.get("limit"), default=100, maximum=MAX_PAGE)
     after = None
     if "after" in query:
         try:
@@ -164,14 +165,6 @@ async def list_accounts() -> Response:
     page = accounts[:limit]
     next_after = str(page[-1].id) if len(accounts) > limit else None
     return json_response({"items": [to_json(a) for a in page], "next_after": next_after})
-
-
-def _page_size(text: str | None, default: int = 100, maximum: int = MAX_PAGE) -> int:
-    if text is None:
-        return default
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
-        raise Invalid("limit", f"expected a whole number from 1 to {maximum}", status=400)
-    return int(text)
 
 
 @blueprint.get("/accounts/<uuid:account_id>")

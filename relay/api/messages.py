@@ -21,7 +21,7 @@ from .. import models
 from ..storage import Change
 from .context import json_response, listing_scope, no_content, scope, storage
 from .problems import Problem, not_found
-from .validation import Invalid, parse_query, parse_timestamp
+from .validation import Invalid, page_size, parse_query, parse_timestamp
 
 blueprint = Blueprint("messages", __name__)
 
@@ -104,12 +104,7 @@ async def list_messages() -> Response:
         status = models.MessageStatus(query["status"])
     since = parse_timestamp(query["since"], "since") if "since" in query else None
     until = parse_timestamp(query["until"], "until") if "until" in query else None
-    limit = DEFAULT_PAGE
-    if "limit" in query:
-        text = query["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-            raise Invalid("limit", f"expected a whole number from 1 to {MAX_PAGE}", status=400)
-        limit = int(text)
+    limit = page_size(query.get("limit"), default=DEFAULT_PAGE, maximum=MAX_PAGE)
     before = decode_cursor(query["cursor"]) if "cursor" in query else None
     listing = listing_scope(query)
     if listing.empty:

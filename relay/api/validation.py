@@ -455,6 +455,15 @@ def parse_query(args: Any, allowed: tuple[str, ...]) -> dict[str, str]:
     return result
 
 
+def page_size(text: str | None, *, default: int, maximum: int) -> int:
+    """The ``limit`` query parameter of a listing. Raises: Invalid (400)."""
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise Invalid("limit", f"expected a whole number from 1 to {maximum}", status=400)
+    return int(text)
+
+
 def query_uuid(text: str, name: str) -> uuid.UUID:
     """Raises: Invalid (400) naming the query parameter."""
     try:

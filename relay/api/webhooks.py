@@ -25,7 +25,18 @@ from .context import json_response, no_content, read_body, state, storage
 from .ip_credentials import visible
 from .messages import decode_cursor, encode_cursor
 from .problems import Problem, not_found
-from .validation import Boolean, Custom, Enum, Field, Invalid, ListOf, Object, String, parse_query
+from .validation import (
+    Boolean,
+    Custom,
+    Enum,
+    Field,
+    Invalid,
+    ListOf,
+    Object,
+    String,
+    page_size,
+    parse_query,
+)
 
 blueprint = Blueprint("webhooks", __name__)
 
@@ -216,12 +227,7 @@ async def list_deliveries(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Respo
         if query["status"] not in choices:
             raise Invalid("status", f"must be one of {', '.join(choices)}", status=400)
         status = models.WebhookDeliveryStatus(query["status"])
-    limit = DEFAULT_PAGE
-    if "limit" in query:
-        text = query["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-            raise Invalid("limit", f"expected a whole number from 1 to {MAX_PAGE}", status=400)
-        limit = int(text)
+    limit = page_size(query.get("limit"), default=DEFAULT_PAGE, maximum=MAX_PAGE)
     before = decode_cursor(query["cursor"]) if "cursor" in query else None
     found = await storage().webhooks.deliveries(
         webhook_id, account_id=account_id, status=status, before=before, limit=limit + 1,

@@ -124,17 +124,6 @@ class WebhookRepository:
 
         return Query(self._bridge, insert)
 
-    def list(self, *, account_id: uuid.UUID) -> Query[list[models.WebhookEndpoint]]:
-        async def fetch(conn: Any) -> list[models.WebhookEndpoint]:
-            rows = await conn.fetch(
-                f"""SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints
-                    WHERE account_id = $1 ORDER BY created_at, id""",
-                account_id,
-            )
-            return [_rows.webhook_endpoint(r) for r in rows]
-
-        return Query(self._bridge, fetch)
-
     def get(
         self, endpoint_id: uuid.UUID, *, account_id: uuid.UUID
     ) -> Query[models.WebhookEndpoint | None]:
@@ -344,6 +333,18 @@ class WebhookRepository:
 
         return int(await self._bridge.run(purge))
 
+
+    # Last in the class: below it, ``list`` in an annotation would name this method.
+    def list(self, *, account_id: uuid.UUID) -> Query[list[models.WebhookEndpoint]]:
+        async def fetch(conn: Any) -> list[models.WebhookEndpoint]:
+            rows = await conn.fetch(
+                f"""SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints
+                    WHERE account_id = $1 ORDER BY created_at, id""",
+                account_id,
+            )
+            return [_rows.webhook_endpoint(r) for r in rows]
+
+        return Query(self._bridge, fetch)
 
 def _text(value: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL, and a receiver's words may contain one."""
