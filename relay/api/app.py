@@ -47,7 +47,7 @@ from .auth import Caller, authenticate
 from .context import EXTENSION, ApiState, json_response, state
 from .keycache import KeyCache
 from .problems import Problem
-from .ratelimit import RateLimiter, client_key
+from .ratelimit import TokenBuckets, client_key
 
 log = get_logger("relay.api")
 
@@ -80,8 +80,8 @@ def create_app(runtime: Runtime) -> QuartTrio:
     )
     app.extensions[EXTENSION] = ApiState(
         runtime=runtime,
-        limiter=RateLimiter(api.rate_limit_per_minute, trio.current_time),
-        auth_failures=RateLimiter(api.auth_failures_per_minute, trio.current_time),
+        limiter=TokenBuckets(api.rate_limit_per_minute, trio.current_time),
+        auth_failures=TokenBuckets(api.auth_failures_per_minute, trio.current_time),
         keys=KeyCache(
             runtime.storage.key_changes, ttl=api.key_cache_ttl,
             max_entries=api.key_cache_size, clock=trio.current_time,

@@ -17,11 +17,11 @@ import attrs
 from quart import Response, current_app, g, request
 
 from ..app import Runtime
+from ..limiting import TokenBuckets
 from ..storage import Storage
 from .auth import Caller
 from .keycache import KeyCache
 from .problems import Problem
-from .ratelimit import RateLimiter
 from .validation import Invalid, Object, decode_json, query_uuid
 
 EXTENSION = "relay"
@@ -31,10 +31,10 @@ EXTENSION = "relay"
 class ApiState:
     runtime: Runtime
     #: Requests per key (``api.rate_limit_per_minute``), keyed by the key's hash.
-    limiter: RateLimiter
+    limiter: TokenBuckets
     #: Failed authentications per client (``api.auth_failures_per_minute``), keyed by
     #: ``ratelimit.client_key``.
-    auth_failures: RateLimiter
+    auth_failures: TokenBuckets
     #: Verified keys (``api.key_cache_ttl``), invalidated through ``storage.key_changes``.
     keys: KeyCache
     #: The OpenAPI document, built once per app.

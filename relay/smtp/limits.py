@@ -1,7 +1,8 @@
 """The SMTP server's counters and budgets, each one object with one job.
 
 All of them read ``trio.current_time()``, so tests drive them with trio's
-``MockClock`` instead of sleeping. Each counts its own process exactly and, given a
+``MockClock`` instead of sleeping; the counting windows are ``relay.limiting``'s,
+bounded like every limiter's. Each counts its own process exactly and, given a
 ``SharedCounts``, adds what the deployment's other processes counted
 (``relay.smtp.shared_limits``), so a limit holds across processes; the memory budget
 stays per process (it bounds this process's memory).
@@ -9,13 +10,13 @@ stays per process (it bounds this process's memory).
 
 from __future__ import annotations
 
-import collections
 import ipaddress
 from collections.abc import Iterable
 
 import attrs
 import trio
 
+from ..limiting import SlidingWindow
 from .shared_limits import SharedCounts
 
 
@@ -35,52 +36,6 @@ class TrustedNetworks:
         return any(address in network for network in self._networks)
 
 
-class SlidingWindow:
-    """Counts events per key within the last ``window`` seconds.
-
-    Memory is bounded by the events inside the window: old timestamps are dropped on
-    every touch of a key, and at most once per window every key whose events have all
-    expired is forgotten — so 5,000 addresses seen once leave nothing behind a window
-    later, touched again or not.
-    """
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self._events: dict[object, collections.deque[tuple[float, int]]] = {}
-        self._last_sweep = _now()
-
-    def _prune(self, key: object) -> collections.deque[tuple[float, int]]:
-        now = _now()
-        if now - self._last_sweep >= self.window:
-            self._sweep(now)
-        events = self._events.get(key)
-        if events is None:
-            events = self._events[key] = collections.deque()
-        horizon = now - self.window
-        while events and events[0][0] <= horizon:
-            events.popleft()
-        return events
-
-    def _sweep(self, now: float) -> None:
-        self._last_sweep = now
-        horizon = now - self.window
-        for key in [k for k, events in self._events.items() if not events or events[-1][0] <= horizon]:
-            del self._events[key]
-
-    def count(self, key: object) -> int:
-        events = self._prune(key)
-        total = sum(n for _, n in events)
-        if not events:
-            del self._events[key]
-        return total
-
-    def add(self, key: object, n: int = 1) -> None:
-        self._prune(key).append((_now(), n))
-
-    def __len__(self) -> int:
-        return len(self._events)
-
-
 class ConnectionRateLimiter:
     """``smtp.ip_connection_rate`` new connections per minute per IP."""
 
@@ -89,7 +44,7 @@ class ConnectionRateLimiter:
     ) -> None:
         self._limit = per_minute
         self._trusted = trusted
-        self._window = SlidingWindow(60.0)
+        self._window = SlidingWindow(60.0, _now)
         self._shared = shared or SharedCounts({})
 
     def reconfigure(self, per_minute: int, trusted: TrustedNetworks) -> None:
@@ -160,7 +115,7 @@ class AuthFailureTracker:
         self, limit: int, window: float, block_time: float, shared: SharedCounts | None = None
     ) -> None:
         self._limit = limit
-        self._window = SlidingWindow(window)
+        self._window = SlidingWindow(window, _now)
         self._block_time = block_time
         self._blocked_until: dict[str, float] = {}
         self._shared = shared or SharedCounts({})
@@ -232,8 +187,8 @@ class AccountLimits:
     """Messages per minute and recipients per hour per account (0 = unlimited)."""
 
     def __init__(self, shared: SharedCounts | None = None) -> None:
-        self._messages = SlidingWindow(60.0)
-        self._recipients = SlidingWindow(3600.0)
+        self._messages = SlidingWindow(60.0, _now)
+        self._recipients = SlidingWindow(3600.0, _now)
         self._shared = shared or SharedCounts({})
 
     def may_send_message(self, account_id: object, per_minute: int) -> bool:

@@ -144,7 +144,7 @@ class SmtpServer:
         self._refused_per_ip = 0
         self._refusing = 0
         self._faults = 0
-        self._refusals_logged = SlidingWindow(60.0)
+        self._refusals_logged = SlidingWindow(60.0, trio.current_time)
         #: Set once shutdown has begun: a session that starts later (its implicit-TLS
         #: handshake was in progress) is drained from its start.
         self._draining = False

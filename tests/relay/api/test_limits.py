@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.api.ratelimit import RateLimiter
 from relay.config import Config
+from relay.limiting import TokenBuckets
 
 from .conftest import Api, Tenant, api_config
 
@@ -80,7 +80,7 @@ async def test_cors_preflight_and_headers(api: Api, tenant: Tenant) -> None:
 
 def test_limiter_refills_over_time() -> None:
     now = [0.0]
-    limiter = RateLimiter(60, lambda: now[0])
+    limiter = TokenBuckets(60, lambda: now[0])
     assert all(limiter.take("k").allowed for _ in range(60))
     decision = limiter.take("k")
     assert not decision.allowed and decision.retry_after == 1
@@ -93,7 +93,7 @@ def test_limiter_refills_over_time() -> None:
 
 def test_limiter_forgets_idle_keys_and_is_bounded() -> None:
     now = [0.0]
-    limiter = RateLimiter(10, lambda: now[0], max_keys=100)
+    limiter = TokenBuckets(10, lambda: now[0], max_keys=100)
     for i in range(1000):
         limiter.take(i)
     assert limiter.statistics().keys == 100
@@ -104,7 +104,7 @@ def test_limiter_forgets_idle_keys_and_is_bounded() -> None:
 
 def test_limiter_retry_after_rounds_up() -> None:
     now = [0.0]
-    limiter = RateLimiter(1, lambda: now[0])
+    limiter = TokenBuckets(1, lambda: now[0])
     assert limiter.take("k").allowed
     assert limiter.take("k").retry_after == 60
     now[0] += 59.5
@@ -113,7 +113,7 @@ def test_limiter_retry_after_rounds_up() -> None:
 
 def test_limiter_refund_gives_back_a_token_never_more() -> None:
     now = [0.0]
-    limiter = RateLimiter(2, lambda: now[0])
+    limiter = TokenBuckets(2, lambda: now[0])
     assert limiter.take("k").allowed
     limiter.refund("k")
     assert limiter.take("k").allowed and limiter.take("k").allowed

@@ -243,9 +243,9 @@ async def test_a_sliding_window_forgets_keys_nobody_touches_again(
 ) -> None:
     """5,000 addresses seen once leave nothing behind once their window has passed,
     even though none of them is looked at again."""
-    from relay.smtp.limits import SlidingWindow
+    from relay.limiting import SlidingWindow
 
-    window = SlidingWindow(60.0)
+    window = SlidingWindow(60.0, trio.current_time)
     for n in range(5000):
         window.add(f"192.0.2.{n}")
     assert len(window) == 5000
@@ -253,3 +253,18 @@ async def test_a_sliding_window_forgets_keys_nobody_touches_again(
     window.add("198.51.100.1")  # any touch after the window sweeps the expired keys
     assert len(window) == 1
     assert window.count("198.51.100.1") == 1
+
+
+def test_every_limiter_holds_at_most_max_keys() -> None:
+    """A client choosing fresh keys (addresses, API keys) cannot grow a limiter past
+    its cap, whichever algorithm it is; the oldest key goes first (erring towards allowing)."""
+    from relay.limiting import SlidingWindow, TokenBuckets
+
+    now = [0.0]
+    window = SlidingWindow(60.0, lambda: now[0], max_keys=100)
+    buckets = TokenBuckets(10, lambda: now[0], max_keys=100)
+    for n in range(1000):
+        window.add(f"k{n}")
+        buckets.take(f"k{n}")
+    assert len(window) == 100 and buckets.statistics().keys == 100
+    assert window.count("k999") == 1 and window.count("k0") == 0
