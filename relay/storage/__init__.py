@@ -23,6 +23,7 @@ from .accounts import AccountRepository
 from .admin_keys import AdminKeyRepository
 from .batches import BatchStatistics, BatchWriter
 from .delivery_logs import AttemptLog, DeliveryLogRepository
+from .dkim_keys import DkimKeyRepository, SelectorTaken, TooManyDkimKeys
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
 from .ip_credentials import IpCredentialRepository, NetworkOverlap, TooManyCredentials
 from .key_changes import KeyChanges
@@ -47,9 +48,11 @@ __all__ = [
     "NetworkOverlap",
     "PoolHealth",
     "Query",
+    "SelectorTaken",
     "Storage",
     "StorageError",
     "TooManyCredentials",
+    "TooManyDkimKeys",
     "open_storage",
 ]
 
@@ -87,6 +90,7 @@ class Storage:
         self.providers = ProviderRepository(bridge)
         self.rules = RoutingRuleRepository(bridge)
         self.ip_credentials = IpCredentialRepository(bridge)
+        self.dkim_keys = DkimKeyRepository(bridge)
         self.messages = MessageRepository(bridge)
         self.delivery_logs = DeliveryLogRepository(bridge)
         self.worker_state = WorkerStateRepository(bridge)
