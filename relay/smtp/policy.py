@@ -417,8 +417,9 @@ class SubmissionPolicy:
     async def _dkim_sign(
         self, account: models.Account, prepared: Prepared
     ) -> bytes | proto.Reply:
-        """The message with its ``DKIM-Signature:`` fields in front; unchanged when its
-        ``From:`` has no single domain with enabled keys; or the reply refusing it.
+        """The message with its ``DKIM-Signature:`` fields in front (and its lines over
+        998 octets cut, as the SMTP provider would cut them after signing); unchanged
+        when its ``From:`` has no single domain with enabled keys; or the reply refusing it.
 
         Signing needs ``SIGNING_COPIES`` times the message for a moment (dkimpy's
         copies); that is reserved from the budget first, 452 4.3.1 when it cannot be.
@@ -439,14 +440,13 @@ class SubmissionPolicy:
             log.warning("message refused", reason="memory budget exhausted (DKIM signing)")
             return NO_MEMORY
         try:
-            fields = await signer.sign(prepared.raw, keys)
+            return await signer.sign(prepared.raw, keys)
         except dkim.UnsignableMessage as exc:
             log.info("message refused", account_id=str(account.id), reason=str(exc))
             return UNSIGNABLE
         except dkim.SigningFailed as exc:
             log.error("message not signed", account_id=str(account.id), error=str(exc))
             return SIGN_FAILED
-        return fields + prepared.raw
 
 
 _JUNK_REASONS = frozenset({"VRFY", "HELP"})
