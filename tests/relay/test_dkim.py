@@ -271,3 +271,24 @@ def test_long_lines_are_cut_as_the_smtp_provider_cuts_them(message: bytes) -> No
         return
     assert LineSplitter(dkim.MAX_LINE).feed(signed) == signed
     assert dkimpy.verify(signed, dnsfunc=dns_for(record))
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_kek_setting_is_validated_and_never_shown() -> None:
+    from relay.config import ConfigError, load, redacted
+
+    good = base64.b64encode(os.urandom(32)).decode()
+    config = load(None, environ={"RELAY_DKIM__KEY_ENCRYPTION_KEY": good})
+    assert config.dkim.key_encryption_key == good
+    assert good not in repr(config)
+    assert redacted(config)["dkim"]["key_encryption_key"] == "***"
+    assert redacted(load(None, environ={}))["dkim"]["key_encryption_key"] == ""
+
+    bad = base64.b64encode(os.urandom(31)).decode()
+    with pytest.raises(ConfigError) as info:
+        load(None, environ={"RELAY_DKIM__KEY_ENCRYPTION_KEY": bad})
+    message = str(info.value)
+    assert message.startswith("dkim.key_encryption_key: must be the base64 of 32 random octets")
+    assert "os.urandom(32)" in message and bad not in message
