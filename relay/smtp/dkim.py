@@ -97,7 +97,7 @@ class DkimSigner:
         if flight is not None:
             await flight.done.wait()
             if flight.error is not None:
-                raise flight.error
+                raise KeysUnavailable(str(flight.error))
             if flight.entry is not None:
                 return flight.entry
             # The loading task was cancelled: load ourselves.

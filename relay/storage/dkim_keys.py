@@ -92,6 +92,20 @@ class DkimKeyRepository:
 
         return Query(self._bridge, fetch)
 
+    async def enabled_for_account(self, account_id: uuid.UUID) -> list[models.DkimKey]:
+        """Every enabled key of the account, all domains, oldest first: what the SMTP
+        side caches (one indexed query per account per cache period)."""
+
+        async def fetch(conn: Any) -> list[models.DkimKey]:
+            rows = await conn.fetch(
+                """SELECT * FROM dkim_keys WHERE account_id = $1 AND enabled
+                   ORDER BY created_at, id""",
+                account_id,
+            )
+            return [_rows.dkim_key(r) for r in rows]
+
+        return await self._bridge.run(fetch)
+
     def list(self, *, account_id: uuid.UUID | None = None) -> Query[list[models.DkimKey]]:
         """Keys oldest first (all accounts' when ``account_id`` is None)."""
 
@@ -129,17 +143,3 @@ class DkimKeyRepository:
             )
 
         return await self._bridge.run(remove) is not None
-
-    async def enabled_for_account(self, account_id: uuid.UUID) -> list[models.DkimKey]:
-        """Every enabled key of the account, all domains, oldest first: what the SMTP
-        side caches (one indexed query per account per cache period)."""
-
-        async def fetch(conn: Any) -> list[models.DkimKey]:
-            rows = await conn.fetch(
-                """SELECT * FROM dkim_keys WHERE account_id = $1 AND enabled
-                   ORDER BY created_at, id""",
-                account_id,
-            )
-            return [_rows.dkim_key(r) for r in rows]
-
-        return await self._bridge.run(fetch)
