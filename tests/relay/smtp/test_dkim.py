@@ -160,6 +160,29 @@ async def test_header_dkimpy_cannot_parse_is_550(relay: Relay) -> None:
     assert code == 550 and text.startswith(b"5.6.0")
 
 
+class TestMemoryBudget:
+    """Signing holds SIGNING_COPIES x the message; it is reserved first (452 if it cannot be)."""
+
+    @pytest.fixture
+    def smtp_env(self) -> dict[str, str]:
+        # DATA reserves 2 x 64 KiB; a 30 kB message needs 2 x 30 kB unsigned, 6 x 30 kB signed.
+        return {"RELAY_DKIM__KEY_ENCRYPTION_KEY": KEK, "RELAY_SMTP__MEMORY_BUDGET": "150000"}
+
+    async def test_signing_that_does_not_fit_is_452(self, relay: Relay) -> None:
+        big = MESSAGE + (b"x" * 76 + b"\r\n") * 390  # about 30 kB
+        assert 30_000 < len(big) < 2 * 64 * 1024 // 4
+        await make_key(relay, relay.account.id, domain="example.com", selector="s1",
+                       algorithm="ed25519-sha256")
+        code, text = await in_thread(submit(relay, big))
+        assert code == 452 and text.startswith(b"4.3.1")
+        code, text = await in_thread(submit(relay))  # a small one signs
+        assert code == 250 and (await stored_raw(relay, text)).startswith(b"DKIM-Signature:")
+        # Unsigned (another From domain of the account's: no key), the big one fits.
+        await relay.storage.accounts.update(relay.account.id, allowed_domains=["example.com", "example.org"])
+        code, _ = await in_thread(submit(relay, big.replace(b"app@example.com>", b"app@example.org>")))
+        assert code == 250
+
+
 # ---------------------------------------------------------------- the cache
 
 
