@@ -11,6 +11,8 @@ single line instead of a traceback.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import os
@@ -30,6 +32,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseConfig",
+    "DkimConfig",
     "LimitsConfig",
     "LoggingConfig",
     "SmtpConfig",
@@ -318,6 +321,35 @@ class TlsConfig:
             raise _InvalidValue("cert_file", "cert_file and key_file must be set together")
 
 
+def _kek(inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value:
+        return
+    try:
+        kek = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        kek = b""
+    if len(kek) != 32:
+        # Never quote the value: it is (meant to be) a secret.
+        raise _InvalidValue(
+            attribute.name,
+            "must be the base64 of 32 random octets; make one with"
+            ' python3 -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"',
+        )
+
+
+@attrs.frozen
+class DkimConfig:
+    """DKIM signing (``relay.dkim``). Keys are made and published through the API."""
+
+    #: Encrypts every DKIM private key at rest (AES-256-GCM): the base64 of 32 random
+    #: octets. Empty: no key can be created or imported, and nothing is signed. Losing
+    #: it makes the stored keys useless; the SMTP service needs the same value.
+    key_encryption_key: str = attrs.field(default="", validator=_kek, repr=False)
+    #: Seconds the SMTP service keeps an account's enabled keys without asking the
+    #: database: a key enabled, disabled or deleted signs (or stops) within this long.
+    key_cache_ttl: float = attrs.field(default=5.0, validator=_positive)
+
+
 @attrs.frozen
 class ProcessConfig:
     """The running process."""
@@ -380,6 +412,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     metrics: MetricsConfig = MetricsConfig()
     process: ProcessConfig = ProcessConfig()
+    dkim: DkimConfig = DkimConfig()
 
     def resolve_path(self, value: str) -> Path:
         """A relative path in the configuration is relative to the project root."""
@@ -547,7 +580,7 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
 
 # ---------------------------------------------------------------- display
 
-_SECRET_KEYS = {"password", "secret", "api_key", "token"}
+_SECRET_KEYS = {"password", "secret", "api_key", "token", "key_encryption_key"}
 
 
 def _redact_url(url: str) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "AdminKey",
     "DeliveryLog",
     "DeliveryOutcome",
+    "DkimKey",
     "Event",
     "EventKind",
     "IpCredential",
@@ -98,6 +99,29 @@ class IpCredential:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     description: str
     created_at: dt.datetime
+
+
+@attrs.frozen
+class DkimKey:
+    """A DKIM signing key of an account for one sender domain (``relay.dkim``).
+
+    ``(domain, selector)`` is unique across accounts: it names the key in DNS.
+    """
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    #: Lower case, one of the account's allowed domains when it was made.
+    domain: str
+    selector: str
+    #: ``rsa-sha256`` or ``ed25519-sha256``.
+    algorithm: str
+    #: Encrypted under dkim.key_encryption_key (``relay.dkim.KeyEncryption``).
+    private_key: bytes = attrs.field(repr=False)
+    #: The base64 of the DNS record's p= tag.
+    public_key: str
+    enabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 @attrs.frozen

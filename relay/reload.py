@@ -40,6 +40,7 @@ RESTART_KEYS = frozenset({
     "api.listen", "api.processes", "api.metrics_auth", "api.cors_origins",
     "api.max_body_size", "api.key_cache_ttl", "api.key_cache_size",
     "metrics.listen", "process.pid_file",
+    "dkim.key_encryption_key", "dkim.key_cache_ttl",
 })
 
 

@@ -33,6 +33,7 @@ from ..config import Config
 from ..logging import bind, get_logger, unbind
 from . import (
     accounts,
+    dkim_keys,
     health,
     ip_credentials,
     messages,
@@ -91,7 +92,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(scrape.blueprint)
     app.register_blueprint(openapi.blueprint, url_prefix=PREFIX)
-    for module in (accounts, ip_credentials, providers, routing_rules, messages, webhooks):
+    for module in (accounts, ip_credentials, dkim_keys, providers, routing_rules, messages, webhooks):
         app.register_blueprint(module.blueprint, url_prefix=PREFIX)
     problems.install(app)
     app.before_request(_start)

@@ -18,7 +18,7 @@ from quart import Blueprint, Response
 
 from ..config import Config
 from ..models import ProviderType, WebhookDeliveryStatus
-from . import accounts, ip_credentials, messages, providers, routing_rules, webhooks
+from . import accounts, dkim_keys, ip_credentials, messages, providers, routing_rules, webhooks
 from .context import json_response, state
 
 blueprint = Blueprint("openapi", __name__)
@@ -205,6 +205,25 @@ def _schemas() -> dict[str, Any]:
         "IpCredentialList": _strict({"items": {"type": "array", "items": _ref("IpCredential"),
                                                "description": "Oldest first."}}),
         "IpCredentialCreate": ip_credentials.CREATE.schema(),
+        "DkimKey": _strict({
+            "id": _ID,
+            "account_id": _ID,
+            "domain": {"type": "string"},
+            "selector": {"type": "string"},
+            "algorithm": {"type": "string", "enum": ["rsa-sha256", "ed25519-sha256"]},
+            "enabled": {"type": "boolean", "description": "Whether it signs the domain's messages."},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "dns_record": _strict({
+                "name": {"type": "string", "description": "<selector>._domainkey.<domain>"},
+                "type": {"const": "TXT"},
+                "value": {"type": "string", "description": "v=DKIM1; k=rsa|ed25519; p=<public key>"},
+            }, "The TXT record to publish before enabling the key."),
+        }, "A DKIM signing key of the account; the private key is never shown."),
+        "DkimKeyList": _strict({"items": {"type": "array", "items": _ref("DkimKey"),
+                                          "description": "Oldest first."}}),
+        "DkimKeyCreate": dkim_keys.CREATE.schema(),
+        "DkimKeyPatch": dkim_keys.PATCH.schema(),
         "Provider": provider,
         "ProviderList": _strict({"items": {"type": "array", "items": _ref("Provider")}}),
         "ProviderCreate": provider_create,
@@ -395,7 +414,8 @@ _RESPONSES = {
     "Conflict": _problem(
         "Duplicate email, an IP credential network that overlaps an existing one (another"
         " account's is not named to a tenant) or one too many, or a message in a state"
-        " that forbids the action."
+        " that forbids the action; a DKIM selector already taken, one key too many, or"
+        " dkim.key_encryption_key not configured."
     ),
     "TooLarge": _problem("The body exceeds api.max_body_size."),
     "UnsupportedMediaType": _problem("The body is not application/json."),
@@ -566,6 +586,36 @@ def _paths() -> dict[str, Any]:
                 "deleteIpCredential", "Delete an IP credential; its network must AUTH from then on",
                 _ok("204", None, "Deleted."),
                 params=[_path_id("id"), _path_id("credential_id")], errors=("404",),
+            ),
+        },
+        f"{P}/accounts/{{id}}/dkim-keys": {
+            "post": _operation(
+                "createDkimKey",
+                "Generate (algorithm) or import (private_key) a DKIM key for one of the account's domains",
+                _ok("201", "DkimKey", "The key, enabled, with the DNS record to publish."),
+                body="DkimKeyCreate", params=[_path_id("id")], errors=("404", "409"),
+            ),
+            "get": _operation(
+                "listDkimKeys", "List the account's DKIM keys",
+                _ok("200", "DkimKeyList", "The account's DKIM keys."),
+                params=[_path_id("id")], errors=("404",),
+            ),
+        },
+        f"{P}/accounts/{{id}}/dkim-keys/{{key_id}}": {
+            "get": _operation(
+                "getDkimKey", "Get a DKIM key and its DNS record",
+                _ok("200", "DkimKey", "The key."),
+                params=[_path_id("id"), _path_id("key_id")], errors=("404",),
+            ),
+            "patch": _operation(
+                "updateDkimKey", "Enable or disable a DKIM key (acts within dkim.key_cache_ttl seconds)",
+                _ok("200", "DkimKey", "The key."), body="DkimKeyPatch",
+                params=[_path_id("id"), _path_id("key_id")], errors=("404",),
+            ),
+            "delete": _operation(
+                "deleteDkimKey", "Delete a DKIM key; it stops signing within dkim.key_cache_ttl seconds",
+                _ok("204", None, "Deleted."),
+                params=[_path_id("id"), _path_id("key_id")], errors=("404",),
             ),
         },
         **_crud("providers", "provider", "Provider", list_params=account_filter,

@@ -31,13 +31,14 @@ import trio
 
 import proto
 
-from .. import metrics
+from .. import dkim, metrics
 from ..app import Runtime
 from ..config import Config, parse_listen
 from ..logging import bind, get_logger
 from ..reload import Reloader
 from ..sampling import sample_certificate
 from .credentials import Authenticator
+from .dkim import DkimSigner
 from .ip_credentials import IpCredentialLookup
 from .limits import (
     AccountLimits,
@@ -133,6 +134,11 @@ class SmtpServer:
             account_limits=AccountLimits(shared),
             settings=_policy_settings(config),
             ip_credentials=IpCredentialLookup(runtime.storage),
+            dkim=DkimSigner(
+                runtime.storage,
+                kek=dkim.KeyEncryption.from_setting(config.dkim.key_encryption_key),
+                ttl=config.dkim.key_cache_ttl,
+            ),
         )
         self._settings = _session_settings(config, self._hostname, ssl_context is not None)
         self._sessions: set[Session] = set()

@@ -23,6 +23,7 @@ from .accounts import AccountRepository
 from .admin_keys import AdminKeyRepository
 from .batches import BatchStatistics, BatchWriter
 from .delivery_logs import AttemptLog, DeliveryLogRepository
+from .dkim_keys import DkimKeyRepository, SelectorTaken, TooManyDkimKeys
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
 from .ip_credentials import IpCredentialRepository, NetworkOverlap, TooManyCredentials
 from .key_changes import KeyChanges
@@ -49,10 +50,12 @@ __all__ = [
     "NetworkOverlap",
     "PoolHealth",
     "Query",
+    "SelectorTaken",
     "Settlement",
     "Storage",
     "StorageError",
     "TooManyCredentials",
+    "TooManyDkimKeys",
     "open_storage",
 ]
 
@@ -90,6 +93,7 @@ class Storage:
         self.providers = ProviderRepository(bridge)
         self.rules = RoutingRuleRepository(bridge)
         self.ip_credentials = IpCredentialRepository(bridge)
+        self.dkim_keys = DkimKeyRepository(bridge)
         self.messages = MessageRepository(bridge)
         self.delivery_logs = DeliveryLogRepository(bridge)
         self.worker_state = WorkerStateRepository(bridge)

@@ -150,3 +150,18 @@ def webhook_delivery(row: Any) -> models.WebhookDelivery:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def dkim_key(row: Any) -> models.DkimKey:
+    return models.DkimKey(
+        id=row["id"],
+        account_id=row["account_id"],
+        domain=row["domain"],
+        selector=row["selector"],
+        algorithm=row["algorithm"],
+        private_key=bytes(row["private_key"]),
+        public_key=row["public_key"],
+        enabled=row["enabled"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
