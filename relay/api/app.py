@@ -41,6 +41,7 @@ from . import (
     providers,
     routing_rules,
     scrape,
+    suppressions,
 )
 from .auth import Caller, authenticate
 from .context import EXTENSION, ApiState, json_response, state
@@ -90,7 +91,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(scrape.blueprint)
     app.register_blueprint(openapi.blueprint, url_prefix=PREFIX)
-    for module in (accounts, ip_credentials, providers, routing_rules, messages):
+    for module in (accounts, ip_credentials, suppressions, providers, routing_rules, messages):
         app.register_blueprint(module.blueprint, url_prefix=PREFIX)
     problems.install(app)
     app.before_request(_start)

@@ -51,6 +51,7 @@ from .limits import (
 from .policy import PolicySettings, SessionInfo, Shared, SubmissionPolicy
 from .session import Session, SessionSettings
 from .shared_limits import SharedCounts
+from .suppressions import SuppressionCheck
 from .tls import ensure_key_pair, server_context
 
 log = get_logger("relay.smtp.server")
@@ -133,6 +134,7 @@ class SmtpServer:
             account_limits=AccountLimits(shared),
             settings=_policy_settings(config),
             ip_credentials=IpCredentialLookup(runtime.storage),
+            suppressions=SuppressionCheck(runtime.storage),
         )
         self._settings = _session_settings(config, self._hostname, ssl_context is not None)
         self._sessions: set[Session] = set()
