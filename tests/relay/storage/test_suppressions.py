@@ -217,3 +217,17 @@ async def test_matching_returns_the_entry_keyed_as_given(storage: Storage) -> No
     found = await storage.suppressions.matching(a.id, ["mixed@EXAMPLE.net"])
     assert found == {"mixed@EXAMPLE.net": entry}
     assert isinstance(found["mixed@EXAMPLE.net"], models.Suppression)
+
+
+async def test_housekeeping_purges_expired_entries(storage: Storage, database_url: str) -> None:
+    from relay.worker import housekeeping
+
+    a = await make_account(storage)
+    entry = (await storage.suppressions.add(
+        account_id=a.id, address="old@example.net", reason="", expires_at=_future()
+    )).entry
+    kept = (await storage.suppressions.add(account_id=a.id, address="kept@example.net", reason="")).entry
+    _sql(database_url, "UPDATE suppressions SET expires_at = now() - interval '1 second' WHERE id = %s",
+         str(entry.id))
+    await housekeeping.run_once(storage, dt.timedelta(days=7))
+    assert [r[0] for r in _sql(database_url, "SELECT id::text FROM suppressions")] == [str(kept.id)]
