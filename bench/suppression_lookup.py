@@ -24,8 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay import auth  # noqa: E402
-from relay.storage import host, migrations, open_storage  # noqa: E402
+from relay import auth
+from relay.storage import host, migrations, open_storage
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -58,7 +58,7 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
         await storage._bridge.run(fill)  # bench only: bulk rows without the per-entry event
         target = accounts[0]
-        hit = "USER%d@example.net" % args.accounts  # stored for accounts[0], other case
+        hit = f"USER{args.accounts}@example.net"  # stored for accounts[0], other case
         miss = f"nobody-{uuid.uuid4().hex[:6]}@example.net"
         assert await storage.suppressions.suppressed(target.id, [hit]) == {hit}
         results: dict[str, Any] = {}
