@@ -101,6 +101,38 @@ class IpCredential:
     created_at: dt.datetime
 
 
+class SuppressionSource(enum.StrEnum):
+    """Why an address is on an account's suppression list."""
+
+    #: A provider refused the address for good (unknown or disabled mailbox).
+    BOUNCE = "bounce"
+    #: Added through the API.
+    MANUAL = "manual"
+
+
+@attrs.frozen
+class Suppression:
+    """An address an account does not send to: SMTP refuses it at RCPT TO.
+
+    One per address and account, compared case-insensitively; an entry whose
+    ``expires_at`` has passed counts as absent.
+    """
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    #: As first given (not case-folded).
+    address: str
+    reason: str
+    source: SuppressionSource
+    #: The message whose bounce added (or last refreshed) it; it may have been purged.
+    message_id: uuid.UUID | None
+    #: The remote's words for a bounce.
+    response: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
+
+
 @attrs.frozen
 class DkimKey:
     """A DKIM signing key of an account for one sender domain (``relay.dkim``).

@@ -42,6 +42,7 @@ from . import (
     providers,
     routing_rules,
     scrape,
+    suppressions,
     webhooks,
 )
 from .auth import Caller, authenticate
@@ -92,7 +93,9 @@ def create_app(runtime: Runtime) -> QuartTrio:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(scrape.blueprint)
     app.register_blueprint(openapi.blueprint, url_prefix=PREFIX)
-    for module in (accounts, ip_credentials, dkim_keys, providers, routing_rules, messages, webhooks):
+    for module in (
+        accounts, ip_credentials, dkim_keys, suppressions, providers, routing_rules, messages, webhooks,
+    ):
         app.register_blueprint(module.blueprint, url_prefix=PREFIX)
     problems.install(app)
     app.before_request(_start)

@@ -18,7 +18,16 @@ from quart import Blueprint, Response
 
 from ..config import Config
 from ..models import ProviderType, WebhookDeliveryStatus
-from . import accounts, dkim_keys, ip_credentials, messages, providers, routing_rules, webhooks
+from . import (
+    accounts,
+    dkim_keys,
+    ip_credentials,
+    messages,
+    providers,
+    routing_rules,
+    suppressions,
+    webhooks,
+)
 from .context import json_response, state
 
 blueprint = Blueprint("openapi", __name__)
@@ -224,6 +233,29 @@ def _schemas() -> dict[str, Any]:
                                           "description": "Oldest first."}}),
         "DkimKeyCreate": dkim_keys.CREATE.schema(),
         "DkimKeyPatch": dkim_keys.PATCH.schema(),
+        "Suppression": _strict({
+            "id": _ID,
+            "account_id": _ID,
+            "address": {"type": "string", "description": "As first given; matched in any case."},
+            "reason": {"type": "string"},
+            "source": {"type": "string", "enum": list(suppressions.SOURCES),
+                       "description": "bounce: a provider refused the address for good;"
+                                      " manual: added through this API."},
+            "message_id": _nullable(_ID),
+            "response": {"type": ["string", "null"],
+                         "description": "The remote's words, for a bounce."},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "expires_at": _nullable(_TIME),
+        }, "An address the account does not send to: SMTP refuses it at RCPT TO (550 5.1.1)."),
+        "SuppressionPage": _strict({
+            "items": {"type": "array", "items": _ref("Suppression"), "description": "Newest first."},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass as ?cursor= for the next (older) page; null on the last.",
+            },
+        }),
+        "SuppressionCreate": suppressions.CREATE.schema(),
         "Provider": provider,
         "ProviderList": _strict({"items": {"type": "array", "items": _ref("Provider")}}),
         "ProviderCreate": provider_create,
@@ -616,6 +648,43 @@ def _paths() -> dict[str, Any]:
                 "deleteDkimKey", "Delete a DKIM key; it stops signing within dkim.key_cache_ttl seconds",
                 _ok("204", None, "Deleted."),
                 params=[_path_id("id"), _path_id("key_id")], errors=("404",),
+            ),
+        },
+        f"{P}/accounts/{{id}}/suppressions": {
+            "post": _operation(
+                "createSuppression",
+                "Stop sending to an address (an address already listed is refreshed: 200)",
+                {**_ok("201", "Suppression", "The new entry."),
+                 **_ok("200", "Suppression", "The address was listed already; its entry, refreshed.")},
+                body="SuppressionCreate", params=[_path_id("id")], errors=("404",),
+            ),
+            "get": _operation(
+                "listSuppressions", "List the account's suppressed addresses, newest first",
+                _ok("200", "SuppressionPage", "A page of entries."),
+                params=[
+                    _path_id("id"),
+                    _query("address", {"type": "string", "minLength": 1,
+                                       "maxLength": suppressions.MAX_ADDRESS_FILTER},
+                           "Only addresses containing this text (any case)."),
+                    _query("source", {"type": "string", "enum": list(suppressions.SOURCES)},
+                           "Only this source."),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": suppressions.MAX_PAGE},
+                           f"Page size, default {suppressions.DEFAULT_PAGE}."),
+                    _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+                ],
+                errors=("400", "404"),
+            ),
+        },
+        f"{P}/accounts/{{id}}/suppressions/{{entry_id}}": {
+            "get": _operation(
+                "getSuppression", "Get a suppression entry",
+                _ok("200", "Suppression", "The entry."),
+                params=[_path_id("id"), _path_id("entry_id")], errors=("404",),
+            ),
+            "delete": _operation(
+                "deleteSuppression", "Lift a suppression: the address may be sent to again",
+                _ok("204", None, "Deleted."),
+                params=[_path_id("id"), _path_id("entry_id")], errors=("404",),
             ),
         },
         **_crud("providers", "provider", "Provider", list_params=account_filter,

@@ -11,7 +11,8 @@ inside one of an enabled account's IP credential networks (``ip_credentials``); 
 the transaction is that account's, with every check an authenticated one gets
 (sender domains, the From: header, sending limits). An AUTH in the session wins over
 the address. A 250 after the data is sent only once the queue row has committed
-(``BatchWriter.write``).
+(``BatchWriter.write``). A recipient on the account's suppression list is refused at
+RCPT (550 5.1.1, ``suppressions``), never accepted and dropped.
 
 DKIM: when the message's ``From:`` names one domain and the account has enabled keys
 for it, the message is signed with each (``relay.smtp.dkim``) before it is stored. If
@@ -38,6 +39,7 @@ from .credentials import Authenticator
 from .dkim import SIGNING_COPIES, DkimSigner, KeysUnavailable
 from .ip_credentials import IpCredentialLookup
 from .limits import AccountLimits, AuthFailureTracker, MemoryBudget
+from .suppressions import SuppressionCheck
 
 log = get_logger("relay.smtp")
 
@@ -69,6 +71,8 @@ SIGN_FAILED = _reply(451, "4.3.0", "Local error DKIM-signing the message, try ag
 #: RFC 3463 5.6.0: a header block dkimpy cannot parse (e.g. "Subject : x", obsolete
 #: syntax) will not sign on a retry either.
 UNSIGNABLE = _reply(550, "5.6.0", "Message header cannot be DKIM-signed; check its header fields")
+#: The suppression lookup failed: temporary, never a 250 for a recipient we could not check.
+RECIPIENT_CHECK_FAILED = _reply(451, "4.3.0", "Local error checking the recipient, try again later")
 
 #: Copies of a message the budget accounts for while it is held: the received body
 #: and the prepared message, then the prepared message and the driver's encoding.
@@ -111,6 +115,7 @@ class Shared:
     account_limits: AccountLimits
     settings: PolicySettings
     ip_credentials: IpCredentialLookup
+    suppressions: SuppressionCheck
     #: DKIM keys per account (None: no signing at all, e.g. in unit tests).
     dkim: DkimSigner | None = None
 
@@ -187,7 +192,7 @@ class SubmissionPolicy:
         if isinstance(event, proto.MailFrom):
             return await self._mail(event)
         if isinstance(event, proto.RcptTo):
-            return self._rcpt(event)
+            return await self._rcpt(event)
         if isinstance(event, proto.DataStart):
             # Reserve before the client sends a byte: a refusal now costs it nothing
             # and costs us no memory (RFC 1870 SIZE tells how much is coming).
@@ -299,7 +304,7 @@ class SubmissionPolicy:
         self._declared_size = int(size) if size else 0  # proto checked its syntax
         return _reply(250, "2.1.0", "Sender ok")
 
-    def _rcpt(self, event: proto.RcptTo) -> proto.Reply:
+    async def _rcpt(self, event: proto.RcptTo) -> proto.Reply:
         account = self._sender
         if account is None:  # proto refuses RCPT before MAIL; MAIL needs an account
             return AUTH_REQUIRED
@@ -310,7 +315,16 @@ class SubmissionPolicy:
             account.id, per_hour, pending=len(self._recipients)
         ):
             return RATE_LIMITED_RECIPIENTS
-        self._recipients.append(str(event.forward_path))
+        address = str(event.forward_path)
+        try:
+            entry = await self._shared.suppressions.find(account.id, address)
+        except StorageError as exc:
+            log.warning("suppression lookup failed", account_id=str(account.id), error=str(exc))
+            return RECIPIENT_CHECK_FAILED
+        if entry is not None:
+            log.info("recipient suppressed", account_id=str(account.id), entry_id=str(entry.id))
+            return suppressed_reply(address, entry)
+        self._recipients.append(address)
         return _reply(250, "2.1.5", "Recipient ok")
 
     # ------------------------------------------------------------ content
@@ -450,6 +464,17 @@ class SubmissionPolicy:
 
 
 _JUNK_REASONS = frozenset({"VRFY", "HELP"})
+
+
+def suppressed_reply(address: str, entry: models.Suppression) -> proto.Reply:
+    """550 5.1.1 for a recipient on the account's suppression list: the entry is the
+    sending account's own, so naming its id and source reveals nothing of others'."""
+    return _reply(
+        550, "5.1.1",
+        f"<{address}>: recipient is on this account's suppression list ({entry.source});"
+        f" remove it with DELETE /api/v1/accounts/{entry.account_id}/suppressions/{entry.id}"
+        " to send again",
+    )
 
 
 def _is_junk(event: object) -> bool:

@@ -52,6 +52,7 @@ from .limits import (
 from .policy import PolicySettings, SessionInfo, Shared, SubmissionPolicy
 from .session import Session, SessionSettings
 from .shared_limits import SharedCounts
+from .suppressions import SuppressionCheck
 from .tls import ensure_key_pair, server_context
 
 log = get_logger("relay.smtp.server")
@@ -139,6 +140,7 @@ class SmtpServer:
                 kek=dkim.KeyEncryption.from_setting(config.dkim.key_encryption_key),
                 ttl=config.dkim.key_cache_ttl,
             ),
+            suppressions=SuppressionCheck(runtime.storage),
         )
         self._settings = _session_settings(config, self._hostname, ssl_context is not None)
         self._sessions: set[Session] = set()

@@ -32,13 +32,16 @@ from .messages import Change, Finish, MessageRepository
 from .providers import ProviderRepository
 from .query import Query
 from .rules import RoutingRuleRepository
+from .suppressions import Added, Bounce, SuppressionRepository
 from .webhooks import DueDelivery, Settlement, WebhookRepository
 from .worker_state import WorkerStateRepository
 
 __all__ = [
+    "Added",
     "AttemptLog",
     "BatchStatistics",
     "BatchWriter",
+    "Bounce",
     "BridgeStatistics",
     "Change",
     "Conflict",
@@ -99,6 +102,7 @@ class Storage:
         self.worker_state = WorkerStateRepository(bridge)
         self.limit_counts = LimitCountRepository(bridge)
         self.webhooks = WebhookRepository(bridge)
+        self.suppressions = SuppressionRepository(bridge)
 
     @overload
     async def run(self, a: Query[A], /, *, transaction: bool = ..., snapshot: bool = ...) -> tuple[A]: ...

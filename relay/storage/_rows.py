@@ -112,6 +112,21 @@ def ip_credential(row: Any) -> models.IpCredential:
     )
 
 
+def suppression(row: Any) -> models.Suppression:
+    return models.Suppression(
+        id=row["id"],
+        account_id=row["account_id"],
+        address=row["address"],
+        reason=row["reason"],
+        source=models.SuppressionSource(row["source"]),
+        message_id=row["message_id"],
+        response=row["response"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        expires_at=row["expires_at"],
+    )
+
+
 def webhook_endpoint(row: Any, *, with_secret: bool = False) -> models.WebhookEndpoint:
     return models.WebhookEndpoint(
         id=row["id"],

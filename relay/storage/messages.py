@@ -39,6 +39,7 @@ from ._bridge import Bridge
 from .batches import BatchWriter
 from .delivery_logs import AttemptLog, insert_attempt_logs
 from .query import Query
+from .suppressions import Bounce, insert_bounces
 from .webhooks import record_events
 
 _LIST_COLUMNS = """id, account_id, mail_from, rcpt_to, size, status, attempts,
@@ -61,6 +62,9 @@ class Finish:
     attempt: int | None = None
     #: Webhook events reporting this verdict; stored with it, and only if it applies.
     events: tuple[models.Event, ...] = ()
+    #: Recipients refused for good because of the address: put on the account's
+    #: suppression list with the verdict, and only if it applies (like ``events``).
+    suppress: tuple[Bounce, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         final = (models.MessageStatus.SENT, models.MessageStatus.DEFERRED, models.MessageStatus.FAILED)
@@ -256,6 +260,9 @@ class MessageRepository:
                 done = {row["id"] for row in rows}
                 await record_events(
                     conn, [e for r in results if r.message_id in done for e in r.events]
+                )
+                await insert_bounces(
+                    conn, [b for r in results if r.message_id in done for b in r.suppress]
                 )
             return done
 

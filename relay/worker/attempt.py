@@ -14,7 +14,9 @@ log row saying so. When every provider has had its turn:
   closes, bounded by ``max_age`` only (no upstream refused anything).
 
 Every provider tried, and every provider skipped, is one ``AttemptLog`` row with the
-remote's words and the time it took.
+remote's words and the time it took. Recipients a provider refused for good because
+of the address (``RecipientResult.hard_bounce``) go in ``Finish.suppress``, for the
+account's suppression list.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import trio
 
 from .. import models
 from ..models import DeliveryOutcome, MessageStatus
-from ..storage import AttemptLog, Finish
+from ..storage import AttemptLog, Bounce, Finish
 from .breaker import Breakers
 from .providers import Envelope, Result, Verdict
 from .providers.base import clip
@@ -98,6 +100,7 @@ class Attempt:
         remaining = tuple(dict.fromkeys(message.rcpt_to))
         delivered: list[str] = []
         refused: list[str] = []
+        bounced: list[Bounce] = []
         logs: list[AttemptLog] = []
         last_temporary: str | None = None
         reopen: list[dt.datetime] = []
@@ -142,6 +145,12 @@ class Attempt:
                 f"{r.recipient} ({r.response})" for r in result.recipients
                 if r.verdict is Verdict.PERMANENT
             ]
+            # Refused for good because of the address: suppressed with the verdict.
+            bounced += [
+                Bounce(message.account_id, r.recipient, r.response, message.id, provider_id,
+                       str(provider.type), message.correlation_id)
+                for r in result.recipients if r.hard_bounce and r.verdict is Verdict.PERMANENT
+            ]
             temporary = set(result.recipients_with(Verdict.TEMPORARY))
             remaining = tuple(r for r in remaining if r in temporary)
             if remaining:
@@ -149,7 +158,10 @@ class Attempt:
             # A message-level permanent refusal is not failed over: the next
             # provider would refuse the same message for the same reason.
             stopped = result.verdict is Verdict.PERMANENT and not delivered
-        return self._decide(message, remaining, delivered, refused, logs, last_temporary, tried, reopen)
+        outcome = self._decide(message, remaining, delivered, refused, logs, last_temporary, tried, reopen)
+        if bounced:
+            outcome = attrs.evolve(outcome, finish=attrs.evolve(outcome.finish, suppress=tuple(bounced)))
+        return outcome
 
     def _decide(
         self,

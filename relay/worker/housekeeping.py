@@ -1,4 +1,5 @@
-"""Queue housekeeping: return lapsed claims, delete finished messages past retention.
+"""Queue housekeeping: return lapsed claims, delete finished messages past retention
+(and suppression-list entries past their expiry).
 
 Moved here from ``relay.app`` because it is the worker's job: a message whose
 worker died is usually taken over by another worker's next claim once its lease
@@ -51,4 +52,13 @@ async def run_once(storage: Storage, retention: dt.timedelta) -> tuple[int, int]
         return 0, 0
     if reclaimed or purged:
         log.info("housekeeping", reclaimed=reclaimed, purged=purged)
+    try:
+        # Expired suppressions already count as absent; this only reclaims the rows.
+        expired = await storage.suppressions.purge_expired()
+    except StorageError as exc:
+        log.warning("housekeeping could not purge expired suppressions; retrying next round",
+                    error=str(exc))
+    else:
+        if expired:
+            log.info("housekeeping", expired_suppressions=expired)
     return reclaimed, purged

@@ -513,7 +513,8 @@ class Worker:
             models.MessageStatus.SENT: DeliveryOutcome.DELIVERED,
             models.MessageStatus.DEFERRED: DeliveryOutcome.DEFERRED,
         }.get(finish.status, DeliveryOutcome.FAILED)
-        return attrs.evolve(finish, logs=(AttemptLog(outcome, error, 0),), error=error)
+        # Without its bounces too: one of them may be what the database refused.
+        return attrs.evolve(finish, logs=(AttemptLog(outcome, error, 0),), error=error, suppress=())
 
     # ------------------------------------------------------------ breakers
 

@@ -52,6 +52,11 @@ class RecipientResult:
     recipient: str
     verdict: Verdict
     response: str
+    #: The upstream refused this address for good *because of the address* (unknown
+    #: or disabled mailbox), as opposed to a policy, content or session problem: the
+    #: worker puts it on the account's suppression list. Set only where a driver's
+    #: answer is about the address (``smtp.address_refused``, Postmark's 406/300).
+    hard_bounce: bool = False
 
 
 @attrs.frozen

@@ -12,19 +12,29 @@ in several requests.
 Config: ``server_token`` (required), ``message_stream`` (default ``outbound``),
 ``base_url`` (default ``https://api.postmarkapp.com``). Success is 200 with
 ``ErrorCode`` 0; refusals are 422 with ``{"ErrorCode", "Message"}``.
+
+Hard bounces (``RecipientResult.hard_bounce``, for the suppression list) are the
+refusals about an address: ``ErrorCode`` 406, an inactive recipient (Postmark saw it
+hard-bounce or complain; the recipients its ``Message`` names after "Found inactive
+addresses:", or every recipient of the request when it names none: "have all been
+marked as inactive"), and 300, an invalid email request, only for the recipients its
+``Message`` names (300 also covers a bad From or a missing body). Other bounces
+Postmark reports later, by its own webhooks, which relay does not read.
 """
 
 from __future__ import annotations
 
 import base64
 import email.utils
+import re
 from typing import Any
 
+import attrs
 import httpx
 
 from ... import models
 from . import _http, _mime
-from .base import Envelope, Result
+from .base import Envelope, Result, Verdict
 
 #: Postmark: at most 50 recipients across To, Cc and Bcc per message.
 MAX_RECIPIENTS = 50
@@ -86,6 +96,48 @@ def _recipients(document: dict[str, Any], rcpt_to: tuple[str, ...]) -> tuple[str
     return tuple(dict.fromkeys(r for r in rcpt_to if r.lower() in named))
 
 
+#: Postmark's ErrorCodes about an address: inactive recipient, invalid email request.
+INACTIVE_RECIPIENT = 406
+INVALID_EMAIL = 300
+_INACTIVE = re.compile(r"Found inactive addresses:\s*(.+?)\.(?:\s|$)")
+
+
+def _named(address: str, text: str) -> bool:
+    """``address`` appears in ``text`` as a whole address, in any case."""
+    pattern = r"(?<![\w.+-])" + re.escape(address) + r"(?![\w.-])"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def hard_bounces(result: Result, response: httpx.Response | None) -> Result:
+    """``result`` with ``hard_bounce`` set on the recipients a 422 refused because of
+    their address (see the module docstring)."""
+    if response is None or response.status_code != 422:
+        return result
+    try:
+        body = response.json()
+    except ValueError:
+        return result
+    if not isinstance(body, dict):
+        return result
+    code, message = body.get("ErrorCode"), str(body.get("Message") or "")
+    if code == INACTIVE_RECIPIENT:
+        found = _INACTIVE.search(message)
+        listed = found.group(1) if found else None
+
+        def bounced(address: str) -> bool:
+            return listed is None or _named(address, listed)
+    elif code == INVALID_EMAIL:
+        def bounced(address: str) -> bool:
+            return _named(address, message)
+    else:
+        return result
+    return attrs.evolve(result, recipients=tuple(
+        attrs.evolve(r, hard_bounce=True)
+        if r.verdict is Verdict.PERMANENT and bounced(r.recipient) else r
+        for r in result.recipients
+    ))
+
+
 class Postmark:
     def __init__(self, provider: models.Provider, client: httpx.AsyncClient) -> None:
         name = f"postmark provider {provider.name!r}"
@@ -102,11 +154,18 @@ class Postmark:
         results = []
         for chunk in _mime.chunks(envelope.rcpt_to, MAX_RECIPIENTS):
             for document in bodies(parts, chunk, self._stream):
-                results.append(await _http.post(
-                    self._client, self._url, _recipients(document, chunk), _words,
+                answered: list[httpx.Response] = []
+
+                def words(response: httpx.Response, answered: list[httpx.Response] = answered) -> str:
+                    answered.append(response)  # kept for hard_bounces
+                    return _words(response)
+
+                result = await _http.post(
+                    self._client, self._url, _recipients(document, chunk), words,
                     json=document,
                     headers={"X-Postmark-Server-Token": self._token, "Accept": "application/json"},
-                ))
+                )
+                results.append(hard_bounces(result, answered[0] if answered else None))
         return Result.combine(results)
 
     async def aclose(self) -> None:

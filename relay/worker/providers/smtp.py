@@ -15,7 +15,8 @@ never read), pipelined when the upstream offers PIPELINING (RFC 2920), then the
 message as queued with BDAT when CHUNKING is offered (RFC 3030), else DATA (proto
 normalizes line ends and dot-stuffs). Every reply waits at most
 ``Context.send_timeout``. Each recipient gets its own result: refused at RCPT (4xx
-temporary, 5xx permanent), or the verdict of the end of data. A reused session is
+temporary, 5xx permanent; a hard bounce when the refusal is about the address, see
+``address_refused``), or the verdict of the end of data. A reused session is
 first sent RSET; if it turns out dead before its MAIL and RCPTs are answered, the
 delivery is retried once on a fresh session (nothing was sent yet, so that retry can
 never deliver twice).
@@ -207,6 +208,26 @@ def verdict(reply: proto.Reply) -> Verdict:
     return Verdict.PERMANENT if reply.is_permanent else Verdict.TEMPORARY
 
 
+#: Basic codes that, without an enhanced code, are about the mailbox (RFC 5321
+#: §4.2.2: 550 mailbox unavailable, 551 user not local, 553 mailbox name not allowed).
+_ADDRESS_CODES = frozenset({550, 551, 553})
+
+
+def address_refused(reply: proto.Reply) -> bool:
+    """Whether a reply to RCPT TO refuses the *address* for good (a hard bounce).
+
+    RFC 3463: an enhanced 5.1.x is about the address (bad mailbox, unknown domain,
+    ...), 5.2.1 a disabled mailbox. Without an enhanced code, 550, 551 and 553. Never
+    a 5.7.x (policy: relaying, reputation, authentication), a 5.2.2 full mailbox, a
+    4xx, nor any reply to MAIL or the data: those say nothing about the mailbox.
+    """
+    if not reply.is_permanent:
+        return False
+    if reply.enhanced is not None:
+        return reply.enhanced.startswith("5.1.") or reply.enhanced == "5.2.1"
+    return reply.code in _ADDRESS_CODES
+
+
 class _DeadReused(Exception):
     """A reused session died before the end of the message was sent: retry on a fresh one."""
 
@@ -336,7 +357,9 @@ class Smtp:
             if reply.is_positive:
                 accepted.append(rcpt)
             else:
-                recipients[rcpt] = RecipientResult(rcpt, verdict(reply), words(reply))
+                recipients[rcpt] = RecipientResult(
+                    rcpt, verdict(reply), words(reply), hard_bounce=address_refused(reply)
+                )
         progress.refused = dict(recipients)
         if not accepted:
             ordered = tuple(recipients[r] for r in envelope.rcpt_to)
@@ -505,4 +528,4 @@ def _addresses(
     return reverse_path, forward, invalid
 
 
-__all__ = ["Session", "Smtp", "SmtpSettings", "verdict", "words"]
+__all__ = ["Session", "Smtp", "SmtpSettings", "address_refused", "verdict", "words"]
