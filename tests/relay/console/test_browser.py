@@ -100,7 +100,7 @@ class BrowserThread:
                     work, future = job
                     try:
                         future.set_result(work(browser))
-                    except BaseException as exc:  # handed to the waiting test
+                    except BaseException as exc:  # noqa: BLE001 - handed to the waiting test
                         future.set_exception(exc)
                 browser.close()
         except BaseException as exc:
