@@ -1,4 +1,4 @@
-"""Sign-in with an API key, and sign-out.
+"""Sign-in with an API key, sign-out, and the 404 page for any other console path.
 
 The pasted key is verified exactly as the API verifies a ``Bearer`` key
 (``relay.api.auth.verify_key``, the same key cache) and under the same per-address
@@ -54,3 +54,9 @@ async def sign_in() -> Response:
 async def sign_out() -> Response:
     web.set_session(None)
     return web.see_other("console.sign_in_form")
+
+
+@blueprint.get("/<path:rest>")
+async def unknown(rest: str) -> Response:
+    """Any other path under /console/: the console's own 404 page, not the API's JSON."""
+    raise Problem(404, "There is no such page in the console.", kind="not-found")

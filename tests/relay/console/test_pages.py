@@ -408,3 +408,28 @@ async def test_static_files_and_the_api_are_unaffected(browser: Browser, operato
     await browser.sign_in(operator_key)
     response = await browser.client.get("/api/v1/accounts")
     assert response.status_code == 401
+
+
+async def test_unknown_console_paths_are_html_404_pages(browser: Browser, operator_key: str) -> None:
+    await browser.sign_in(operator_key)
+    for path in ("/console/nope", "/console/messages/not-an-id", "/console/providers/1/x"):
+        page = await browser.get(path)
+        assert page.status == 404, path
+        assert page.headers["content-type"].startswith("text/html") and "Not found" in page.text
+
+
+def test_templates_and_static_files_are_installed_with_the_package() -> None:
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    import relay.console
+
+    here = Path(relay.console.__file__).parent
+    setup = configparser.ConfigParser()
+    setup.read(here.parent.parent / "setup.cfg")
+    patterns = [p.strip() for p in setup["options.package_data"]["relay.console"].split(",")]
+    files = [p.relative_to(here).as_posix() for d in ("templates", "static") for p in (here / d).iterdir()]
+    assert files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
