@@ -395,6 +395,13 @@ async def test_webhooks(browser: Browser, tenant: Tenant, storage: Storage, oper
     assert set(endpoint.events) == {models.EventKind.MESSAGE_SENT, models.EventKind.MESSAGE_FAILED}
     page2 = await browser.get(f"{base}/{endpoint.id}")
     assert page2.status == 200 and "No deliveries yet" in page2.text and "z" * 40 not in page2.text
+    import datetime as dt
+
+    from relay import events
+
+    await storage.webhooks.send_test(endpoint, events.test_event(tenant.account.id, endpoint.id, at=dt.datetime.now(dt.UTC)))
+    page2 = await browser.get(f"{base}/{endpoint.id}")
+    assert "webhook.test" in page2.text and "pending" in page2.text and "none yet" in page2.text
     await browser.post(f"{base}/{endpoint.id}/enabled", {"enabled": "false"})
     assert not (await storage.webhooks.get(endpoint.id, account_id=tenant.account.id)).enabled  # type: ignore[union-attr]
     assert (await browser.post(f"{base}/{endpoint.id}/delete")).status == 303
