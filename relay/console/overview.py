@@ -1,4 +1,4 @@
-"""The overview: queue depth by status, messages per minute over the last hour (an
+"""The overview: queue depth by status (and what finished in the last hour), messages per minute over the last hour (an
 inline SVG bar chart), the oldest waiting message's age, and providers with the
 circuit-breaker state the workers last saved. Four reads, one crossing."""
 
@@ -18,6 +18,9 @@ from .web import blueprint
 CHART_WIDTH = 600
 CHART_HEIGHT = 120
 MINUTES = 60
+WAITING = (models.MessageStatus.QUEUED, models.MessageStatus.SENDING, models.MessageStatus.DEFERRED)
+#: Counted over the last hour only (by when they finished).
+FINISHED = (models.MessageStatus.SENT, models.MessageStatus.FAILED)
 
 
 @attrs.frozen
@@ -74,7 +77,8 @@ async def overview() -> Response:
     bars = chart(per_minute, dt.datetime.now(dt.UTC))
     return await web.render(
         "overview.html",
-        statuses=[(str(s), summary.by_status[s]) for s in models.MessageStatus],
+        waiting=[(str(s), summary.by_status[s]) for s in WAITING],
+        finished=[(str(s), summary.by_status[s]) for s in FINISHED],
         oldest=age(summary.oldest_waiting_seconds) if summary.oldest_waiting_seconds else None,
         bars=bars, total=sum(b.count for b in bars), peak=max(b.count for b in bars),
         chart_width=CHART_WIDTH, chart_height=CHART_HEIGHT,

@@ -407,15 +407,28 @@ class MessageRepository:
         return Query(self._bridge, fetch)
 
     def summary(self, *, account_id: uuid.UUID | None = None) -> Query[QueueSummary]:
-        """``queue_summary`` as a query, for one tenant or (``None``) for all."""
-        where = "" if account_id is None else "WHERE account_id = $1"
+        """Waiting messages per status (queued, sending, deferred: the queue, however
+        old), messages *finished* in the last hour (sent, failed), and the oldest waiting
+        one's age — for one tenant or (``None``) all. Bounded by the queue's depth and
+        the last hour's traffic, not the table: the waiting statuses are what
+        ``messages_due_idx`` and ``messages_locked_idx`` cover, finished ones are read
+        through ``messages_finished_idx`` (``updated_at``)."""
+        tenant = "" if account_id is None else "AND account_id = $1"
         args = () if account_id is None else (account_id,)
 
         async def fetch(conn: Any) -> QueueSummary:
             rows = await conn.fetch(
                 f"""SELECT status, count(*) AS n,
                            extract(epoch FROM now() - min(created_at)) AS oldest
-                    FROM messages {where} GROUP BY status""",
+                    FROM messages
+                    WHERE status IN ('queued', 'deferred', 'sending') {tenant}
+                    GROUP BY status
+                    UNION ALL
+                    SELECT status, count(*), 0
+                    FROM messages
+                    WHERE status IN ('sent', 'failed') AND updated_at >= now() - interval '1 hour'
+                      {tenant}
+                    GROUP BY status""",
                 *args,
             )
             return _summary(rows)
