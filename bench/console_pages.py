@@ -121,6 +121,14 @@ def explain(database_url: str, tenant: uuid.UUID) -> dict[str, list[str]]:
             "SELECT date_trunc('minute', created_at), count(*) FROM messages"
             " WHERE created_at >= now() - interval '1 hour' AND account_id = %s GROUP BY 1 ORDER BY 1",
             (str(tenant),)),
+        "queue summary (operator)": (
+            "SELECT status, count(*), min(created_at) FROM messages"
+            " WHERE status IN ('queued', 'deferred') GROUP BY status"
+            " UNION ALL SELECT status, count(*), min(created_at) FROM messages"
+            " WHERE status = 'sending' GROUP BY status"
+            " UNION ALL SELECT status, count(*), NULL FROM messages"
+            " WHERE status IN ('sent', 'failed') AND updated_at >= now() - interval '1 hour'"
+            " GROUP BY status", ()),
         "messages page (operator)": (
             "SELECT id FROM messages ORDER BY created_at DESC, id DESC LIMIT 51", ()),
         "messages page (tenant)": (

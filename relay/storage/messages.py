@@ -418,10 +418,16 @@ class MessageRepository:
 
         async def fetch(conn: Any) -> QueueSummary:
             rows = await conn.fetch(
+                # One arm per partial index, each predicate that index's own.
                 f"""SELECT status, count(*) AS n,
                            extract(epoch FROM now() - min(created_at)) AS oldest
                     FROM messages
-                    WHERE status IN ('queued', 'deferred', 'sending') {tenant}
+                    WHERE status IN ('queued', 'deferred') {tenant}
+                    GROUP BY status
+                    UNION ALL
+                    SELECT status, count(*), extract(epoch FROM now() - min(created_at))
+                    FROM messages
+                    WHERE status = 'sending' {tenant}
                     GROUP BY status
                     UNION ALL
                     SELECT status, count(*), 0
