@@ -25,7 +25,8 @@ FINISHED = (models.MessageStatus.SENT, models.MessageStatus.FAILED)
 
 @attrs.frozen
 class Bar:
-    minute: dt.datetime
+    #: ``HH:MM`` (UTC) of the minute the bar counts.
+    label: str
     count: int
     x: float
     y: float
@@ -44,7 +45,10 @@ def chart(per_minute: list[tuple[dt.datetime, int]], now: dt.datetime) -> list[B
     for i, minute in enumerate(minutes):
         n = counts.get(minute, 0)
         height = round(CHART_HEIGHT * n / top, 1)
-        bars.append(Bar(minute, n, round(i * slot, 1), CHART_HEIGHT - height, round(slot * 0.8, 1), height))
+        bars.append(Bar(
+            minute.strftime("%H:%M"), n, round(i * slot, 1), CHART_HEIGHT - height,
+            round(slot * 0.8, 1), height,
+        ))
     return bars
 
 

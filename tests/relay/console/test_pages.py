@@ -443,3 +443,19 @@ def test_templates_and_static_files_are_installed_with_the_package() -> None:
     assert files
     for name in files:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_the_chart_has_a_bar_per_minute_scaled_to_the_busiest() -> None:
+    import datetime as dt
+
+    from relay.console.overview import CHART_HEIGHT, MINUTES, chart
+
+    now = dt.datetime(2026, 1, 1, 12, 30, 42, tzinfo=dt.UTC)
+    minute = dt.datetime(2026, 1, 1, 12, 30, tzinfo=dt.UTC)
+    bars = chart([(minute - dt.timedelta(minutes=59), 2), (minute, 4),
+                  (minute - dt.timedelta(minutes=60), 99)], now)  # the last one is out of range
+    assert len(bars) == MINUTES
+    assert (bars[0].label, bars[0].count, bars[0].height) == ("11:31", 2, CHART_HEIGHT / 2)
+    assert (bars[-1].label, bars[-1].count, bars[-1].height, bars[-1].y) == ("12:30", 4, CHART_HEIGHT, 0)
+    assert all(b.count == 0 and b.height == 0 for b in bars[1:-1])
+    assert all(b.height == 0 for b in chart([], now))
