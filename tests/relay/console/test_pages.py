@@ -8,6 +8,7 @@ import re
 import uuid
 
 from relay import auth, models
+from relay.app import Runtime
 from relay.console.session import COOKIE
 from relay.models import MessageStatus, ProviderType
 from relay.storage import Storage
@@ -105,9 +106,7 @@ async def test_sign_out(browser: Browser, operator_key: str) -> None:
     assert (await browser.get("/console/")).status == 303
 
 
-async def test_failed_sign_ins_are_budgeted_per_address(
-    browser: Browser, operator_key: str, runtime: object
-) -> None:
+async def test_failed_sign_ins_are_budgeted_per_address(browser: Browser, operator_key: str) -> None:
     from relay.api.context import EXTENSION
 
     state = browser.app.extensions[EXTENSION]
@@ -459,3 +458,24 @@ def test_the_chart_has_a_bar_per_minute_scaled_to_the_busiest() -> None:
     assert (bars[-1].label, bars[-1].count, bars[-1].height, bars[-1].y) == ("12:30", 4, CHART_HEIGHT, 0)
     assert all(b.count == 0 and b.height == 0 for b in bars[1:-1])
     assert all(b.height == 0 for b in chart([], now))
+
+
+async def test_an_empty_session_key_is_generated_and_said_so(runtime: Runtime) -> None:
+    import attrs
+    import structlog
+
+    from relay.api import create_app
+    from relay.config import ConsoleConfig
+    from relay.console.session import new_session
+
+    config = attrs.evolve(runtime.config, console=ConsoleConfig(session_key=""))
+    with structlog.testing.capture_logs() as lines:
+        first = create_app(attrs.evolve(runtime, config=config))
+        second = create_app(attrs.evolve(runtime, config=config))
+    warnings = [line for line in lines if "session_key is empty" in line["event"]]
+    assert len(warnings) == 2 and warnings[0]["log_level"] == "warning"
+    assert "api.processes > 1" in warnings[0]["event"]
+    # Each process signs with its own random key: one's cookie means nothing to the other.
+    one, two = first.extensions["relay.console"].codec, second.extensions["relay.console"].codec
+    assert two.loads(one.dumps(new_session("operator", b"h" * 32))) is None
+    assert one.loads(one.dumps(new_session("operator", b"h" * 32))) is not None
