@@ -90,6 +90,15 @@ async def test_a_rotated_key_ends_the_session(browser: Browser, tenant: Tenant, 
     assert (await browser.sign_in(new.secret)).status == 303
 
 
+async def test_revoking_the_operator_key_ends_the_session(browser: Browser, operator_key: str, storage: Storage) -> None:
+    await browser.sign_in(operator_key)
+    assert (await browser.get("/console/accounts")).status == 200
+    [admin] = await storage.admin_keys.list()
+    assert await storage.admin_keys.revoke(admin.id)
+    page = await browser.get("/console/accounts")
+    assert page.status == 303 and page.location.endswith("/console/sign-in?ended=1")
+
+
 async def test_disabling_the_account_ends_the_session(browser: Browser, tenant: Tenant, storage: Storage) -> None:
     await browser.sign_in(tenant.key)
     await storage.accounts.update(tenant.account.id, disabled=True)
