@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from quart import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
@@ -233,10 +234,23 @@ def form_list(form: Mapping[str, str], name: str) -> list[str]:
     return (form.get(name) or "").replace(",", " ").split()
 
 
+def _back_link() -> str | None:
+    """The console page a refused form came from (same host, under /console/), so the
+    error page can lead back to it; the browser keeps what was typed there."""
+    referrer = urlsplit(request.referrer or "")
+    if request.method != "POST" or referrer.netloc != request.host:
+        return None
+    if not referrer.path.startswith("/console/"):
+        return None
+    return referrer.path + (f"?{referrer.query}" if referrer.query else "")
+
+
 async def _error_page(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Response:
     if "console_session" not in g:
         g.console_session = new_session()
-    response = await render("error.html", status=status, status_code=status, detail=detail)
+    response = await render(
+        "error.html", status=status, status_code=status, detail=detail, back=_back_link(),
+    )
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

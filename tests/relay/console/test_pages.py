@@ -337,6 +337,12 @@ async def test_providers_create_validate_toggle_delete(browser: Browser, tenant:
     assert bad.status == 422 and "config.host" in bad.text
     bad = await browser.post("/console/providers", {"name": "p", "type": "smtp", "config": "{nope"})
     assert bad.status == 422 and "not valid JSON" in bad.text
+    response = await browser.client.post(
+        "/console/providers", form={"csrf": browser.csrf, "name": "p", "type": "smtp", "config": "{"},
+        headers={"Referer": "http://localhost/console/providers"},
+    )
+    assert response.status_code == 422
+    assert '<a href="/console/providers">Back to the form</a>' in await response.get_data(as_text=True)
     assert await storage.providers.list(account_id=tenant.account.id) == []
     import json
 
