@@ -259,7 +259,8 @@ async def _ip_credentials(config: config_mod.Config, args: argparse.Namespace) -
 def _announce_operator_key(secret: str) -> None:
     print(
         "No operator key existed, so one was created. Store it now; it is not shown again:\n"
-        f"    {secret}",
+        f"    {secret}\n"
+        "It signs in to the API (Authorization: Bearer) and to the web console (/console/).",
         file=sys.stderr,
         flush=True,
     )

@@ -31,6 +31,7 @@ __all__ = [
     "ApiConfig",
     "Config",
     "ConfigError",
+    "ConsoleConfig",
     "DatabaseConfig",
     "DkimConfig",
     "LimitsConfig",
@@ -260,6 +261,17 @@ class ApiConfig:
 
 
 @attrs.frozen
+class ConsoleConfig:
+    """The web console under ``/console/``, served by the API's processes."""
+
+    #: Signs the console's session cookies. Empty: a random key per process at start,
+    #: so sessions end at a restart and do not work with ``api.processes`` > 1.
+    session_key: str = attrs.field(default="", repr=False)
+    #: Seconds a console sign-in lasts (the key is still checked on every request).
+    session_max_age: float = attrs.field(default=8 * 3600.0, validator=_positive)
+
+
+@attrs.frozen
 class WorkerConfig:
     """The delivery worker and queue housekeeping."""
 
@@ -405,6 +417,7 @@ class Config:
     database: DatabaseConfig = DatabaseConfig()
     smtp: SmtpConfig = SmtpConfig()
     api: ApiConfig = ApiConfig()
+    console: ConsoleConfig = ConsoleConfig()
     worker: WorkerConfig = WorkerConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     tls: TlsConfig = TlsConfig()
@@ -580,7 +593,7 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
 
 # ---------------------------------------------------------------- display
 
-_SECRET_KEYS = {"password", "secret", "api_key", "token", "key_encryption_key"}
+_SECRET_KEYS = {"password", "secret", "api_key", "token", "key_encryption_key", "session_key"}
 
 
 def _redact_url(url: str) -> str:

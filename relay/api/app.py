@@ -27,7 +27,7 @@ import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from .. import metrics
+from .. import console, metrics
 from ..app import Runtime
 from ..config import Config
 from ..logging import bind, get_logger, unbind
@@ -54,8 +54,8 @@ from .ratelimit import TokenBuckets, client_key
 log = get_logger("relay.api")
 
 PREFIX = "/api/v1"
-#: Blueprints served without a key.
-PUBLIC = frozenset({"health", "openapi"})
+#: Blueprints served without a key (the web console checks its own session cookie).
+PUBLIC = frozenset({"health", "openapi", console.NAME})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
@@ -97,6 +97,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
         accounts, ip_credentials, dkim_keys, suppressions, providers, routing_rules, messages, webhooks,
     ):
         app.register_blueprint(module.blueprint, url_prefix=PREFIX)
+    console.install(app, runtime.config)
     problems.install(app)
     app.before_request(_start)
     app.before_request(_preflight)

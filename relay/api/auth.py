@@ -87,24 +87,62 @@ async def authenticate(
             403 for the key of a disabled account.
         DatabaseUnavailable: the keys could not be looked up.
     """
-    token = bearer_token(header)
-    key_hash = auth.hash_key(token)
+    return await verify_key(storage, bearer_token(header), cache)
+
+
+def key_kind(token: str) -> str | None:
+    """``"operator"`` or ``"account"`` by the key's prefix; ``None``: not one of ours."""
+    if token.startswith(auth.OPERATOR_KEY_PREFIX):
+        return "operator"
+    if token.startswith(auth.ACCOUNT_KEY_PREFIX):
+        return "account"
+    return None
+
+
+async def verify_key(storage: Storage, token: str, cache: KeyCache | None = None) -> Caller:
+    """The caller a key (as the client sent it, without ``Bearer``) belongs to.
+
+    Raises:
+        Problem, DatabaseUnavailable: as ``authenticate``.
+    """
+    kind = key_kind(token)
+    if kind is None or len(token) > MAX_KEY_LENGTH or not token.isascii():
+        raise _refused()
+    return await verify_hash(storage, kind, auth.hash_key(token), cache)
+
+
+async def verify_hash(
+    storage: Storage, kind: str, key_hash: bytes, cache: KeyCache | None = None
+) -> Caller:
+    """The caller whose key has this SHA-256 (what the web console keeps in its
+    session instead of the key), checked as a key is: a rotated or revoked key or a
+    disabled account is refused.
+
+    Raises:
+        Problem, DatabaseUnavailable: as ``authenticate``.
+    """
     if cache is None:
-        return await _look_up(storage, token, key_hash)
-    if (cached := cache.get(key_hash)) is not None:
+        return await _look_up(storage, kind, key_hash)
+    if (cached := cache.get(key_hash)) is not None and cached.kind == kind:
         return cached
     epoch = cache.epoch()  # before the lookup: a change during it makes the result stale
-    caller = await _look_up(storage, token, key_hash)
+    caller = await _look_up(storage, kind, key_hash)
     cache.put(key_hash, caller, epoch)
     return caller
 
 
-async def _look_up(storage: Storage, token: str, key_hash: bytes) -> Caller:
-    if token.startswith(auth.OPERATOR_KEY_PREFIX):
+def _refused() -> Problem:
+    return _unauthorized(
+        "the API key is not valid (unknown, revoked or rotated); use a current key"
+    )
+
+
+async def _look_up(storage: Storage, kind: str, key_hash: bytes) -> Caller:
+    if kind == "operator":
         admin = await storage.admin_keys.find_active(key_hash)
         if admin is not None:
             return Caller("operator", admin.id, key_hash)
-    elif token.startswith(auth.ACCOUNT_KEY_PREFIX):
+    elif kind == "account":
         account = await storage.accounts.get_by_api_key_hash(key_hash)
         if account is not None:
             if account.disabled:
@@ -113,6 +151,4 @@ async def _look_up(storage: Storage, token: str, key_hash: bytes) -> Caller:
                     kind="account-disabled",
                 )
             return Caller("account", account.id, key_hash, account_id=account.id)
-    raise _unauthorized(
-        "the API key is not valid (unknown, revoked or rotated); use a current key"
-    )
+    raise _refused()

@@ -109,7 +109,7 @@ async def serve_api(
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(started)
             bound = _bound(binds)
-            log.info("api listening", url=bound.url)
+            log.info("api listening", url=bound.url, console=bound.url + "/console/")
             task_status.started(bound)
     except BaseExceptionGroup as group:
         # hypercorn binds inside its nurseries; a bind failure is one OSError, and the

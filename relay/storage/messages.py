@@ -368,9 +368,14 @@ class MessageRepository:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         before: tuple[dt.datetime, uuid.UUID] | None = None,
+        recipient: str | None = None,
         limit: int = 50,
     ) -> Query[list[models.Message]]:
-        """Newest first; ``before`` is the (created_at, id) of the previous page's last row."""
+        """Newest first; ``before`` is the (created_at, id) of the previous page's last row.
+
+        ``recipient``: only messages with this address among their recipients (exact,
+        case-insensitive; rows are filtered as the index walks newest first).
+        """
         before_at, before_id = before if before else (None, None)
 
         async def fetch(conn: Any) -> list[models.Message]:
@@ -381,12 +386,84 @@ class MessageRepository:
                       AND ($3::timestamptz IS NULL OR created_at >= $3)
                       AND ($4::timestamptz IS NULL OR created_at < $4)
                       AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
+                      AND ($8::text IS NULL
+                           OR EXISTS (SELECT 1 FROM unnest(rcpt_to) r WHERE lower(r) = lower($8)))
                     ORDER BY created_at DESC, id DESC
                     LIMIT $7""",
                 account_id, None if status is None else str(status), since, until,
-                before_at, before_id, limit,
+                before_at, before_id, limit, recipient,
             )
             return [_rows.message(r) for r in rows]
+
+        return Query(self._bridge, fetch)
+
+    def head(
+        self, message_id: uuid.UUID, *, account_id: uuid.UUID | None = None, limit: int = 65536
+    ) -> Query[bytes | None]:
+        """The first ``limit`` octets of a message as stored (``None``: no such message
+        for this tenant); only that much leaves the database, whatever the message size."""
+
+        async def fetch(conn: Any) -> bytes | None:
+            row = await conn.fetchrow(
+                """SELECT substring(raw FROM 1 FOR $3) AS head FROM messages
+                   WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
+                message_id, account_id, limit,
+            )
+            return None if row is None else bytes(row["head"])
+
+        return Query(self._bridge, fetch)
+
+    def summary(self, *, account_id: uuid.UUID | None = None) -> Query[QueueSummary]:
+        """Waiting messages per status (queued, sending, deferred: the queue, however
+        old), messages *finished* in the last hour (sent, failed), and the oldest waiting
+        one's age — for one tenant or (``None``) all. Bounded by the queue's depth and
+        the last hour's traffic, not the table: the waiting statuses are what
+        ``messages_due_idx`` and ``messages_locked_idx`` cover, finished ones are read
+        through ``messages_finished_idx`` (``updated_at``)."""
+        tenant = "" if account_id is None else "AND account_id = $1"
+        args = () if account_id is None else (account_id,)
+
+        async def fetch(conn: Any) -> QueueSummary:
+            rows = await conn.fetch(
+                # One arm per partial index, each predicate that index's own.
+                f"""SELECT status, count(*) AS n,
+                           extract(epoch FROM now() - min(created_at)) AS oldest
+                    FROM messages
+                    WHERE status IN ('queued', 'deferred') {tenant}
+                    GROUP BY status
+                    UNION ALL
+                    SELECT status, count(*), extract(epoch FROM now() - min(created_at))
+                    FROM messages
+                    WHERE status = 'sending' {tenant}
+                    GROUP BY status
+                    UNION ALL
+                    SELECT status, count(*), 0
+                    FROM messages
+                    WHERE status IN ('sent', 'failed') AND updated_at >= now() - interval '1 hour'
+                      {tenant}
+                    GROUP BY status""",
+                *args,
+            )
+            return _summary(rows)
+
+        return Query(self._bridge, fetch)
+
+    def per_minute(self, *, account_id: uuid.UUID | None = None) -> Query[list[tuple[dt.datetime, int]]]:
+        """Messages accepted in each minute of the last hour (minutes without any are
+        absent), oldest first: one range scan of an index on ``created_at``
+        (``messages_created_idx``, or per tenant ``messages_account_created_idx``)."""
+        tenant = "" if account_id is None else "AND account_id = $1"
+        args = () if account_id is None else (account_id,)
+
+        async def fetch(conn: Any) -> list[tuple[dt.datetime, int]]:
+            rows = await conn.fetch(
+                f"""SELECT date_trunc('minute', created_at) AS minute, count(*) AS n
+                    FROM messages
+                    WHERE created_at >= now() - interval '1 hour' {tenant}
+                    GROUP BY 1 ORDER BY 1""",
+                *args,
+            )
+            return [(r["minute"], r["n"]) for r in rows]
 
         return Query(self._bridge, fetch)
 
@@ -459,14 +536,18 @@ class MessageRepository:
                    FROM messages GROUP BY status"""
             )
 
-        counts = {s: 0 for s in models.MessageStatus}
-        oldest = 0.0
-        for row in await self._bridge.run(fetch):
-            status = models.MessageStatus(row["status"])
-            counts[status] = row["n"]
-            if status in (models.MessageStatus.QUEUED, models.MessageStatus.DEFERRED):
-                oldest = max(oldest, float(row["oldest"]))
-        return QueueSummary(counts, oldest)
+        return _summary(await self._bridge.run(fetch))
+
+
+def _summary(rows: Any) -> QueueSummary:
+    counts = {s: 0 for s in models.MessageStatus}
+    oldest = 0.0
+    for row in rows:
+        status = models.MessageStatus(row["status"])
+        counts[status] = row["n"]
+        if status in (models.MessageStatus.QUEUED, models.MessageStatus.DEFERRED):
+            oldest = max(oldest, float(row["oldest"]))
+    return QueueSummary(counts, oldest)
 
 
 @attrs.frozen

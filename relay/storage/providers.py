@@ -54,12 +54,16 @@ class ProviderRepository:
 
         return Query(self._bridge, fetch)
 
-    def list(self, *, account_id: uuid.UUID | None = None) -> Query[list[models.Provider]]:
+    def list(
+        self, *, account_id: uuid.UUID | None = None, limit: int | None = None
+    ) -> Query[list[models.Provider]]:
+        """Oldest first; ``limit`` ``None`` = all."""
+
         async def fetch(conn: Any) -> list[models.Provider]:
             rows = await conn.fetch(
                 """SELECT * FROM esp_providers WHERE $1::uuid IS NULL OR account_id = $1
-                   ORDER BY created_at, id""",
-                account_id,
+                   ORDER BY created_at, id LIMIT $2""",
+                account_id, limit,
             )
             return [_rows.provider(r) for r in rows]
 

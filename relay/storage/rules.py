@@ -72,16 +72,17 @@ class RoutingRuleRepository:
         return Query(self._bridge, fetch)
 
     def list(
-        self, *, account_id: uuid.UUID | None = None, enabled_only: bool = False
+        self, *, account_id: uuid.UUID | None = None, enabled_only: bool = False,
+        limit: int | None = None,
     ) -> Query[list[models.RoutingRule]]:
-        """Rules in evaluation order: priority, then age."""
+        """Rules in evaluation order: priority, then age; ``limit`` ``None`` = all."""
 
         async def fetch(conn: Any) -> list[models.RoutingRule]:
             rows = await conn.fetch(
                 """SELECT * FROM routing_rules
                    WHERE ($1::uuid IS NULL OR account_id = $1) AND (NOT $2 OR enabled)
-                   ORDER BY priority, created_at, id""",
-                account_id, enabled_only,
+                   ORDER BY priority, created_at, id LIMIT $3""",
+                account_id, enabled_only, limit,
             )
             return [_rows.routing_rule(r) for r in rows]
 

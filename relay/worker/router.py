@@ -76,6 +76,14 @@ def _describe(rule: models.RoutingRule) -> str:
 
 def choose(routing: AccountRouting, message: models.Message) -> Route | NoRoute:
     """The first enabled rule that matches, else the default provider, else no route."""
+    return choose_by_facts(routing, lambda: facts(message))
+
+
+def choose_by_facts(
+    routing: AccountRouting, facts_of: Callable[[], conditions.MessageFacts]
+) -> Route | NoRoute:
+    """``choose`` for facts given directly (the web console's "which provider?" tester);
+    ``facts_of`` is called only when a rule needs them."""
     broken = []
     message_facts = None
     for parsed in routing.rules:
@@ -83,7 +91,7 @@ def choose(routing: AccountRouting, message: models.Message) -> Route | NoRoute:
             broken.append(f"{_describe(parsed.rule)} skipped, its conditions no longer parse: {parsed.error}")
             continue
         if message_facts is None:
-            message_facts = facts(message)
+            message_facts = facts_of()
         if conditions.matches(parsed.condition, message_facts):
             return Route(parsed.rule.provider_ids, f"matched {_describe(parsed.rule)}")
     if routing.default_provider_id is not None:

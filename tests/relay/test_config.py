@@ -419,3 +419,11 @@ def test_redacted_has_every_section_and_key() -> None:
 def test_config_module_exports_exist() -> None:
     for name in config_mod.__all__:
         assert hasattr(config_mod, name), name
+
+
+def test_redacted_hides_the_console_session_key() -> None:
+    from relay.config import ConsoleConfig, redacted
+
+    config = Config(console=ConsoleConfig(session_key="s3cret-session-key"))
+    assert "s3cret-session-key" not in repr(config)
+    assert redacted(config)["console"]["session_key"] == "***"

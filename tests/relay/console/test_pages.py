@@ -1,0 +1,496 @@
+"""Every console page through quart's test client: sign-in and the session cookie,
+CSRF, tenant isolation (another tenant's id is a 404 page), and the forms that
+create, change and delete through the same storage calls as the API."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from relay import auth, models
+from relay.app import Runtime
+from relay.console.session import COOKIE
+from relay.models import MessageStatus, ProviderType
+from relay.storage import Storage
+
+from ..api.conftest import Tenant
+from ..api.test_messages import enqueue, finish_as
+from .conftest import Browser
+
+SMTP_CONFIG = {"host": "smtp.example.net", "port": 587, "username": "u", "password": "very-secret-password"}
+
+
+async def provider_of(storage: Storage, tenant: Tenant, name: str = "up") -> models.Provider:
+    return await storage.providers.create(
+        account_id=tenant.account.id, name=name, type=ProviderType.SMTP, config=dict(SMTP_CONFIG),
+    )
+
+
+# ---------------------------------------------------------------- sign-in and session
+
+
+async def test_pages_need_a_session(browser: Browser) -> None:
+    for path in ("/console/", "/console/messages", "/console/providers", "/console/accounts"):
+        page = await browser.get(path)
+        assert page.status == 303 and page.location.endswith("/console/sign-in"), path
+    page = await browser.get("/console/sign-in")
+    assert page.status == 200
+    assert '<label for="key">' in page.text and 'name="csrf"' in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert page.headers["cache-control"] == "no-store"
+    assert 'name="viewport"' in page.text
+
+
+async def test_a_bad_key_does_not_sign_in(browser: Browser, tenant: Tenant) -> None:
+    await browser.get("/console/sign-in")
+    for key in ("rk_live_nope", "not a key", tenant.key + "x", ""):
+        page = await browser.post("/console/sign-in", {"key": key})
+        assert page.status == 401, key
+        assert "not valid" in page.text
+    assert (await browser.get("/console/")).status == 303
+
+
+async def test_the_session_cookie_is_signed_http_only_strict_and_holds_no_key(
+    browser: Browser, operator_key: str
+) -> None:
+    await browser.get("/console/sign-in")
+    response = await browser.client.post("/console/sign-in", form={"csrf": browser.csrf, "key": operator_key})
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain http here; over TLS the flag is set (see below)
+    assert operator_key not in cookie and operator_key.split("_")[-1] not in cookie
+    page = await browser.get("/console/")
+    assert page.status == 200 and "Operator" in page.text
+    # Tampering with the cookie's value signs the browser out.
+    [jar_cookie] = list(browser.client.cookie_jar)
+    jar_cookie.value = jar_cookie.value[:-2] + ("AA" if not jar_cookie.value.endswith("AA") else "BB")
+    assert (await browser.get("/console/")).status == 303
+
+
+async def test_the_cookie_is_secure_over_tls(browser: Browser, operator_key: str) -> None:
+    await browser.get("/console/sign-in")
+    response = await browser.client.post(
+        "/console/sign-in", form={"csrf": browser.csrf, "key": operator_key}, scheme="https",
+    )
+    assert response.status_code == 303
+    assert "Secure" in response.headers["set-cookie"]
+
+
+async def test_a_rotated_key_ends_the_session(browser: Browser, tenant: Tenant, storage: Storage) -> None:
+    assert (await browser.sign_in(tenant.key)).status == 303
+    assert (await browser.get("/console/messages")).status == 200
+    new = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    assert await storage.accounts.set_api_key(tenant.account.id, api_key_hash=new.hash, api_key_prefix=new.prefix)
+    page = await browser.get("/console/messages")
+    assert page.status == 303 and page.location.endswith("/console/sign-in?ended=1")
+    assert "Your session ended" in (await browser.get(page.location)).text
+    assert (await browser.get("/console/")).status == 303  # for good: the cookie was reset
+    assert (await browser.sign_in(new.secret)).status == 303
+
+
+async def test_revoking_the_operator_key_ends_the_session(browser: Browser, operator_key: str, storage: Storage) -> None:
+    await browser.sign_in(operator_key)
+    assert (await browser.get("/console/accounts")).status == 200
+    [admin] = await storage.admin_keys.list()
+    assert await storage.admin_keys.revoke(admin.id)
+    page = await browser.get("/console/accounts")
+    assert page.status == 303 and page.location.endswith("/console/sign-in?ended=1")
+
+
+async def test_disabling_the_account_ends_the_session(browser: Browser, tenant: Tenant, storage: Storage) -> None:
+    await browser.sign_in(tenant.key)
+    await storage.accounts.update(tenant.account.id, disabled=True)
+    assert (await browser.get("/console/")).status == 303
+    await browser.get("/console/sign-in")  # the ended session's cookie has a new CSRF token
+    page = await browser.post("/console/sign-in", {"key": tenant.key})
+    assert page.status == 403 and "disabled" in page.text
+
+
+async def test_sign_out(browser: Browser, operator_key: str) -> None:
+    await browser.sign_in(operator_key)
+    page = await browser.post("/console/sign-out")
+    assert page.status == 303
+    assert (await browser.get("/console/")).status == 303
+
+
+async def test_failed_sign_ins_are_budgeted_per_address(browser: Browser, operator_key: str) -> None:
+    from relay.api.context import EXTENSION
+
+    state = browser.app.extensions[EXTENSION]
+    state.auth_failures.set_rate(2)
+    await browser.get("/console/sign-in")
+    assert (await browser.post("/console/sign-in", {"key": "rk_admin_bad"})).status == 401
+    assert (await browser.post("/console/sign-in", {"key": "rk_admin_bad"})).status == 401
+    page = await browser.post("/console/sign-in", {"key": operator_key})
+    assert page.status == 429 and "retry-after" in page.headers
+
+
+# ---------------------------------------------------------------- CSRF
+
+
+async def test_posts_without_the_csrf_token_are_refused_and_change_nothing(
+    browser: Browser, tenant: Tenant, storage: Storage, operator_key: str
+) -> None:
+    await enqueue(storage, tenant)
+    message_id = await finish_as(storage, MessageStatus.FAILED)
+    await browser.sign_in(operator_key)
+    for csrf in ("", "0" * 64, browser.csrf[:-1]):
+        page = await browser.post(f"/console/messages/{message_id}/retry", csrf=csrf)
+        assert page.status == 403, csrf
+        page = await browser.post(f"/console/messages/{message_id}/delete", csrf=csrf)
+        assert page.status == 403
+        page = await browser.post("/console/accounts", {"name": "X", "email": "x@example.com",
+                                                        "password": "long enough password"}, csrf=csrf)
+        assert page.status == 403
+    found = await storage.messages.get(message_id)
+    assert found is not None and found.status is MessageStatus.FAILED
+    assert await storage.accounts.get_by_email("x@example.com") is None
+    # Sign-in is a form too: without the token, no session.
+    fresh = Browser(browser.app)
+    response = await fresh.client.post("/console/sign-in", form={"key": operator_key})
+    assert response.status_code == 403
+    assert (await fresh.get("/console/")).status == 303
+
+
+async def test_gets_change_nothing(browser: Browser, tenant: Tenant, storage: Storage, operator_key: str) -> None:
+    await enqueue(storage, tenant)
+    message_id = await finish_as(storage, MessageStatus.FAILED)
+    await browser.sign_in(operator_key)
+    for path in (f"/console/messages/{message_id}/retry", f"/console/messages/{message_id}/delete"):
+        assert (await browser.get(path)).status == 404  # only a POST form acts
+    found = await storage.messages.get(message_id)
+    assert found is not None and found.status is MessageStatus.FAILED
+
+
+# ---------------------------------------------------------------- tenant isolation
+
+
+async def test_another_tenants_objects_are_404_pages(
+    browser: Browser, tenant: Tenant, other: Tenant, storage: Storage
+) -> None:
+    await enqueue(storage, tenant)
+    message_id = await finish_as(storage, MessageStatus.FAILED)
+    provider = await provider_of(storage, tenant)
+    rule = await storage.rules.create(account_id=tenant.account.id, provider_id=provider.id, conditions={})
+    endpoint = await storage.webhooks.create(
+        account_id=tenant.account.id, url="https://hooks.example.com/x",
+        events=(models.EventKind.MESSAGE_SENT,), secret="s" * 32, limit=20,
+    )
+    assert endpoint is not None
+    await browser.sign_in(other.key)
+    a = tenant.account.id
+    for path in (f"/console/messages/{message_id}", f"/console/providers/{provider.id}",
+                 f"/console/routing-rules/{rule.id}", f"/console/accounts/{a}/webhooks",
+                 f"/console/accounts/{a}/webhooks/{endpoint.id}",
+                 f"/console/accounts/{other.id}/webhooks/{endpoint.id}",
+                 "/console/accounts"):
+        page = await browser.get(path)
+        assert page.status == 404, path
+        assert "<h1>Not found</h1>" in page.text
+    for path in (f"/console/messages/{message_id}/retry", f"/console/messages/{message_id}/delete",
+                 f"/console/providers/{provider.id}/delete", f"/console/routing-rules/{rule.id}/delete",
+                 f"/console/accounts/{a}/webhooks/{endpoint.id}/delete",
+                 f"/console/accounts/{a}/rotate-key"):
+        assert (await browser.post(path)).status == 404, path
+    # Listings show only B's own objects.
+    for path in ("/console/messages", "/console/providers", "/console/routing-rules"):
+        page = await browser.get(path)
+        assert page.status == 200
+        assert str(message_id) not in page.text and str(provider.id) not in page.text
+    # Nothing changed.
+    assert (await storage.messages.get(message_id)).status is MessageStatus.FAILED  # type: ignore[union-attr]
+    assert await storage.providers.get(provider.id) is not None
+    assert await storage.rules.get(rule.id) is not None
+    # A cannot create a provider in B's account either.
+    await browser.sign_in(tenant.key)
+    page = await browser.post("/console/providers", {
+        "account_id": other.id, "name": "sneaky", "type": "smtp", "config": '{"host": "a.example"}',
+        "enabled": "true"})
+    assert page.status == 422
+    assert await storage.providers.list(account_id=other.account.id) == []
+    # And B's webhooks page is B's own: the nav link goes there.
+    await browser.sign_in(other.key)
+    page = await browser.get("/console/webhooks")
+    assert page.status == 303 and page.location.endswith(f"/console/accounts/{other.id}/webhooks")
+
+
+# ---------------------------------------------------------------- pages
+
+
+async def test_overview(browser: Browser, tenant: Tenant, other: Tenant, storage: Storage, operator_key: str) -> None:
+    await enqueue(storage, tenant, 3)
+    await finish_as(storage, MessageStatus.SENT)
+    await enqueue(storage, other, 2)
+    await provider_of(storage, tenant, "tenant-upstream")
+    await browser.sign_in(operator_key)
+    page = await browser.get("/console/")
+    assert page.status == 200
+    assert page.text.count("<rect ") == 60
+    assert "5 accepted in the last hour" in page.text
+    assert "tenant-upstream" in page.text and "closed" in page.text
+    assert re.search(r"queued</a></dt><dd>4</dd>", page.text)
+    assert re.search(r"sent</a></dt><dd>1</dd>", page.text)
+    assert re.search(r"oldest waiting</dt><dd>\d+ s</dd>", page.text)
+    await browser.sign_in(tenant.key)
+    page = await browser.get("/console/")
+    assert "3 accepted in the last hour" in page.text
+    assert re.search(r"queued</a></dt><dd>2</dd>", page.text)
+
+
+async def test_messages_list_filters_and_pages(browser: Browser, tenant: Tenant, storage: Storage) -> None:
+    ids = await enqueue(storage, tenant, 55)
+    special = await storage.messages.enqueue(models.NewMessage(
+        account_id=tenant.account.id, mail_from="s@example.com", rcpt_to=("Special@Example.org",),
+        raw=b"Subject: x\r\n\r\nbody\r\n",
+    ))
+    await browser.sign_in(tenant.key)
+    page = await browser.get("/console/messages")
+    assert page.status == 200
+    assert page.text.count('href="/console/messages/') == 50
+    assert str(special) in page.text
+    nxt = re.search(r'href="(/console/messages\?cursor=[^"]+)" rel="next"', page.text)
+    assert nxt is not None
+    second = await browser.get(nxt.group(1).replace("&amp;", "&"))
+    assert second.text.count('href="/console/messages/') == 6
+    assert str(ids[0]) in second.text
+    page = await browser.get("/console/messages", recipient="special@example.org")
+    assert page.text.count('href="/console/messages/') == 1 and str(special) in page.text
+    page = await browser.get("/console/messages", status="sent")
+    assert "No messages match" in page.text
+    page = await browser.get("/console/messages", since="2999-01-01T00:00")
+    assert "No messages match" in page.text
+    assert (await browser.get("/console/messages", status="lost")).status == 400
+    assert (await browser.get("/console/messages", cursor="!!")).status == 400
+
+
+async def test_message_page_retry_and_delete(browser: Browser, tenant: Tenant, storage: Storage) -> None:
+    await enqueue(storage, tenant)
+    message_id = await finish_as(storage, MessageStatus.FAILED)
+    await browser.sign_in(tenant.key)
+    page = await browser.get(f"/console/messages/{message_id}")
+    assert page.status == 200
+    assert "Subject: 0" in page.text and "secret body" not in page.text  # headers only
+    assert "550 no" in page.text and "Retry now" in page.text
+    page = await browser.post(f"/console/messages/{message_id}/retry")
+    assert page.status == 303 and page.location.endswith(f"/console/messages/{message_id}")
+    found = await storage.messages.get(message_id)
+    assert found is not None and found.status is MessageStatus.QUEUED
+    # Being sent: neither retry nor delete (409), and no buttons.
+    await storage.messages.claim(worker_id="w", limit=1, lock_seconds=60)
+    page = await browser.get(f"/console/messages/{message_id}")
+    assert "Retry now" not in page.text
+    assert (await browser.post(f"/console/messages/{message_id}/delete")).status == 409
+    await storage.messages.release("w", [message_id])
+    page = await browser.post(f"/console/messages/{message_id}/delete")
+    assert page.status == 303
+    assert await storage.messages.get(message_id) is None
+    assert (await browser.get(f"/console/messages/{uuid.uuid4()}")).status == 404
+
+
+async def test_message_headers_are_bounded(browser: Browser, tenant: Tenant, storage: Storage) -> None:
+    raw = b"Subject: big\r\nX-Long: " + b"a" * 200_000 + b"\r\n\r\nbody"
+    message_id = await storage.messages.enqueue(models.NewMessage(
+        account_id=tenant.account.id, mail_from="s@example.com", rcpt_to=("r@example.net",), raw=raw,
+    ))
+    await browser.sign_in(tenant.key)
+    page = await browser.get(f"/console/messages/{message_id}")
+    assert page.status == 200 and "Only the first 64 KiB are shown" in page.text
+    assert page.text.count("a") < 70_000
+
+
+async def test_accounts_create_disable_rotate(browser: Browser, storage: Storage, operator_key: str) -> None:
+    await browser.sign_in(operator_key)
+    page = await browser.post("/console/accounts", {
+        "name": "Shop", "email": "shop@example.com", "password": "long enough password",
+        "allowed_domains": "example.com, *.example.org"})
+    assert page.status == 201
+    key = re.search(r'value="(rk_live_[^"]+)"', page.text)
+    assert key is not None
+    account = await storage.accounts.get_by_email("shop@example.com")
+    assert account is not None and account.allowed_domains == ("example.com", "*.example.org")
+    assert account.password_hash != "long enough password"
+    assert key.group(1) not in (await browser.get("/console/accounts")).text  # shown once
+    # Validation is the API's: a short password, a taken email.
+    page = await browser.post("/console/accounts", {"name": "A", "email": "a@example.com", "password": "short"})
+    assert page.status == 422 and "password" in page.text
+    page = await browser.post("/console/accounts", {"name": "A", "email": "SHOP@example.com",
+                                                    "password": "long enough password"})
+    assert page.status == 422 and "already exists" in page.text
+    page = await browser.post(f"/console/accounts/{account.id}/disabled", {"disabled": "true"})
+    assert page.status == 303
+    assert (await storage.accounts.get(account.id)).disabled  # type: ignore[union-attr]
+    await browser.post(f"/console/accounts/{account.id}/disabled", {"disabled": "false"})
+    assert not (await storage.accounts.get(account.id)).disabled  # type: ignore[union-attr]
+    page = await browser.post(f"/console/accounts/{account.id}/rotate-key")
+    new = re.search(r'value="(rk_live_[^"]+)"', page.text)
+    assert page.status == 200 and new is not None and new.group(1) != key.group(1)
+    assert await storage.accounts.get_by_api_key_hash(auth.hash_key(key.group(1))) is None
+    assert await storage.accounts.get_by_api_key_hash(auth.hash_key(new.group(1))) is not None
+
+
+async def test_providers_create_validate_toggle_delete(browser: Browser, tenant: Tenant, storage: Storage) -> None:
+    await browser.sign_in(tenant.key)
+    assert (await browser.get("/console/providers")).status == 200
+    bad = await browser.post("/console/providers", {"name": "p", "type": "smtp", "config": '{"port": 25}'})
+    assert bad.status == 422 and "config.host" in bad.text
+    bad = await browser.post("/console/providers", {"name": "p", "type": "smtp", "config": "{nope"})
+    assert bad.status == 422 and "not valid JSON" in bad.text
+    response = await browser.client.post(
+        "/console/providers", form={"csrf": browser.csrf, "name": "p", "type": "smtp", "config": "{"},
+        headers={"Referer": "http://localhost/console/providers"},
+    )
+    assert response.status_code == 422
+    assert '<a href="/console/providers">Back to the form</a>' in await response.get_data(as_text=True)
+    assert await storage.providers.list(account_id=tenant.account.id) == []
+    import json
+
+    page = await browser.post("/console/providers", {
+        "name": "upstream", "type": "smtp", "config": json.dumps(SMTP_CONFIG), "enabled": "true"})
+    assert page.status == 303
+    [provider] = await storage.providers.list(account_id=tenant.account.id)
+    assert provider.config["password"] == SMTP_CONFIG["password"]
+    page = await browser.get(page.location)
+    assert page.status == 200 and "upstream" in page.text
+    assert SMTP_CONFIG["password"] not in page.text and 'set&#34;: true' in page.text
+    assert SMTP_CONFIG["password"] not in (await browser.get("/console/providers")).text
+    await browser.post(f"/console/providers/{provider.id}/enabled", {"enabled": "false"})
+    assert not (await storage.providers.get(provider.id)).enabled  # type: ignore[union-attr]
+    assert (await browser.post(f"/console/providers/{provider.id}/delete")).status == 303
+    assert await storage.providers.get(provider.id) is None
+
+
+async def test_routing_rules_and_the_tester(browser: Browser, tenant: Tenant, storage: Storage, operator_key: str) -> None:
+    default = await provider_of(storage, tenant, "default-up")
+    bulk = await provider_of(storage, tenant, "bulk-up")
+    await storage.accounts.update(tenant.account.id, default_provider_id=default.id)
+    await browser.sign_in(operator_key)
+    bad = await browser.post("/console/routing-rules", {
+        "account_id": tenant.id, "provider_id": str(bulk.id), "conditions": '{"all": [{"nope": 1}]}'})
+    assert bad.status == 422 and "conditions.all[0]" in bad.text
+    page = await browser.post("/console/routing-rules", {
+        "account_id": tenant.id, "name": "bulk", "priority": "10", "provider_id": str(bulk.id),
+        "conditions": '{"header": {"name": "X-Stream", "equals": "bulk"}}', "enabled": "true"})
+    assert page.status == 303
+    [rule] = await storage.rules.list(account_id=tenant.account.id)
+    assert rule.priority == 10 and rule.provider_id == bulk.id
+    assert (await browser.get(page.location)).status == 200
+    assert "bulk-up" in (await browser.get("/console/routing-rules")).text
+    query = {"account_id": tenant.id, "sender": "a@example.com", "recipients": "b@example.net",
+             "headers": "Subject: hi\nX-Stream: bulk", "size": "1200"}
+    page = await browser.get("/console/routing-rules/test", **query)
+    assert page.status == 200 and "bulk-up" in page.text and "matched rule bulk" in page.text
+    page = await browser.get("/console/routing-rules/test", **{**query, "headers": "Subject: hi"})
+    assert "default-up" in page.text and "account default provider" in page.text
+    # A tenant tests its own routing only.
+    await browser.sign_in(tenant.key)
+    page = await browser.get("/console/routing-rules/test", sender="a@example.com", recipients="b@example.net")
+    assert "default-up" in page.text
+    await browser.sign_in(operator_key)
+    assert (await browser.post(f"/console/routing-rules/{rule.id}/delete")).status == 303
+    assert await storage.rules.get(rule.id) is None
+
+
+async def test_webhooks(browser: Browser, tenant: Tenant, storage: Storage, operator_key: str) -> None:
+    await browser.sign_in(operator_key)
+    page = await browser.get("/console/webhooks")
+    assert page.status == 200 and tenant.account.email in page.text
+    base = f"/console/accounts/{tenant.id}/webhooks"
+    assert (await browser.get(base)).status == 200
+    bad = await browser.post(base, {"url": "http://10.0.0.1/x", "events": "message.sent"})
+    assert bad.status == 422 and "url" in bad.text
+    page = await browser.client.post(base, form=[("csrf", browser.csrf), ("url", "https://hooks.example.com/r"),
+                                                 ("events", "message.sent"), ("events", "message.failed"),
+                                                 ("enabled", "true")])
+    text = await page.get_data(as_text=True)
+    assert page.status_code == 201
+    [endpoint] = await storage.webhooks.list(account_id=tenant.account.id)
+    secret = await storage.webhooks.rotate_secret(endpoint.id, account_id=tenant.account.id, secret="z" * 40)
+    assert secret is not None
+    assert "Signing secret" in text
+    assert set(endpoint.events) == {models.EventKind.MESSAGE_SENT, models.EventKind.MESSAGE_FAILED}
+    page2 = await browser.get(f"{base}/{endpoint.id}")
+    assert page2.status == 200 and "No deliveries yet" in page2.text and "z" * 40 not in page2.text
+    import datetime as dt
+
+    from relay import events
+
+    await storage.webhooks.send_test(endpoint, events.test_event(tenant.account.id, endpoint.id, at=dt.datetime.now(dt.UTC)))
+    page2 = await browser.get(f"{base}/{endpoint.id}")
+    assert "webhook.test" in page2.text and "pending" in page2.text and "none yet" in page2.text
+    await browser.post(f"{base}/{endpoint.id}/enabled", {"enabled": "false"})
+    assert not (await storage.webhooks.get(endpoint.id, account_id=tenant.account.id)).enabled  # type: ignore[union-attr]
+    assert (await browser.post(f"{base}/{endpoint.id}/delete")).status == 303
+    assert await storage.webhooks.list(account_id=tenant.account.id) == []
+
+
+async def test_static_files_and_the_api_are_unaffected(browser: Browser, operator_key: str) -> None:
+    response = await browser.client.get("/console/static/console.css")
+    assert response.status_code == 200
+    # The API still wants its Bearer key: a console session is no API credential.
+    await browser.sign_in(operator_key)
+    response = await browser.client.get("/api/v1/accounts")
+    assert response.status_code == 401
+
+
+async def test_unknown_console_paths_are_html_404_pages(browser: Browser, operator_key: str) -> None:
+    await browser.sign_in(operator_key)
+    for path in ("/console/nope", "/console/messages/not-an-id", "/console/providers/1/x"):
+        page = await browser.get(path)
+        assert page.status == 404, path
+        assert page.headers["content-type"].startswith("text/html") and "Not found" in page.text
+
+
+def test_templates_and_static_files_are_installed_with_the_package() -> None:
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    import relay.console
+
+    here = Path(relay.console.__file__).parent
+    setup = configparser.ConfigParser()
+    setup.read(here.parent.parent / "setup.cfg")
+    patterns = [p.strip() for p in setup["options.package_data"]["relay.console"].split(",")]
+    files = [p.relative_to(here).as_posix() for d in ("templates", "static") for p in (here / d).iterdir()]
+    assert files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_the_chart_has_a_bar_per_minute_scaled_to_the_busiest() -> None:
+    import datetime as dt
+
+    from relay.console.overview import CHART_HEIGHT, MINUTES, chart
+
+    now = dt.datetime(2026, 1, 1, 12, 30, 42, tzinfo=dt.UTC)
+    minute = dt.datetime(2026, 1, 1, 12, 30, tzinfo=dt.UTC)
+    bars = chart([(minute - dt.timedelta(minutes=59), 2), (minute, 4),
+                  (minute - dt.timedelta(minutes=60), 99)], now)  # the last one is out of range
+    assert len(bars) == MINUTES
+    assert (bars[0].label, bars[0].count, bars[0].height) == ("11:31", 2, CHART_HEIGHT / 2)
+    assert (bars[-1].label, bars[-1].count, bars[-1].height, bars[-1].y) == ("12:30", 4, CHART_HEIGHT, 0)
+    assert all(b.count == 0 and b.height == 0 for b in bars[1:-1])
+    assert all(b.height == 0 for b in chart([], now))
+
+
+async def test_an_empty_session_key_is_generated_and_said_so(runtime: Runtime) -> None:
+    import attrs
+    import structlog
+
+    from relay.api import create_app
+    from relay.config import ConsoleConfig
+    from relay.console.session import new_session
+
+    config = attrs.evolve(runtime.config, console=ConsoleConfig(session_key=""))
+    with structlog.testing.capture_logs() as lines:
+        first = create_app(attrs.evolve(runtime, config=config))
+        second = create_app(attrs.evolve(runtime, config=config))
+    warnings = [line for line in lines if "session_key is empty" in line["event"]]
+    assert len(warnings) == 2 and warnings[0]["log_level"] == "warning"
+    assert "api.processes > 1" in warnings[0]["event"]
+    # Each process signs with its own random key: one's cookie means nothing to the other.
+    one, two = first.extensions["relay.console"].codec, second.extensions["relay.console"].codec
+    assert two.loads(one.dumps(new_session("operator", b"h" * 32))) is None
+    assert one.loads(one.dumps(new_session("operator", b"h" * 32))) is not None
