@@ -142,9 +142,14 @@ async def test_smtp_processes_share_the_port_and_a_killed_one_is_replaced(
                     senders.start_soon(keep_sending)
                     senders.start_soon(keep_sending)
                     os.kill(victim, signal.SIGKILL)
-                    await children.until(  # its replacement started and listens
-                        lambda: len(children.listening) >= 3
-                        and children.pids[("smtp", 0)] != victim
+                    with trio.move_on_after(TIMEOUT / 2) as waited:
+                        await children.until(  # its replacement started and listens
+                            lambda: len(children.listening) >= 3
+                            and children.pids[("smtp", 0)] != victim
+                        )
+                    assert not waited.cancelled_caught, (
+                        "no replacement listening; the supervisor and children said:\n"
+                        + "\n".join(reader.seen[-60:])
                     )
                     assert [r["pid"] for r in children.restarts] == [victim]
                     replacement = children.pids[("smtp", 0)]
