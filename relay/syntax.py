@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import proto
 
-__all__ = ["MAX_DOMAIN", "MAX_EMAIL", "MAX_LOCAL_PART", "check_domain", "check_email"]
+__all__ = ["MAX_DOMAIN", "MAX_EMAIL", "MAX_LOCAL_PART", "check_domain", "check_email", "is_host_name"]
 
 #: RFC 1035 2.3.4 / RFC 5321 4.5.3.1.2: a host name, without the trailing dot's root.
 MAX_DOMAIN = 253
@@ -21,15 +21,21 @@ MAX_LOCAL_PART = 64
 MAX_EMAIL = 254
 
 
-def check_domain(text: str) -> str | None:
-    """The lower-cased domain, or ``None`` when it is not an ASCII host name."""
-    if not text.isascii() or "." not in text or len(text) > MAX_DOMAIN or text.startswith("["):
-        return None
+def is_host_name(text: str, *, max_length: int = MAX_DOMAIN) -> bool:
+    """Whether ``text`` is ASCII letter-digit-hyphen labels (RFC 5321 4.1.2 ``Domain``),
+    a single label too; never an address literal."""
+    if not text or not text.isascii() or len(text) > max_length or text.startswith("["):
+        return False
     try:
         proto.parse_mailbox(f"postmaster@{text}")
     except ValueError:
-        return None
-    return text.lower()
+        return False
+    return True
+
+
+def check_domain(text: str) -> str | None:
+    """The lower-cased domain, or ``None`` when it is not an ASCII host name with a dot."""
+    return text.lower() if "." in text and is_host_name(text) else None
 
 
 def check_email(text: str) -> bool:
