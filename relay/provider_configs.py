@@ -131,7 +131,7 @@ class _Checked:
                 raise InvalidConfig(field.name, self.problem)
             return result
 
-        return attrs.Converter(convert, takes_field=True)  # type: ignore[call-overload,no-any-return]
+        return attrs.Converter(convert, takes_field=True)
 
 
 def _host(value: str) -> str | None:
@@ -177,6 +177,7 @@ def _field(
     metadata: dict[str, Any] = {"description": description, "secret": secret}
     if checked is not None:
         metadata["json"] = checked.json
+        metadata["problem"] = checked.problem  # also for a value that is not a string
     return attrs.field(
         default=default,
         validator=validator,
@@ -353,6 +354,8 @@ def structure(cls: type[Any], data: Any) -> Any:
             raise found from None
         first, note = min(noted, key=lambda pair: names.index(pair[1].name))
         problem = "is required" if isinstance(first, KeyError) else str(first)
+        if isinstance(first, _Problem):  # the wrong JSON type; a host, URL... says which
+            problem = attrs.fields_dict(cls)[note.name].metadata.get("problem", problem)
         raise InvalidConfig(note.name, problem) from None
 
 
@@ -370,7 +373,7 @@ def _type_schema(type_: Any) -> dict[str, Any]:
 def _field_schema(field: attrs.Attribute[Any]) -> dict[str, Any]:
     schema = _type_schema(field.type)
     schema.update(field.metadata.get("json", {}))
-    if hasattr(field.validator, "schema"):
+    if isinstance(field.validator, (_Text, _Range)):
         schema.update(field.validator.schema())
     if field.default is not None and isinstance(field.default, (str, int, bool)):
         schema["default"] = field.default

@@ -1,8 +1,9 @@
 """``/api/v1/providers``: an account's upstream delivery services.
 
 Each type has its own config class in ``relay/provider_configs.py``, the one the
-delivery worker builds its drivers from, so both check a config the same way. Secrets (``SECRETS``) are write-only: a response shows
-``{"set": true}`` or ``{"set": false}`` in their place. On PUT and PATCH a secret that
+delivery worker builds its drivers from, so both check a config the same way.
+Secrets (``SECRETS``) are write-only: a response shows ``{"set": true}`` or
+``{"set": false}`` in their place. On PUT and PATCH a secret that
 is not sent keeps its stored value (as long as the type stays the same), so a client
 can edit a provider without ever holding its credentials. PATCH merges ``config``
 member by member; ``null`` removes an optional member. PUT replaces the rest of the

@@ -44,6 +44,9 @@ def test_defaults_live_in_the_class() -> None:
     (pc.SesProviderConfig, {"access_key_id": 5}, "region", "is required"),
     (pc.SendGridProviderConfig, {"api_key": "k", "base_url": "https://user@api.example"}, "base_url", "without credentials"),
     (pc.MailgunProviderConfig, {"api_key": "k", "domain": "localhost"}, "domain", "domain name"),
+    # a host, domain or URL of the wrong JSON type gets the same words as a bad string
+    (pc.SmtpProviderConfig, {"host": 5}, "host", "expected a host name such as smtp.example.com"),
+    (pc.MailgunProviderConfig, {"api_key": "k", "domain": None}, "domain", "expected a domain name"),
 ])
 def test_refusals_name_the_key(cls: type, data: dict[str, Any], field: str, words: str) -> None:
     with pytest.raises(pc.InvalidConfig) as caught:
