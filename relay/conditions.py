@@ -59,6 +59,8 @@ from typing import Any
 
 import attrs
 
+from .syntax import is_host_name
+
 __all__ = [
     "All",
     "AnyOf",
@@ -300,7 +302,6 @@ _LEAVES = (
     "recipient_domain", "every_recipient_domain", "sender_domain", "sender", "header", "size"
 )
 _KEYS = ("all", "any", "not", *_LEAVES)
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _GLOB_DOMAIN = re.compile(r"^[a-z0-9*?.\-]+$")
 #: RFC 5322 §3.6.8: a field name is printable ASCII except the colon.
 _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
@@ -472,8 +473,7 @@ def _domain(value: Any, path: str) -> str:
     domain = value.lower().rstrip(".")
     if (
         not domain
-        or len(domain) > MAX_DOMAIN
-        or not all(_LABEL.match(label) for label in domain.split("."))
+        or not is_host_name(domain, max_length=MAX_DOMAIN)
     ):
         raise ConditionError(
             path, f"{value[:80]!r} is not a domain name such as example.com (use xn-- for IDN)"

@@ -1,7 +1,8 @@
 """``GET /api/v1/openapi.json``: an OpenAPI 3.1 description of what the server does.
 
 Strategy: request bodies come from the very ``validation.Object`` declarations the
-views parse with, and per-type provider configs from ``providers.CONFIGS``, so the
+views parse with, and per-type provider configs from the classes in ``relay/provider_configs.py``
+(which the worker reads too), so the
 document cannot promise a field the server refuses or miss one it accepts. Response
 schemas are written here, next to each other, and are strict
 (``unevaluatedProperties: false``): the test suite validates every response it sees
@@ -16,6 +17,7 @@ from typing import Any
 
 from quart import Blueprint, Response
 
+from .. import provider_configs
 from ..config import Config
 from ..models import ProviderType, WebhookDeliveryStatus
 from . import (
@@ -86,21 +88,12 @@ _SECRET_MARKER = {
 
 def _shown_config(kind: ProviderType) -> dict[str, Any]:
     """The config of one provider type as responses show it (secrets masked)."""
-    schema = providers.CONFIGS[kind]
-    properties: dict[str, Any] = {}
-    required = []
-    for name, spec in schema.fields.items():
-        if spec.write_only:
-            properties[name] = _SECRET_MARKER
-            required.append(name)
-        else:
-            properties[name] = spec.type.schema()
-            if spec.required:
-                required.append(name)
-    return {
-        "type": "object", "properties": properties, "required": required,
-        "additionalProperties": False,
-    }
+    return provider_configs.json_schema(provider_configs.CLASSES[kind], secret_shown_as=_SECRET_MARKER)
+
+
+def _sent_config(kind: ProviderType) -> dict[str, Any]:
+    """The config of one provider type as requests send it."""
+    return provider_configs.json_schema(provider_configs.CLASSES[kind])
 
 
 def _by_type(config_schema: Any) -> dict[str, Any]:
@@ -168,8 +161,8 @@ def _schemas() -> dict[str, Any]:
         "required": ["database", "tls_certificate"],
         "additionalProperties": False,
     }
-    provider_create = {**providers.CREATE.schema(), **_by_type(lambda k: providers.CONFIGS[k].schema())}
-    provider_replace = {**providers.REPLACE.schema(), **_by_type(lambda k: providers.CONFIGS[k].schema())}
+    provider_create = {**providers.CREATE.schema(), **_by_type(_sent_config)}
+    provider_replace = {**providers.REPLACE.schema(), **_by_type(_sent_config)}
     return {
         "Problem": {
             "type": "object",

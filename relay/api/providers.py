@@ -1,8 +1,9 @@
 """``/api/v1/providers``: an account's upstream delivery services.
 
-Each type has its own config schema (``CONFIGS``), the keys the delivery worker reads
-(``relay/worker/providers/``). Secrets (``SECRETS``) are write-only: a response shows
-``{"set": true}`` or ``{"set": false}`` in their place. On PUT and PATCH a secret that
+Each type has its own config class in ``relay/provider_configs.py``, the one the
+delivery worker builds its drivers from, so both check a config the same way.
+Secrets (``SECRETS``) are write-only: a response shows ``{"set": true}`` or
+``{"set": false}`` in their place. On PUT and PATCH a secret that
 is not sent keeps its stored value (as long as the type stays the same), so a client
 can edit a provider without ever holding its credentials. PATCH merges ``config``
 member by member; ``null`` removes an optional member. PUT replaces the rest of the
@@ -11,14 +12,12 @@ config.
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from quart import Blueprint, Response, request
 
-from .. import models
+from .. import models, provider_configs
 from ..models import ProviderType
 from ..storage import InvalidReference
 from .context import (
@@ -36,94 +35,17 @@ from .validation import (
     Custom,
     Enum,
     Field,
-    Integer,
     Invalid,
     Object,
     String,
     Uuid,
-    check_domain,
     parse_query,
 )
 
 blueprint = Blueprint("providers", __name__)
 
-MAX_SECRET = 4096
-
-
-def _host(value: Any, path: str) -> str:
-    if isinstance(value, str):
-        if value == "localhost" or check_domain(value) is not None:
-            return value.lower()
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            pass
-    raise Invalid(path, "expected a host name such as smtp.example.com or an IP address")
-
-
-def _url(value: Any, path: str) -> str:
-    if isinstance(value, str) and len(value) <= 2048:
-        parts = urlsplit(value)
-        if parts.scheme in ("https", "http") and parts.netloc and not parts.username:
-            return value
-    raise Invalid(path, "expected an https:// URL without credentials, e.g. https://api.example.com")
-
-
-def _domain(value: Any, path: str) -> str:
-    if isinstance(value, str) and check_domain(value) is not None:
-        return value.lower()
-    raise Invalid(path, "expected a domain name such as mg.example.com")
-
-
-_HOST = Custom(_host, {"type": "string", "maxLength": 253, "description": "Host name or IP address."})
-_BASE_URL = Field(Custom(_url, {
-    "type": "string", "format": "uri", "maxLength": 2048,
-    "description": "Override the provider's endpoint (regional endpoints, tests).",
-}))
-
-
-def _secret(description: str, required: bool = True) -> Field:
-    return Field(String(MAX_SECRET, description=description + " Write-only."), required=required, write_only=True)
-
-
-CONFIGS: dict[ProviderType, Object] = {
-    ProviderType.SMTP: Object({
-        "host": Field(_HOST, required=True),
-        "port": Field(Integer(1, 65535, "Default 587, or 465 with tls implicit.")),
-        "tls": Field(Enum(("none", "starttls", "implicit"), "Default starttls.")),
-        "verify": Field(Boolean("Verify the upstream's certificate; default true.")),
-        "ca_file": Field(String(1024, description="PEM file of CAs to trust instead of the system's.")),
-        "username": Field(String(256, description="AUTH user name; omit for no AUTH.")),
-        "password": _secret("AUTH password.", required=False),
-    }),
-    ProviderType.SENDGRID: Object({
-        "api_key": _secret("SendGrid API key."),
-        "base_url": _BASE_URL,
-    }),
-    ProviderType.MAILGUN: Object({
-        "api_key": _secret("Mailgun API key."),
-        "domain": Field(Custom(_domain, {"type": "string", "maxLength": 253}), required=True),
-        "region": Field(Enum(("us", "eu"), "Mailgun region; default us.")),
-        "base_url": _BASE_URL,
-    }),
-    ProviderType.SES: Object({
-        "region": Field(String(32, description="AWS region, e.g. eu-west-1."), required=True),
-        "access_key_id": Field(String(128), required=True),
-        "secret_access_key": _secret("AWS secret access key."),
-        "session_token": _secret("Temporary credentials' session token.", required=False),
-        "configuration_set": Field(String(64)),
-        "base_url": _BASE_URL,
-    }),
-    ProviderType.POSTMARK: Object({
-        "server_token": _secret("Postmark server token."),
-        "message_stream": Field(String(100, description="Default outbound.")),
-        "base_url": _BASE_URL,
-    }),
-}
-
 SECRETS: dict[ProviderType, tuple[str, ...]] = {
-    kind: tuple(name for name, spec in schema.fields.items() if spec.write_only)
-    for kind, schema in CONFIGS.items()
+    kind: provider_configs.secrets(cls) for kind, cls in provider_configs.CLASSES.items()
 }
 
 
@@ -176,8 +98,19 @@ def to_json(provider: models.Provider) -> dict[str, Any]:
 
 
 def check_config(kind: ProviderType, config: dict[str, Any]) -> dict[str, Any]:
-    """Raises: Invalid: naming ``config.<member>``."""
-    return CONFIGS[kind].parse(config, "config")
+    """The members of ``config`` to store, normalized (host names lower-cased).
+
+    Only what the client sent is kept: defaults stay in the config class, where the
+    worker applies them.
+
+    Raises:
+        Invalid: naming ``config.<member>``.
+    """
+    try:
+        checked = provider_configs.structure(provider_configs.CLASSES[kind], config)
+    except provider_configs.InvalidConfig as exc:
+        raise Invalid(f"config.{exc.field}" if exc.field else "config", exc.problem) from None
+    return {name: getattr(checked, name) for name in config}
 
 
 @blueprint.post("/providers")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import attrs
 
 from ..conditions import json_kind
+from ..syntax import MAX_DOMAIN, MAX_EMAIL, check_domain, check_email
 
 __all__ = [
     "Boolean",
@@ -44,10 +44,6 @@ __all__ = [
     "parse_query",
 ]
 
-#: RFC 5321 §4.5.3.1: local part 64 octets, domain 255, path 256 (email ≤ 254 in practice).
-MAX_LOCAL_PART = 64
-MAX_DOMAIN = 253
-MAX_EMAIL = 254
 #: bcrypt looks at 72 bytes at most; more would be silently ignored, so it is refused.
 MAX_PASSWORD_BYTES = 72
 MIN_PASSWORD = 8
@@ -115,18 +111,6 @@ class Password:
         }, self.description or f"Write-only; {MIN_PASSWORD} characters to {MAX_PASSWORD_BYTES} bytes in UTF-8.")
 
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
-
-
-def check_domain(text: str) -> str | None:
-    """The lower-cased domain, or ``None`` when it is not an ASCII host name."""
-    domain = text.lower()
-    if not domain or len(domain) > MAX_DOMAIN or "." not in domain:
-        return None
-    return domain if all(_LABEL.match(label) for label in domain.split(".")) else None
-
-
 @attrs.frozen
 class Domain:
     """A host name (A-labels for IDN); ``*.example.com`` too when ``wildcard``."""
@@ -162,15 +146,7 @@ class Email:
     def parse(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
             raise Invalid(path, f"expected an email address, got {json_kind(value)}")
-        local, at, domain = value.rpartition("@")
-        if (
-            not at
-            or len(value) > MAX_EMAIL
-            or not 0 < len(local) <= MAX_LOCAL_PART
-            or not _LOCAL.match(local)
-            or local.startswith(".") or local.endswith(".") or ".." in local
-            or check_domain(domain) is None
-        ):
+        if not check_email(value):
             raise Invalid(path, f"{value[:80]!r} is not an email address such as alice@example.com")
         return value
 

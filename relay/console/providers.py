@@ -1,5 +1,6 @@
 """Providers: list (with the circuit-breaker state the workers last saved), create
-with a type and its config as JSON — validated by the API's own per-type schemas —,
+with a type and its config as JSON — validated by the per-type classes of
+``relay/provider_configs.py``, as the API does —,
 enable/disable, delete. Secrets are never shown: configs are displayed through the
 API's ``redacted_config`` (``{"set": true}`` in a secret's place)."""
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .base import ProviderConfigError, Result, Verdict, clip
+from .base import Result, Verdict, clip
 
 #: Status codes that say "not now" rather than "not this message".
 _TEMPORARY_4XX = frozenset({401, 403, 408, 429})
@@ -105,29 +105,7 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
-def setting(
-    config: dict[str, Any], key: str, provider: str, *, default: Any = None, kind: type = str
-) -> Any:
-    """Read one config key or say which key is wrong and how to fix it.
-
-    Raises:
-        ProviderConfigError: the key is missing (and has no default) or has the wrong type.
-    """
-    value = config.get(key, default)
-    if value is None or value == "":
-        raise ProviderConfigError(
-            f"{provider}: config.{key} is required; set it on the provider through the API"
-        )
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProviderConfigError(
-            f"{provider}: config.{key} must be a {kind.__name__}, got {type(value).__name__}"
-        )
-    return value
-
-
-def base_url(config: dict[str, Any], provider: str, default: str) -> str:
-    """``config.base_url`` (tests and regional endpoints) or the provider's public one."""
-    url = setting(config, "base_url", provider, default=default).rstrip("/")
-    if urlsplit(url).scheme not in ("https", "http"):
-        raise ProviderConfigError(f"{provider}: config.base_url must be an https:// URL, got {url!r}")
-    return url
+def base_url(configured: str | None, default: str) -> str:
+    """``config.base_url`` (tests and regional endpoints; checked by its config class)
+    or the provider's public endpoint, without a trailing slash."""
+    return (configured or default).rstrip("/")

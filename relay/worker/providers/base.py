@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
+
+from ... import models, provider_configs
+
+_C = TypeVar("_C")
 
 
 class Verdict(enum.Enum):
@@ -35,6 +39,27 @@ class Verdict(enum.Enum):
 
 class ProviderConfigError(Exception):
     """A provider's settings cannot be used; the message names the key and what to do."""
+
+
+def settings(provider: models.Provider, cls: type[_C]) -> _C:
+    """The provider's stored config as its class (``relay/provider_configs.py``), defaults applied.
+
+    A key stored as ``null`` or ``""`` counts as not set (configs written before the API
+    checked them).
+
+    Raises:
+        ProviderConfigError: naming the key to fix.
+    """
+    given: dict[str, Any] = {k: v for k, v in provider.config.items() if v is not None and v != ""}
+    try:
+        return provider_configs.structure(cls, given)  # type: ignore[no-any-return]
+    except provider_configs.InvalidConfig as exc:
+        # "config.host is required", "config.port: expected a whole number, got a string"
+        sep = " " if exc.problem.startswith(("is ", "must ")) else ": "
+        raise ProviderConfigError(
+            f"{provider.type} provider {provider.name!r}: config.{exc.field}{sep}{exc.problem};"
+            " set it on the provider through the API"
+        ) from None
 
 
 @attrs.frozen

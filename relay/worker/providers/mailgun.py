@@ -6,8 +6,9 @@ recipient list without touching the headers, so Bcc recipients are delivered and
 never shown. Authentication is HTTP Basic with user ``api`` and the API key.
 Mailgun accepts up to 1,000 recipients per request; larger envelopes are split.
 
-Config: ``api_key`` and ``domain`` (required), ``region`` (``us``, the default, or
-``eu`` for domains in Mailgun's EU region), ``base_url`` (overrides both).
+Config: ``relay.provider_configs.MailgunProviderConfig`` (``api_key``, ``domain``;
+``region``, ``us`` or ``eu`` for domains in Mailgun's EU region; ``base_url``, which
+overrides the region's endpoint).
 Success is 200 ``{"id", "message": "Queued. Thank you."}``; errors carry ``message``.
 """
 
@@ -18,8 +19,9 @@ from urllib.parse import quote
 import httpx
 
 from ... import models
+from ...provider_configs import MailgunProviderConfig
 from . import _http, _mime
-from .base import Envelope, Result
+from .base import Envelope, Result, settings
 
 MAX_RECIPIENTS = 1000
 #: Mailgun serves each domain from the region it was created in.
@@ -32,13 +34,10 @@ def _words(response: httpx.Response) -> str:
 
 class Mailgun:
     def __init__(self, provider: models.Provider, client: httpx.AsyncClient) -> None:
-        name = f"mailgun provider {provider.name!r}"
-        api_key: str = _http.setting(provider.config, "api_key", name)
-        domain: str = _http.setting(provider.config, "domain", name)
-        region = provider.config.get("region", "us")
-        base = _http.base_url(provider.config, name, REGION_ENDPOINTS.get(region, REGION_ENDPOINTS["us"]))
-        self._url = f"{base}/v3/{quote(domain, safe='')}/messages.mime"
-        self._auth = httpx.BasicAuth("api", api_key)
+        config = settings(provider, MailgunProviderConfig)
+        base = _http.base_url(config.base_url, REGION_ENDPOINTS[config.region])
+        self._url = f"{base}/v3/{quote(config.domain, safe='')}/messages.mime"
+        self._auth = httpx.BasicAuth("api", config.api_key)
         self._client = client
 
     def __repr__(self) -> str:

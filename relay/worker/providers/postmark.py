@@ -9,8 +9,9 @@ required by Postmark, and putting a Bcc recipient in a shared To would reveal th
 Postmark allows 50 recipients (To + Cc + Bcc) per message; larger envelopes are sent
 in several requests.
 
-Config: ``server_token`` (required), ``message_stream`` (default ``outbound``),
-``base_url`` (default ``https://api.postmarkapp.com``). Success is 200 with
+Config: ``relay.provider_configs.PostmarkProviderConfig`` (``server_token``;
+``message_stream``, default ``outbound``; ``base_url``, default
+``https://api.postmarkapp.com``). Success is 200 with
 ``ErrorCode`` 0; refusals are 422 with ``{"ErrorCode", "Message"}``.
 
 Hard bounces (``RecipientResult.hard_bounce``, for the suppression list) are the
@@ -33,8 +34,9 @@ import attrs
 import httpx
 
 from ... import models
+from ...provider_configs import PostmarkProviderConfig
 from . import _http, _mime
-from .base import Envelope, Result, Verdict
+from .base import Envelope, Result, Verdict, settings
 
 #: Postmark: at most 50 recipients across To, Cc and Bcc per message.
 MAX_RECIPIENTS = 50
@@ -140,10 +142,10 @@ def hard_bounces(result: Result, response: httpx.Response | None) -> Result:
 
 class Postmark:
     def __init__(self, provider: models.Provider, client: httpx.AsyncClient) -> None:
-        name = f"postmark provider {provider.name!r}"
-        self._token: str = _http.setting(provider.config, "server_token", name)
-        self._stream: str = _http.setting(provider.config, "message_stream", name, default="outbound")
-        self._url = _http.base_url(provider.config, name, "https://api.postmarkapp.com") + "/email"
+        config = settings(provider, PostmarkProviderConfig)
+        self._token = config.server_token
+        self._stream = config.message_stream
+        self._url = _http.base_url(config.base_url, "https://api.postmarkapp.com") + "/email"
         self._client = client
 
     def __repr__(self) -> str:

@@ -9,7 +9,8 @@ gets a personalization of their own with only themselves in ``to``, so no one le
 another recipient's address. A request carries at most 1,000 recipients (SendGrid's
 documented limit); larger envelopes are sent in several requests.
 
-Config: ``api_key`` (required), ``base_url`` (default ``https://api.sendgrid.com``).
+Config: ``relay.provider_configs.SendGridProviderConfig`` (``api_key``; ``base_url``,
+default ``https://api.sendgrid.com``).
 A 202 means accepted; errors come back as ``{"errors": [{"message", "field"}]}``.
 """
 
@@ -21,8 +22,9 @@ from typing import Any
 import httpx
 
 from ... import models
+from ...provider_configs import SendGridProviderConfig
 from . import _http, _mime
-from .base import Envelope, Result
+from .base import Envelope, Result, settings
 
 #: SendGrid: "There is a limit of 1000 total recipients (to + cc + bcc) per request."
 MAX_RECIPIENTS = 1000
@@ -83,9 +85,9 @@ def body(parts: _mime.Parts, rcpt_to: tuple[str, ...]) -> dict[str, Any]:
 
 class SendGrid:
     def __init__(self, provider: models.Provider, client: httpx.AsyncClient) -> None:
-        name = f"sendgrid provider {provider.name!r}"
-        self._api_key: str = _http.setting(provider.config, "api_key", name)
-        self._url = _http.base_url(provider.config, name, "https://api.sendgrid.com") + "/v3/mail/send"
+        config = settings(provider, SendGridProviderConfig)
+        self._api_key = config.api_key
+        self._url = _http.base_url(config.base_url, "https://api.sendgrid.com") + "/v3/mail/send"
         self._client = client
 
     def __repr__(self) -> str:

@@ -10,9 +10,9 @@ split.
 Requests are signed with Signature Version 4 by botocore's own signer (``SigV4Auth``
 over an ``AWSRequest``, signing name ``ses``); we never compute signatures ourselves.
 
-Config: ``region``, ``access_key_id`` and ``secret_access_key`` (required),
-``session_token`` and ``configuration_set`` (optional), ``base_url`` (default
-``https://email.{region}.amazonaws.com``). Errors carry ``message`` and the
+Config: ``relay.provider_configs.SesProviderConfig`` (``region``, ``access_key_id``,
+``secret_access_key``; ``session_token`` and ``configuration_set``; ``base_url``,
+default ``https://email.{region}.amazonaws.com``). Errors carry ``message`` and the
 ``x-amzn-ErrorType`` header.
 """
 
@@ -28,8 +28,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from ... import models
+from ...provider_configs import SesProviderConfig
 from . import _http, _mime
-from .base import Envelope, Result
+from .base import Envelope, Result, settings
 
 #: SES: "The combined number of To:, CC: and BCC: email addresses cannot exceed 50."
 MAX_RECIPIENTS = 50
@@ -56,16 +57,11 @@ def body(envelope: Envelope, rcpt_to: tuple[str, ...], configuration_set: str | 
 
 class Ses:
     def __init__(self, provider: models.Provider, client: httpx.AsyncClient) -> None:
-        name = f"ses provider {provider.name!r}"
-        config = provider.config
-        self._region: str = _http.setting(config, "region", name)
-        self._credentials = Credentials(
-            _http.setting(config, "access_key_id", name),
-            _http.setting(config, "secret_access_key", name),
-            config.get("session_token") or None,
-        )
-        self._configuration_set: str | None = config.get("configuration_set") or None
-        base = _http.base_url(config, name, f"https://email.{self._region}.amazonaws.com")
+        config = settings(provider, SesProviderConfig)
+        self._region = config.region
+        self._credentials = Credentials(config.access_key_id, config.secret_access_key, config.session_token)
+        self._configuration_set = config.configuration_set
+        base = _http.base_url(config.base_url, f"https://email.{self._region}.amazonaws.com")
         self._url = f"{base}/v2/email/outbound-emails"
         self._client = client
 

@@ -31,10 +31,9 @@ Security decisions:
   must write out (the default is ``starttls``): a relay on the same host or a private
   network. The password is never logged nor shown by ``repr``.
 
-Config: ``host`` (required), ``port`` (default 587; 465 with ``tls = "implicit"``),
-``tls`` (``"starttls"`` default, ``"implicit"`` or ``"none"``), ``verify`` (default
-true), ``ca_file`` (optional PEM), ``username`` and ``password`` (optional, together;
-AUTH PLAIN, else LOGIN).
+Config: ``relay.provider_configs.SmtpProviderConfig`` (``host``; ``port`` 587, or 465
+with ``tls = "implicit"``; ``tls``; ``verify``; ``ca_file``; ``username`` and
+``password``, which go together: AUTH PLAIN, else LOGIN).
 
 Cancellation (the worker's time limit, shutdown): the session is closed at once and
 never parked; the worker treats the attempt as timed out.
@@ -46,7 +45,7 @@ import hashlib
 import json
 import os
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -54,71 +53,46 @@ import trio
 import proto
 
 from ... import models
+from ...provider_configs import SmtpProviderConfig
 from ._smtp_pool import SmtpPool
-from .base import Envelope, ProviderConfigError, RecipientResult, Result, Verdict, clip
+from .base import Envelope, ProviderConfigError, RecipientResult, Result, Verdict, clip, settings
 
 if TYPE_CHECKING:
     from . import Context
 
 #: Bytes asked of the stream per read.
 MAX_RECV = 64 * 1024
-_TLS_MODES = ("none", "starttls", "implicit")
 
 
-@attrs.frozen
-class SmtpSettings:
-    """A provider's ``config``, checked."""
+def _checked(provider: models.Provider) -> SmtpProviderConfig:
+    """The provider's config, plus what only the worker can check (files on its disk).
 
-    host: str
-    port: int
-    tls: str
-    verify: bool
-    ca_file: str | None
-    username: str | None
-    password: str | None = attrs.field(repr=False)
+    Raises: ProviderConfigError: naming the key to fix.
+    """
+    config = settings(provider, SmtpProviderConfig)
+    where = f"smtp provider {provider.name!r}"
+    if config.ca_file is not None and not os.path.isfile(config.ca_file):
+        raise ProviderConfigError(f"{where}: config.ca_file {config.ca_file!r} is not a readable PEM file")
+    if (config.username is None) != (config.password is None):
+        raise ProviderConfigError(f"{where}: config.username and config.password go together (strings)")
+    return config
 
-    @property
-    def peer(self) -> str:
-        return f"{self.host}:{self.port}"
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any], name: str) -> SmtpSettings:
-        """Raises: ProviderConfigError: naming the key to fix."""
-        where = f"smtp provider {name!r}"
-        host = config.get("host")
-        if not isinstance(host, str) or not host:
-            raise ProviderConfigError(f"{where}: config.host is required (the upstream's host name or IP)")
-        tls = config.get("tls", "starttls")
-        if tls not in _TLS_MODES:
-            raise ProviderConfigError(f"{where}: config.tls must be one of none, starttls, implicit; got {tls!r}")
-        port = config.get("port", 465 if tls == "implicit" else 587)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ProviderConfigError(f"{where}: config.port must be a port number 1-65535, got {port!r}")
-        verify = config.get("verify", True)
-        if not isinstance(verify, bool):
-            raise ProviderConfigError(f"{where}: config.verify must be true or false")
-        ca_file = config.get("ca_file") or None
-        if ca_file is not None and not (isinstance(ca_file, str) and os.path.isfile(ca_file)):
-            raise ProviderConfigError(f"{where}: config.ca_file {ca_file!r} is not a readable PEM file")
-        username = config.get("username") or None
-        password = config.get("password") or None
-        if (username is None) != (password is None) or not all(
-            v is None or isinstance(v, str) for v in (username, password)
-        ):
-            raise ProviderConfigError(f"{where}: config.username and config.password go together (strings)")
-        return cls(host, port, tls, verify, ca_file, username, password)
+def ssl_context(config: SmtpProviderConfig) -> ssl.SSLContext | None:
+    """The TLS settings for an upstream; ``None`` with ``tls = "none"``.
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if self.tls == "none":
-            return None
-        try:
-            context = ssl.create_default_context(cafile=self.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ProviderConfigError(f"smtp provider: cannot load config.ca_file {self.ca_file!r}: {exc}") from exc
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+    Raises: ProviderConfigError: ``ca_file`` cannot be loaded.
+    """
+    if config.tls == "none":
+        return None
+    try:
+        context = ssl.create_default_context(cafile=config.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ProviderConfigError(f"smtp provider: cannot load config.ca_file {config.ca_file!r}: {exc}") from exc
+    if not config.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class _Failed(Exception):
@@ -236,8 +210,8 @@ class Smtp:
     """The ``smtp`` provider; see the module docstring."""
 
     def __init__(self, provider: models.Provider, context: Context) -> None:
-        self._settings = SmtpSettings.from_config(provider.config, provider.name)
-        self._ssl = self._settings.ssl_context()
+        self._settings = _checked(provider)
+        self._ssl = ssl_context(self._settings)
         self._hostname = context.hostname
         self._connect_timeout = context.connect_timeout
         self._send_timeout = context.send_timeout
@@ -528,4 +502,4 @@ def _addresses(
     return reverse_path, forward, invalid
 
 
-__all__ = ["Session", "Smtp", "SmtpSettings", "address_refused", "verdict", "words"]
+__all__ = ["Session", "Smtp", "address_refused", "ssl_context", "verdict", "words"]
