@@ -32,10 +32,10 @@ import trio
 import proto
 
 from .. import dkim, metrics
-from ..app import Runtime
 from ..config import Config, parse_listen
 from ..logging import bind, get_logger
 from ..reload import Reloader
+from ..runtime import Runtime
 from ..sampling import sample_certificate
 from .credentials import Authenticator
 from .dkim import DkimSigner
@@ -436,7 +436,7 @@ def _session_settings(config: Config, hostname: str, starttls: bool) -> SessionS
 async def _reuse_port_listener(host: str, port: int, backlog: int) -> trio.SocketListener:
     """A listener on ``host:port`` with ``SO_REUSEPORT``, so sibling processes share it
     (an empty host is every IPv4 address). Made with trio's own socket rather than
-    ``relay.supervisor.bind_reuse_port`` + ``from_stdlib_socket``: with the latter a
+    ``relay.ports.bind_reuse_port`` + ``from_stdlib_socket``: with the latter a
     child replacing a killed sibling stalled now and then (2 of 10 runs of
     test_supervisor), cause not found."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
