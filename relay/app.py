@@ -31,6 +31,8 @@ from .smtp import server as smtp_server
 from .storage import Storage
 from .worker import Worker, run_worker
 
+# ``Runtime``, ``open_runtime`` and ``open_database`` live in the leaf ``relay.runtime``;
+# they are named here too for callers that start from ``relay.app``.
 __all__ = [
     "SERVICES",
     "Runtime",
