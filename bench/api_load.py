@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 async def serve(database_url: str) -> None:
     """Run the API on 127.0.0.1:0; print {"url", "operator_key"} once listening."""
     from relay import app
-    from relay.api import serve_api
+    from relay.api.server import serve_api
     from relay.config import ApiConfig, Config, DatabaseConfig, LoggingConfig
     from relay.logging import configure
 

@@ -81,7 +81,7 @@ async def serve_relay(database_url: str, api_options: str) -> None:
     import trio
 
     from relay import app, models
-    from relay.api import serve_api
+    from relay.api.server import serve_api
     from relay.config import ApiConfig, Config, DatabaseConfig, LoggingConfig
     from relay.logging import configure
     from relay.storage import host

@@ -145,7 +145,7 @@ def explain(database_url: str, tenant: uuid.UUID) -> dict[str, list[str]]:
 
 async def main(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
     from relay import app, auth
-    from relay.api import create_app
+    from relay.api.app import create_app
     from relay.config import ApiConfig, Config, ConsoleConfig, DatabaseConfig, LoggingConfig
     from relay.logging import configure
 

@@ -1,79 +1,51 @@
-"""The root of a relay process: database, migrations, storage, services, shutdown.
+"""The composition root of a relay process: runtime, services, shutdown.
 
-Strategy: ``open_database`` resolves where the data lives (the configured URL, or the
-embedded PostgreSQL under ``var/``) and migrates it; ``open_runtime`` adds the
-storage pool on top. ``serve`` runs the services inside one nursery, each started
-with ``nursery.start`` so "ready" means every listener is bound, and stops them all
-on SIGINT/SIGTERM.
+Strategy: ``relay.runtime`` opens the database and the storage (``open_runtime``);
+this module is the one place that knows every service — SMTP, the API, the worker —
+and imports them at the top like any other dependency: they take a ``Runtime`` from
+the leaf ``relay.runtime`` and never import this module, so there is no cycle to
+dodge. ``serve`` runs the services inside one nursery, each started with
+``nursery.start`` so "ready" means every listener is bound, and stops them all on
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
+import prometheus_client
 import trio
 
 from . import auth, metrics, sampling
 from . import logging as relay_logging
-from .config import Config
+from .api import server as api_server
+from .config import Config, parse_listen
 from .logging import get_logger
 from .reload import Reloader
-from .storage import Storage, embedded, migrations, open_storage
+from .runtime import Runtime, open_database, open_runtime
+from .smtp import server as smtp_server
+from .storage import Storage
+from .worker import Worker, run_worker
+
+# ``Runtime``, ``open_runtime`` and ``open_database`` live in the leaf ``relay.runtime``;
+# they are named here too for callers that start from ``relay.app``.
+__all__ = [
+    "SERVICES",
+    "Runtime",
+    "Started",
+    "ensure_operator_key",
+    "open_database",
+    "open_runtime",
+    "serve",
+    "serve_metrics",
+    "watch_signals",
+]
 
 log = get_logger("relay.app")
-
-
-@attrs.frozen
-class Runtime:
-    config: Config
-    database_url: str = attrs.field(repr=False)
-    storage: Storage
-
-
-@contextlib.asynccontextmanager
-async def open_database(config: Config, *, migrate: bool | None = None) -> AsyncIterator[str]:
-    """Yield a database URL, starting the embedded server when none is configured.
-
-    Raises:
-        DatabaseUnavailable: the database cannot be reached or started.
-    """
-    server = None
-    url = config.database.url
-    if not url:
-        data_dir = config.resolve_path(config.database.embedded_dir)
-        server = await trio.to_thread.run_sync(embedded.start, data_dir)
-        url = server.url
-        log.info("embedded database started", data_dir=str(data_dir))
-    try:
-        if config.database.migrate_on_start if migrate is None else migrate:
-            applied = await trio.to_thread.run_sync(migrations.apply, url)
-            if applied:
-                log.info("migrations applied", migrations=applied)
-        yield url
-    finally:
-        if server is not None:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(server.stop)
-
-
-@contextlib.asynccontextmanager
-async def open_runtime(config: Config, *, migrate: bool | None = None) -> AsyncIterator[Runtime]:
-    async with open_database(config, migrate=migrate) as url, open_storage(
-        url,
-        min_size=config.database.pool_min_size,
-        max_size=config.database.pool_max_size,
-        connect_timeout=config.database.connect_timeout,
-        acquire_timeout=config.database.acquire_timeout,
-        command_timeout=config.database.command_timeout,
-        statement_cache_size=config.database.statement_cache_size,
-    ) as storage:
-        yield Runtime(config=config, database_url=url, storage=storage)
 
 
 async def ensure_operator_key(storage: Storage) -> str | None:
@@ -101,10 +73,6 @@ SERVICES = ("smtp", "api", "worker")
 async def serve_metrics(listen: str) -> None:
     """``GET /metrics`` on ``metrics.listen`` for a process without the API:
     prometheus-client's own small HTTP server, in its thread, until cancelled."""
-    import prometheus_client
-
-    from .config import parse_listen
-
     host, port = parse_listen(listen)
     registry = metrics.scrape_registry()
     server, _thread = prometheus_client.start_http_server(
@@ -124,14 +92,14 @@ class Started:
 
     runtime: Runtime
     shutdown: trio.Event
-    #: ``relay.smtp.server.Bound`` when SMTP runs.
-    smtp: Any = None
-    #: ``relay.worker.Worker`` when the worker runs.
-    worker: Any = None
-    #: ``relay.api.server.Bound`` when the API runs.
-    api: Any = None
+    #: The ports SMTP bound, when SMTP runs.
+    smtp: smtp_server.Bound | None = None
+    #: The delivery worker, when it runs.
+    worker: Worker | None = None
+    #: The port the API bound, when the API runs.
+    api: api_server.Bound | None = None
     #: Applies a re-read configuration to the running services (``relay.reload``).
-    reloader: Any = None
+    reloader: Reloader | None = None
 
 
 async def serve(
@@ -174,28 +142,25 @@ async def serve(
             if config.metrics.listen and "api" not in services:
                 background.start_soon(serve_metrics, config.metrics.listen)
             async with trio.open_nursery() as front:
-                smtp_bound = worker = api_bound = None
+                smtp_bound: smtp_server.Bound | None = None
+                api_bound: api_server.Bound | None = None
+                worker: Worker | None = None
                 if "smtp" in services:
-                    from .smtp.server import serve_smtp
-
                     smtp_bound = await front.start(functools.partial(
-                        serve_smtp, runtime, shutdown, reuse_port=reuse_port, reloader=reloader
+                        smtp_server.serve_smtp, runtime, shutdown, reuse_port=reuse_port,
+                        reloader=reloader,
                     ))
                 if "api" in services:
-                    from .api.server import serve_api
-
                     api_bound = await front.start(functools.partial(
-                        serve_api, runtime, shutdown=shutdown, reuse_port=reuse_port,
+                        api_server.serve_api, runtime, shutdown=shutdown, reuse_port=reuse_port,
                         reloader=reloader,
                     ))
                 if "worker" in services:
-                    from .worker import run_worker
-
-                    worker = await front.start(
+                    worker = running = await front.start(
                         functools.partial(run_worker, runtime, stop=shutdown)
                     )
-                    reloader.register("worker", lambda new: worker.reload(new.worker))
-                    reloader.register("webhooks", lambda new: worker.webhooks.reload(new.webhooks))
+                    reloader.register("worker", lambda new: running.reload(new.worker))
+                    reloader.register("webhooks", lambda new: running.webhooks.reload(new.webhooks))
                 log.info("relay ready", services=list(services))
                 task_status.started(Started(
                     runtime, shutdown, smtp=smtp_bound, worker=worker, api=api_bound,

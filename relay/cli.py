@@ -22,6 +22,7 @@ import trio
 from . import app, auth, models, networks, reload, supervisor
 from . import config as config_mod
 from . import logging as relay_logging
+from .runtime import open_database, open_runtime
 from .smtp.tls import TlsConfigError
 from .storage import (
     Conflict,
@@ -137,7 +138,7 @@ def _read_password(from_stdin: bool) -> str:
 
 
 async def _migrate(config: config_mod.Config, args: argparse.Namespace) -> None:
-    async with app.open_database(config, migrate=False) as url:
+    async with open_database(config, migrate=False) as url:
         if args.action == "up":
             applied = await trio.to_thread.run_sync(migrations.apply, url)
             print("applied: " + (", ".join(applied) if applied else "nothing to apply"))
@@ -152,7 +153,7 @@ async def _migrate(config: config_mod.Config, args: argparse.Namespace) -> None:
 
 
 async def _admin_key_create(config: config_mod.Config, args: argparse.Namespace) -> None:
-    async with app.open_runtime(config) as runtime:
+    async with open_runtime(config) as runtime:
         key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
         await runtime.storage.admin_keys.create(
             name=args.name, key_hash=key.hash, key_prefix=key.prefix
@@ -169,7 +170,7 @@ async def _accounts_create(
     except auth.PasswordTooLong as exc:
         raise CommandError(str(exc)) from None
     key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
-    async with app.open_runtime(config) as runtime:
+    async with open_runtime(config) as runtime:
         try:
             account = await runtime.storage.accounts.create(
                 name=args.name,
@@ -217,7 +218,7 @@ async def _ip_credentials(config: config_mod.Config, args: argparse.Namespace) -
             raise CommandError(f"network: {exc}") from None
         if len(args.description) > 200:
             raise CommandError("--description: at most 200 characters")
-    async with app.open_runtime(config) as runtime:
+    async with open_runtime(config) as runtime:
         storage = runtime.storage
         account = await _find_account(storage, args.account)
         if args.ip_action == "list":

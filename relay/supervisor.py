@@ -34,14 +34,17 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import attrs
 import trio
 
-from . import metrics
+from . import app, metrics
 from .config import Config, parse_listen
 from .logging import get_logger
+from .ports import bind_reuse_port
+from .reload import Reloader
+from .runtime import open_database, open_runtime
+from .smtp.tls import ensure_key_pair
 
 log = get_logger("relay.supervisor")
 
@@ -181,7 +184,7 @@ class Supervisor:
                     await process.wait()
 
 
-async def _pass_on_reloads(supervisor: Supervisor, local: Any) -> None:
+async def _pass_on_reloads(supervisor: Supervisor, local: Reloader | None) -> None:
     """On SIGHUP: every child reloads, and so do this process's own services."""
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
         async for _ in signals:
@@ -210,22 +213,6 @@ def _remove_metrics_dir() -> None:
     directory = os.environ.get(metrics.MULTIPROC_ENV, "")
     if Path(directory).name.startswith(METRICS_DIR_PREFIX):
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def bind_reuse_port(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (not yet listening),
-    so sibling processes can share the port; an empty host is every IPv4 address.
-    Used by the supervisor (reserving port 0) and by the API's children."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host or "0.0.0.0", port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def reserve_port(listen: str) -> tuple[str, socket.socket | None]:
@@ -261,19 +248,16 @@ async def serve_supervised(
     (the worker, say) run in this process, as ``relay serve`` would run them. Returns
     after SIGINT/SIGTERM once every child and local service has drained.
     """
-    from . import app
-    from .smtp.tls import ensure_key_pair
-
     counts = supervised_services(config, services)
     local = tuple(s for s in services if s not in counts)
     held: list[socket.socket] = []
-    async with app.open_database(config) as url:
+    async with open_database(config) as url:
         local_config = attrs.evolve(
             config, database=attrs.evolve(config.database, url=url, migrate_on_start=False)
         )
         # Once, here: children starting together must not race to create the first
         # operator key or the self-signed certificate.
-        async with app.open_runtime(local_config) as runtime:
+        async with open_runtime(local_config) as runtime:
             secret = await app.ensure_operator_key(runtime.storage)
         if secret is not None and announce is not None:
             announce(secret)

@@ -1,10 +1,10 @@
 """The admin HTTP API: quart-trio on hypercorn over the shared storage.
 
-``create_app(runtime)`` builds the application; ``serve_api(runtime)`` serves it on
-``api.listen``. Nothing here imports ``relay.smtp`` (nor the reverse).
+``relay.api.app.create_app(runtime)`` builds the application; ``relay.api.server.serve_api(runtime)``
+serves it on ``api.listen``. Nothing here imports ``relay.smtp`` (nor the reverse).
+
+This ``__init__`` imports nothing: the web console (``relay.console``) builds on this
+package's pieces (``context``, ``auth``, ``problems`` …) and ``app`` installs the
+console, so re-exporting ``create_app`` here would make importing any of those pieces
+import the console back — an import cycle.
 """
-
-from .app import create_app
-from .server import Bound, serve_api
-
-__all__ = ["Bound", "create_app", "serve_api"]

@@ -28,9 +28,9 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 
 from .. import console, metrics
-from ..app import Runtime
 from ..config import Config
 from ..logging import bind, get_logger, unbind
+from ..runtime import Runtime
 from . import (
     accounts,
     dkim_keys,

@@ -15,40 +15,16 @@ cannot help.
 
 from __future__ import annotations
 
-import uuid
-from typing import TYPE_CHECKING
-
-import attrs
-
 from .. import auth
 from ..storage import Storage
+from .caller import Caller
+from .keycache import KeyCache
 from .problems import Problem
 
-if TYPE_CHECKING:
-    from .keycache import KeyCache
+__all__ = ["Caller", "authenticate", "bearer_token", "key_kind", "verify_hash", "verify_key"]
 
 #: RFC 6750 §2.1: the b64token syntax, bounded: our keys are about 52 characters.
 MAX_KEY_LENGTH = 200
-
-
-@attrs.frozen
-class Caller:
-    """An authenticated caller. ``account_id`` is ``None`` for an operator."""
-
-    #: ``"operator"`` or ``"account"``.
-    kind: str
-    #: The operator key's id, or the account's id: what logs name, never the key.
-    id: uuid.UUID
-    #: Rate-limit identity: per key, so a rotated key starts a fresh budget.
-    key_hash: bytes = attrs.field(repr=False)
-    account_id: uuid.UUID | None = None
-
-    @property
-    def is_operator(self) -> bool:
-        return self.account_id is None
-
-    def label(self) -> str:
-        return f"{self.kind}:{self.id}"
 
 
 def _unauthorized(detail: str, error: str = "invalid_token") -> Problem:

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 from quart import Response, current_app, g, request
 
-from ..app import Runtime
 from ..limiting import TokenBuckets
+from ..runtime import Runtime
 from ..storage import Storage
 from .auth import Caller
 from .keycache import KeyCache

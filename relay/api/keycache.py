@@ -21,7 +21,7 @@ from collections.abc import Callable
 import attrs
 
 from ..storage import KeyChanges
-from .auth import Caller
+from .caller import Caller
 
 
 @attrs.frozen

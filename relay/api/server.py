@@ -22,11 +22,11 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from ..app import Runtime
 from ..config import parse_listen
 from ..logging import get_logger
+from ..ports import bind_reuse_port
 from ..reload import Reloader
-from ..supervisor import bind_reuse_port
+from ..runtime import Runtime
 from .app import create_app
 from .app import reload as reload_app
 from .asgi import ConnectionGuard

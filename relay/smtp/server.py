@@ -32,11 +32,12 @@ import trio
 import proto
 
 from .. import dkim, metrics
-from ..app import Runtime
 from ..config import Config, parse_listen
 from ..logging import bind, get_logger
 from ..reload import Reloader
+from ..runtime import Runtime
 from ..sampling import sample_certificate
+from ..storage import Storage
 from .credentials import Authenticator
 from .dkim import DkimSigner
 from .ip_credentials import IpCredentialLookup
@@ -98,10 +99,22 @@ class Bound:
 
 
 class SmtpServer:
+    """The listeners, admission and the sessions of one process's SMTP service.
+
+    Takes only what it uses — the configuration and the storage — so it is built the
+    same way by ``serve_smtp`` and by tests. ``prepare`` readies the authenticator,
+    ``serve`` listens until shutdown, ``reload`` applies a re-read configuration and
+    ``statistics`` reports the counters.
+    """
+
     def __init__(
-        self, runtime: Runtime, ssl_context: ssl.SSLContext | None, *, reuse_port: bool = False
+        self,
+        config: Config,
+        storage: Storage,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
-        config = runtime.config
         smtp = config.smtp
         self._config = config
         #: One of several processes sharing the port (``relay.supervisor``).
@@ -109,7 +122,7 @@ class SmtpServer:
         self._ssl_context = ssl_context
         self._hostname = smtp.hostname or socket.getfqdn()
         trusted = TrustedNetworks(smtp.trusted_networks)
-        self._storage = runtime.storage
+        self._storage = storage
         #: What the deployment's other processes counted (smtp.shared_limits_interval).
         self.shared_counts = SharedCounts({
             "messages": 60.0, "recipients": 3600.0, "connections": 60.0,
@@ -122,11 +135,11 @@ class SmtpServer:
         )
         # A batch is encoded once more by the database driver while it commits: keep
         # that copy a small fraction of the memory budget, whatever the batch holds.
-        self.committer = runtime.storage.messages.writer(
+        self.committer = storage.messages.writer(
             max_batch_bytes=max(1, smtp.memory_budget // BATCH_SHARE)
         )
         self._shared = Shared(
-            authenticator=Authenticator(runtime.storage, ttl=smtp.credential_cache_ttl),
+            authenticator=Authenticator(storage, ttl=smtp.credential_cache_ttl),
             committer=self.committer,
             auth_failures=AuthFailureTracker(
                 smtp.auth_failure_limit, smtp.auth_failure_window, smtp.auth_block_time, shared
@@ -134,13 +147,13 @@ class SmtpServer:
             budget=MemoryBudget(smtp.memory_budget),
             account_limits=AccountLimits(shared),
             settings=_policy_settings(config),
-            ip_credentials=IpCredentialLookup(runtime.storage),
+            ip_credentials=IpCredentialLookup(storage),
             dkim=DkimSigner(
-                runtime.storage,
+                storage,
                 kek=dkim.KeyEncryption.from_setting(config.dkim.key_encryption_key),
                 ttl=config.dkim.key_cache_ttl,
             ),
-            suppressions=SuppressionCheck(runtime.storage),
+            suppressions=SuppressionCheck(storage),
         )
         self._settings = _session_settings(config, self._hostname, ssl_context is not None)
         self._sessions: set[Session] = set()
@@ -436,7 +449,7 @@ def _session_settings(config: Config, hostname: str, starttls: bool) -> SessionS
 async def _reuse_port_listener(host: str, port: int, backlog: int) -> trio.SocketListener:
     """A listener on ``host:port`` with ``SO_REUSEPORT``, so sibling processes share it
     (an empty host is every IPv4 address). Made with trio's own socket rather than
-    ``relay.supervisor.bind_reuse_port`` + ``from_stdlib_socket``: with the latter a
+    ``relay.ports.bind_reuse_port`` + ``from_stdlib_socket``: with the latter a
     child replacing a killed sibling stalled now and then (2 of 10 runs of
     test_supervisor), cause not found."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -471,7 +484,7 @@ async def serve_smtp(
     if pair.self_signed:
         log.warning("using a self-signed certificate; set tls.cert_file and tls.key_file",
                     cert_file=str(pair.cert_file))
-    server = SmtpServer(runtime, context, reuse_port=reuse_port)
+    server = SmtpServer(runtime.config, runtime.storage, context, reuse_port=reuse_port)
     if reloader is not None:
         reloader.register("smtp", server.reload)
     await server.prepare()

@@ -54,6 +54,7 @@ from .. import events, metrics, models
 from ..config import WorkerConfig
 from ..logging import bound, get_logger
 from ..models import DeliveryOutcome
+from ..runtime import Runtime
 from ..storage import AttemptLog, DatabaseUnavailable, Finish, Storage, StorageError
 from . import providers
 from .attempt import Attempt, Outcome, utc_now
@@ -573,7 +574,7 @@ def verdict_events(message: models.Message, finish: Finish, at: dt.datetime) -> 
 
 
 async def run_worker(
-    runtime: Any,
+    runtime: Runtime,
     *,
     stop: trio.Event | None = None,
     run_housekeeping: bool = True,
@@ -583,7 +584,7 @@ async def run_worker(
     """The ``relay worker`` service (also run by ``relay serve``).
 
     Args:
-        runtime: ``relay.app.Runtime`` (config and storage).
+        runtime: the process's config and storage (``relay.runtime``).
         stop: when set, stop claiming, finish in-flight deliveries and return.
         run_housekeeping: also run lapsed-lease reclaim and retention purging here (the
             ``housekeeping`` task that ``relay.app`` started before the worker existed).

@@ -6,10 +6,8 @@ module and a case here, nothing else (no registry, no lookup by name).
 
 from __future__ import annotations
 
-import attrs
-import httpx
-
 from ... import models
+from ._context import Context
 from ._smtp_pool import SmtpPool
 from .base import (
     Driver,
@@ -31,20 +29,6 @@ __all__ = [
     "Verdict",
     "build",
 ]
-
-
-@attrs.frozen
-class Context:
-    """What drivers share, owned by the worker service."""
-
-    http: httpx.AsyncClient
-    connect_timeout: float
-    send_timeout: float
-    #: Our name in EHLO to SMTP upstreams.
-    hostname: str = "localhost"
-    #: Idle SMTP sessions kept for the next message to the same upstream; the worker
-    #: runs its reaper (``Worker.run``) and whoever made the context closes it.
-    smtp_pool: SmtpPool = attrs.field(factory=SmtpPool, repr=False)
 
 
 def build(provider: models.Provider, context: Context) -> Driver:

@@ -58,7 +58,7 @@ from ._smtp_pool import SmtpPool
 from .base import Envelope, ProviderConfigError, RecipientResult, Result, Verdict, clip, settings
 
 if TYPE_CHECKING:
-    from . import Context
+    from ._context import Context
 
 #: Bytes asked of the stream per read.
 MAX_RECV = 64 * 1024

@@ -17,8 +17,8 @@ import pytest
 import trio
 
 from relay import auth, models
-from relay.api import create_app, serve_api
-from relay.api.server import Bound
+from relay.api.app import create_app
+from relay.api.server import Bound, serve_api
 from relay.app import Runtime
 from relay.config import ApiConfig, Config
 from relay.storage import Storage

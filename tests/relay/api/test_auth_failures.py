@@ -18,8 +18,8 @@ import psycopg2
 import pytest
 import trio
 
-from relay.api import Bound, serve_api
 from relay.api.ratelimit import client_key
+from relay.api.server import Bound, serve_api
 from relay.app import Runtime
 from relay.config import Config
 

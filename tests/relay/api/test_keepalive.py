@@ -18,7 +18,8 @@ import pytest
 import trio
 import trio.testing
 
-from relay.api import Bound, serve_api, server
+from relay.api import server
+from relay.api.server import Bound, serve_api
 from relay.app import Runtime
 
 #: Far longer than any answer takes here; a hang shows as TooSlowError, not a stuck run.

@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from relay import auth
-from relay.api import create_app
+from relay.api.app import create_app
 from relay.api.auth import Caller
 from relay.api.context import EXTENSION
 from relay.api.keycache import KeyCache

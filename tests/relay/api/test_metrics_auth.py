@@ -18,7 +18,7 @@ async def test_metrics_are_open_by_default(api: Api) -> None:
 async def test_metrics_auth_requires_an_operator_key(
     storage: Storage, database_url: str, operator_key: str, tenant: Tenant
 ) -> None:
-    from relay.api import create_app
+    from relay.api.app import create_app
 
     app = create_app(Runtime(config=_locked(), database_url=database_url, storage=storage))
     client = app.test_client()

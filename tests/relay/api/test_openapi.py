@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from relay.api import create_app
+from relay.api.app import create_app
 from relay.app import Runtime
 
 from . import openapi_check

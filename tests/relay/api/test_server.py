@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from relay.api import Bound, serve_api
+from relay.api.server import Bound, serve_api
 from relay.app import Runtime
 from relay.config import Config
 

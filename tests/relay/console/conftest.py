@@ -14,7 +14,7 @@ import attrs
 import pytest
 from quart_trio import QuartTrio
 
-from relay.api import create_app
+from relay.api.app import create_app
 from relay.app import Runtime
 from relay.config import ApiConfig, Config, ConsoleConfig
 from relay.storage import Storage

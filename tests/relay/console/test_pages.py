@@ -479,7 +479,7 @@ async def test_an_empty_session_key_is_generated_and_said_so(runtime: Runtime) -
     import attrs
     import structlog
 
-    from relay.api import create_app
+    from relay.api.app import create_app
     from relay.config import ConsoleConfig
     from relay.console.session import new_session
 

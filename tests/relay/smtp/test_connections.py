@@ -18,7 +18,6 @@ import trio
 import trio.testing
 
 import proto
-from relay.app import Runtime
 from relay.config import Config
 from relay.smtp.policy import SubmissionPolicy
 from relay.smtp.server import Bound, SmtpServer
@@ -47,7 +46,7 @@ async def serve(
     config: Config, storage: Storage, nursery: trio.Nursery, context: ssl.SSLContext
 ) -> tuple[SmtpServer, trio.Event, Bound, trio.Event]:
     """A listening server; the last event is set once ``serve`` has returned."""
-    server = SmtpServer(Runtime(config, "", storage), context)
+    server = SmtpServer(config, storage, context)
     shutdown, stopped = trio.Event(), trio.Event()
 
     async def run(task_status: trio.TaskStatus[Bound]) -> None:

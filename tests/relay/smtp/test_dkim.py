@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from relay import auth, dkim
-from relay.api import create_app
+from relay.api.app import create_app
 from relay.smtp.dkim import DkimSigner, KeysUnavailable
 from relay.storage import Storage
 

@@ -9,7 +9,6 @@ import pytest
 import trio
 import trio.testing
 
-from relay.app import Runtime
 from relay.config import Config
 from relay.smtp.server import SmtpServer
 from relay.storage import Storage
@@ -69,7 +68,7 @@ def _logged_in(relay: Relay) -> RawClient:
 async def _session_over_memory(
     relay_config: Config, storage: Storage, nursery: trio.Nursery
 ) -> trio.testing.MemorySendStream:
-    server = SmtpServer(Runtime(relay_config, "", storage), ssl_context=None)
+    server = SmtpServer(relay_config, storage, ssl_context=None)
     await nursery.start(server.committer.run)
     client, server_stream = trio.testing.memory_stream_pair()
     nursery.start_soon(server.run_session, server_stream, "192.0.2.1", "test", False)

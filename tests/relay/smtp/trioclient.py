@@ -11,7 +11,6 @@ import attrs
 import trio
 import trio.testing
 
-from relay.app import Runtime
 from relay.config import Config
 from relay.smtp.server import SmtpServer
 from relay.storage import Storage
@@ -84,7 +83,7 @@ async def start_server(
     config: Config, storage: Storage, nursery: trio.Nursery, ssl_context: ssl.SSLContext | None = None
 ) -> SmtpServer:
     """A server whose committer runs; sessions are started with ``open_session``."""
-    server = SmtpServer(Runtime(config, "", storage), ssl_context)
+    server = SmtpServer(config, storage, ssl_context)
     await nursery.start(server.committer.run)
     return server
 
