@@ -455,7 +455,7 @@ class ClientConnection:
                 return ServerReply(None, reply)
             self._fail(f"unsolicited reply {reply.code}")
         command, serial = self._pending.popleft()
-        row = lookup(CLIENT_TRANSITIONS, command, reply.code, None)
+        row = lookup(CLIENT_TRANSITIONS, command, reply.code)
         if row is None:
             self._fail(f"unexpected reply {reply.code} to {type(command).__name__ if command else 'the greeting'}")
         next_state, effect = row
