@@ -123,11 +123,11 @@ class Effect(enum.Enum):
 
     NONE = enum.auto()
     GREETING_REFUSED = enum.auto()  # 554 greeting: only QUIT from now on (RFC 5321 3.1)
-    EHLO_ACCEPTED = enum.auto()  # RFC 5321 4.1.4: also clears the transaction
+    EHLO_ACCEPTED = enum.auto()  # client: also clears the transaction (RFC 5321 4.1.4)
     HELO_ACCEPTED = enum.auto()
     TLS_HANDOFF = enum.auto()  # discard buffered plaintext (RFC 3207 5)
-    AUTH_CONTINUE = enum.auto()
-    AUTH_ENDED = enum.auto()
+    AUTH_CONTINUE = enum.auto()  # a 334: the next line is an AUTH response (RFC 4954 4)
+    AUTH_ENDED = enum.auto()  # the AUTH exchange in progress, if any, is over
     AUTHENTICATED = enum.auto()
     TRANSACTION_STARTED = enum.auto()
     RECIPIENT_ACCEPTED = enum.auto()
@@ -246,7 +246,7 @@ SERVER_TRANSITIONS: Final[dict[ServerKey, Row]] = {
     # RFC 5321 3.8: a 421 may be sent at any time the session is open (a timeout mid-DATA,
     # shutdown, the reply_hint in ERROR) and always ends it. These rows are consulted
     # before any other, so a 421 never matches a "4xx" row below.
-    **{key: row for state in _OPEN for key, row in _sent(state, ANY, (421,), (CLOSING, Effect.CLOSE)).items()},
+    **{(state, Sent(ANY, 421)): (CLOSING, Effect.CLOSE) for state in _OPEN},
     **_sent(GREETING, None, (220,), (COMMAND, Effect.NONE)),
     **_sent(GREETING, None, (554,), (COMMAND, Effect.GREETING_REFUSED)),
     **_sent(REPLY, Ehlo, ("2xx",), (COMMAND, Effect.EHLO_ACCEPTED)),
