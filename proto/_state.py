@@ -16,7 +16,7 @@ message), then exactly, then by class (``"2xx"``). ``CLIENT_TRANSITIONS`` is key
 from __future__ import annotations
 
 import enum
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -101,6 +101,10 @@ class State(enum.Enum):
     #: ``RemoteProtocolError`` was raised: send its ``reply_hint`` and close.
     ERROR = "ERROR"
 
+    # Members are singletons compared by identity: hash them by identity too (C speed;
+    # Enum's own __hash__ is Python code), as every event and reply looks one up.
+    __hash__ = object.__hash__
+
 
 GREETING: Final = State.GREETING
 COMMAND: Final = State.COMMAND
@@ -160,11 +164,15 @@ class Signal(enum.Enum):
     #: ``tls_established()``: the driver finished the handshake after a 220 to STARTTLS.
     TLS_ESTABLISHED = "TLS_ESTABLISHED"
 
+    __hash__ = object.__hash__  # as State's
+
 
 class Anything(enum.Enum):
     """``ANY`` in a ``Sent`` trigger: whatever is owed a reply, or nothing."""
 
     ANY = "ANY"
+
+    __hash__ = object.__hash__  # as State's
 
 
 ANY: Final = Anything.ANY
@@ -353,17 +361,17 @@ def reply_transition(state: State, owed: Event | None, code: int, named: int | N
         (the 421) come first; where a ``"same"`` row exists and a code was named, only
         that code is legal; otherwise the exact code, then its class.
     """
-    row = SERVER_TRANSITIONS.get((state, Sent(ANY, code)))
+    # Plain tuples equal (and hash like) the ``Sent`` keys and are cheaper to build.
+    table: dict[Any, Row] = SERVER_TRANSITIONS
+    row = table.get((state, (ANY, code)))
     if row is not None:
         return row
     kind = None if owed is None else type(owed)
     if named is not None:
-        same = SERVER_TRANSITIONS.get((state, Sent(kind, "same")))
+        same = table.get((state, (kind, "same")))
         if same is not None:
             return same if code == named else None
-    return SERVER_TRANSITIONS.get((state, Sent(kind, code))) or SERVER_TRANSITIONS.get(
-        (state, Sent(kind, _CLASS.get(code // 100, "")))
-    )
+    return table.get((state, (kind, code))) or table.get((state, (kind, _CLASS.get(code // 100, ""))))
 
 
 _CLASS: Final = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
