@@ -45,6 +45,7 @@ from ._events import (
 )
 from ._receivebuffer import OVERLONG, ReceiveBuffer
 from ._state import (
+    ANY,
     AUTH,
     CLIENT_TRANSITIONS,
     CLOSED,
@@ -450,12 +451,14 @@ class ClientConnection:
 
     def _complete(self, reply: Reply) -> ServerReply:
         if not self._pending:
-            if reply.code == 421:  # RFC 5321 3.8: the server may close at any time
-                self._state = CLOSING
-                return ServerReply(None, reply)
-            self._fail(f"unsolicited reply {reply.code}")
+            # RFC 5321 3.8: the server may close at any time (the table's ANY row: 421).
+            unsolicited = CLIENT_TRANSITIONS.get((ANY, reply.code))
+            if unsolicited is None:
+                self._fail(f"unsolicited reply {reply.code}")
+            self._state = unsolicited[0]
+            return ServerReply(None, reply)
         command, serial = self._pending.popleft()
-        row = lookup(CLIENT_TRANSITIONS, command, reply.code, None)
+        row = lookup(CLIENT_TRANSITIONS, command, reply.code)
         if row is None:
             self._fail(f"unexpected reply {reply.code} to {type(command).__name__ if command else 'the greeting'}")
         next_state, effect = row

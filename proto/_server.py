@@ -3,18 +3,23 @@
 Strategy: h11's shape. ``receive_data()`` buffers bytes; ``next_event()`` runs the
 reader for the current state and returns one event (or ``NEED_DATA`` / ``PAUSED``);
 ``send()`` checks a reply against the transition table in ``_state.py``, applies its
-effect and returns the bytes. Every event but ``Data`` and ``ConnectionClosed`` is owed
-a reply and moves the connection to ``REPLY``, where further (pipelined) input waits,
-so replies go out in order by construction (RFC 2920 3.1). Faults the session survives
-come out as ``ProtocolViolation`` events carrying the reply to send; a fault that ends
-it raises ``RemoteProtocolError`` with a 421 ``reply_hint``. Session and transaction
-facts are derived from (event, reply) pairs: MAIL + 250 opens the transaction, RCPT +
-250 adds a recipient, 354 without a recipient is refused.
+effect and returns the bytes. Every state change goes through that table
+(``_transition``): events received, replies sent, and the few signals in between
+(a BDAT line, the peer closing, a fatal fault, the TLS handshake); each row's
+``Effect`` is one small method, found in ``_EFFECTS``. Every event but ``Data`` and
+``ConnectionClosed`` is owed a reply and moves the connection to ``REPLY``, where
+further (pipelined) input waits, so replies go out in order by construction (RFC 2920
+3.1). Faults the session survives come out as ``ProtocolViolation`` events carrying
+the reply to send; a fault that ends it raises ``RemoteProtocolError`` with a 421
+``reply_hint``. Session and transaction facts are derived from (event, reply) pairs:
+MAIL + 250 opens the transaction, RCPT + 250 adds a recipient, 354 without a recipient
+is refused.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Final, Literal
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -53,15 +58,16 @@ from ._state import (
     ERROR,
     GREETING,
     REPLY,
-    SERVER_TRANSITIONS,
     TLS_HANDOFF,
     Effect,
     Extensions,
     Limits,
     Session,
+    Signal,
     State,
     Transaction,
-    lookup,
+    reply_transition,
+    transition,
 )
 from ._syntax import (
     Address,
@@ -250,8 +256,7 @@ class ServerConnection:
             events = self._read()
             if events is None:
                 if self._eof:
-                    self._state = CLOSED
-                    self._reader = None
+                    self._transition(Signal.PEER_CLOSED)
                     continue
                 return NEED_DATA
             if len(events) == 1:
@@ -262,15 +267,25 @@ class ServerConnection:
         if isinstance(event, ProtocolViolation):
             self._errors += 1
             if self._errors > self.limits.max_errors:
-                self._state = ERROR
+                self._transition(Signal.PEER_BROKE)
                 raise RemoteProtocolError(
                     f"too many protocol errors ({self._errors}); the last: {event.reason}",
                     reply_hint=Reply(421, f"{self.hostname} Too many errors, closing connection", "4.7.0"),
                 )
+        self._transition(type(event), event)
         if not isinstance(event, Data):
             self._owed = event
-            self._state = REPLY
         return event
+
+    def _transition(self, trigger: type[Event] | Signal, event: Event | None = None) -> None:
+        """Move by the table's row for ``trigger`` (an event received, or a signal)."""
+        row = transition(self._state, trigger)
+        if row is None:
+            name = trigger.name if isinstance(trigger, Signal) else trigger.__name__
+            raise LocalProtocolError(f"{name} is not legal in state {self._state.name}")
+        next_state, effect = row
+        _EFFECTS[effect](self, event)
+        self._state = next_state
 
     def _read(self) -> list[Event] | None:
         if self._state is COMMAND:
@@ -305,7 +320,7 @@ class ServerConnection:
             name = arg.strip(" ")
             if not name or not name.isascii() or not name.isprintable():
                 return _violation(501, "5.5.4", f"Syntax: {verb} <domain or address literal>")
-            self._clear_transaction()  # RFC 5321 4.1.4
+            # The transaction ends as this event is emitted (RFC 5321 4.1.4, TRANSACTION_CLEARED).
             return Ehlo(name) if verb == "EHLO" else Helo(name)
         if verb == "MAIL":
             return self._mail_from(arg)
@@ -318,8 +333,7 @@ class ServerConnection:
         if verb == "RSET":
             if arg.strip(" "):
                 return _violation(501, "5.5.4", "Syntax: RSET (no arguments)")
-            self._clear_transaction()
-            return Rset()
+            return Rset()  # the transaction ends as it is emitted (TRANSACTION_CLEARED)
         if verb == "NOOP":
             return Noop()
         if verb == "QUIT":
@@ -341,7 +355,7 @@ class ServerConnection:
             return _violation(502, "5.5.1", f"{verb} not implemented")
         if verb in _HTTP_VERBS:
             # Cross-protocol request (e.g. a browser made to talk to port 25).
-            self._state = ERROR
+            self._transition(Signal.PEER_BROKE)
             raise RemoteProtocolError(
                 f"HTTP {verb} request on the SMTP port",
                 reply_hint=Reply(421, f"{self.hostname} This is an SMTP server, closing connection", "4.7.0"),
@@ -454,7 +468,7 @@ class ServerConnection:
             self._reader = BdatReader(size, last, self._body, None)
         else:
             self._reader = BdatReader(size, last, None, fault)
-        self._state = BDAT
+        self._transition(Signal.BDAT_CHUNK)
         return []
 
     def _starttls(self, arg: str) -> Event:
@@ -545,19 +559,14 @@ class ServerConnection:
                 state is unchanged.
         """
         state = self._state
-        if state in (CLOSING, CLOSED):
-            raise LocalProtocolError(f"cannot send a {reply.code} reply in state {state.name}: the session is over")
-        if state is REPLY or state is GREETING:
-            owed = self._owed if state is REPLY else None
-        elif reply.code == 421:
-            owed = None  # 421 at any time (RFC 5321 3.8), e.g. a timeout mid-DATA
-        else:
-            raise LocalProtocolError(f"cannot send a {reply.code} reply in state {state.name}: no reply is owed")
+        owed = self._owed if state is REPLY else None
         named = self._named_code(owed)
-        row = lookup(SERVER_TRANSITIONS, owed, reply.code, named)
-        if row is not None and named is not None and reply.code not in (named, 421) and not isinstance(owed, AuthRequest):
-            row = None
+        row = reply_transition(state, owed, reply.code, named)
         if row is None:
+            if state in (CLOSING, CLOSED):
+                raise LocalProtocolError(f"cannot send a {reply.code} reply in state {state.name}: the session is over")
+            if state is not REPLY and state is not GREETING:
+                raise LocalProtocolError(f"cannot send a {reply.code} reply in state {state.name}: no reply is owed")
             what = "the greeting" if owed is None else type(owed).__name__
             need = f" (the connection requires {named})" if named is not None else ""
             raise LocalProtocolError(f"a {reply.code} reply to {what} is not legal in state {state.name}{need}")
@@ -572,14 +581,9 @@ class ServerConnection:
         data = write_reply(reply, enhanced=enhanced)
         if state is GREETING:
             self._early_talker = bool(self._buf)
-        self._apply(effect, owed)
+        _EFFECTS[effect](self, owed)
         self._state = next_state
         self._owed = None
-        if isinstance(owed, EndOfData) and reply.is_positive:
-            # Like Postfix's smtpd_hard_error_limit: the budget is for errors made
-            # without delivering mail, so a long session that keeps delivering is
-            # not ended by the occasional fault, while NOOPs do not refill it.
-            self._errors = 0
         return data
 
     @staticmethod
@@ -590,37 +594,74 @@ class ServerConnection:
             return owed.refusal.code
         return None
 
-    def _apply(self, effect: Effect, owed: Event | None) -> None:
-        if effect is Effect.NONE:
-            pass
-        elif effect is Effect.GREETING_REFUSED:
-            self._refused = True
-        elif effect is Effect.EHLO_ACCEPTED and isinstance(owed, Ehlo):
-            self._ehlo_name, self._esmtp = owed.hostname, True
-        elif effect is Effect.HELO_ACCEPTED and isinstance(owed, Helo):
-            self._ehlo_name, self._esmtp = owed.hostname, False
-        elif effect is Effect.TLS_HANDOFF:
-            self._discard_mark = self._buf.discarded
-            self._buf.discard_all()  # RFC 3207 5, CVE-2011-0411: never parse it
-        elif effect is Effect.AUTH_ENDED:
-            self._auth_mechanism = self._auth_user = None
-        elif effect is Effect.AUTHENTICATED and isinstance(owed, AuthCredentials):
-            self._authenticated = owed.authcid
-            self._auth_mechanism = self._auth_user = None
-        elif effect is Effect.TRANSACTION_STARTED and isinstance(owed, MailFrom):
-            self._clear_transaction()
-            self._mail = owed
-        elif effect is Effect.RECIPIENT_ACCEPTED and isinstance(owed, RcptTo):
-            self._rcpts.append(owed.forward_path)
-        elif effect is Effect.DATA_STARTED:
-            self._method = "DATA"
-            self._reader = DataReader(self._new_body())
-        elif effect is Effect.TRANSACTION_ENDED:
-            self._clear_transaction()
-        elif effect is Effect.CLOSE:
-            self._pending.clear()
-        if self._reader is not None and self._state is REPLY and effect is not Effect.DATA_STARTED:
-            self._reader = None  # the chunk or message it read has been answered
+    # ------------------------------------------------------------------ effects
+    # One method per ``Effect``, found through ``_EFFECTS``; ``event`` is the event the
+    # row was triggered by (received, or answered by the reply), ``None`` for a signal
+    # or the greeting. Rows guarantee its type, so the asserts only inform mypy.
+
+    def _no_effect(self, event: Event | None) -> None:
+        pass
+
+    def _greeting_refused(self, event: Event | None) -> None:
+        self._refused = True
+
+    def _ehlo_accepted(self, event: Event | None) -> None:
+        assert isinstance(event, Ehlo)
+        self._ehlo_name, self._esmtp = event.hostname, True
+
+    def _helo_accepted(self, event: Event | None) -> None:
+        assert isinstance(event, Helo)
+        self._ehlo_name, self._esmtp = event.hostname, False
+
+    def _tls_handoff(self, event: Event | None) -> None:
+        self._discard_mark = self._buf.discarded
+        self._buf.discard_all()  # RFC 3207 5, CVE-2011-0411: never parse it
+
+    def _auth_ended(self, event: Event | None) -> None:
+        self._auth_mechanism = self._auth_user = None
+
+    def _authenticated_as(self, event: Event | None) -> None:
+        assert isinstance(event, AuthCredentials)
+        self._authenticated = event.authcid
+        self._auth_mechanism = self._auth_user = None
+
+    def _transaction_started(self, event: Event | None) -> None:
+        assert isinstance(event, MailFrom)
+        self._clear_transaction()
+        self._mail = event
+
+    def _recipient_accepted(self, event: Event | None) -> None:
+        assert isinstance(event, RcptTo)
+        self._rcpts.append(event.forward_path)
+
+    def _data_started(self, event: Event | None) -> None:
+        self._method = "DATA"
+        self._reader = DataReader(self._new_body())
+
+    def _transaction_ended(self, event: Event | None) -> None:
+        self._clear_transaction()
+
+    def _message_accepted(self, event: Event | None) -> None:
+        self._clear_transaction()
+        # Like Postfix's smtpd_hard_error_limit: the budget is for errors made
+        # without delivering mail, so a long session that keeps delivering is
+        # not ended by the occasional fault, while NOOPs do not refill it.
+        self._errors = 0
+
+    def _reader_done(self, event: Event | None) -> None:
+        self._reader = None  # the message or chunk it read is complete (or the peer left)
+
+    def _session_reset(self, event: Event | None) -> None:
+        # RFC 3207 4.2: a new EHLO is required and authentication is forgotten.
+        self._buf.discard_all()  # RFC 3207 5, CVE-2011-0411
+        self._tls = True
+        self._ehlo_name = None
+        self._esmtp = False
+        self._authenticated = None
+        self._clear_transaction()
+
+    def _close(self, event: Event | None) -> None:
+        self._pending.clear()
 
     def _capabilities(self) -> list[str]:
         ext = self.extensions
@@ -675,16 +716,33 @@ class ServerConnection:
         """
         if self._state is not TLS_HANDOFF:
             raise LocalProtocolError(f"tls_established() called in state {self._state.name}, not TLS_HANDOFF")
-        self._buf.discard_all()
-        self._tls = True
-        self._ehlo_name = None
-        self._esmtp = False
-        self._authenticated = None
-        self._clear_transaction()
-        self._state = COMMAND
+        self._transition(Signal.TLS_ESTABLISHED)
         return self._buf.discarded - self._discard_mark
 
     def set_authenticated(self, identity: str | None) -> None:
         """Record who the client is (after the caller's 235, or from a TLS client
         certificate); ``None`` forgets it. ``session.authenticated`` reports it."""
         self._authenticated = identity
+
+
+#: ``Effect`` -> what it does to a ``ServerConnection`` (the rows are in ``_state.py``).
+_EFFECTS: Final[dict[Effect, Callable[[ServerConnection, Event | None], None]]] = {
+    Effect.NONE: ServerConnection._no_effect,
+    Effect.GREETING_REFUSED: ServerConnection._greeting_refused,
+    Effect.EHLO_ACCEPTED: ServerConnection._ehlo_accepted,
+    Effect.HELO_ACCEPTED: ServerConnection._helo_accepted,
+    Effect.TLS_HANDOFF: ServerConnection._tls_handoff,
+    Effect.AUTH_CONTINUE: ServerConnection._no_effect,  # the reader for AUTH takes over
+    Effect.AUTH_ENDED: ServerConnection._auth_ended,
+    Effect.AUTHENTICATED: ServerConnection._authenticated_as,
+    Effect.TRANSACTION_STARTED: ServerConnection._transaction_started,
+    Effect.RECIPIENT_ACCEPTED: ServerConnection._recipient_accepted,
+    Effect.RECIPIENT_REFUSED: ServerConnection._no_effect,  # client-side only
+    Effect.DATA_STARTED: ServerConnection._data_started,
+    Effect.TRANSACTION_ENDED: ServerConnection._transaction_ended,
+    Effect.TRANSACTION_CLEARED: ServerConnection._transaction_ended,
+    Effect.MESSAGE_ACCEPTED: ServerConnection._message_accepted,
+    Effect.READER_DONE: ServerConnection._reader_done,
+    Effect.SESSION_RESET: ServerConnection._session_reset,
+    Effect.CLOSE: ServerConnection._close,
+}

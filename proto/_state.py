@@ -1,18 +1,22 @@
-"""States, the reply transition tables, and the session/transaction views.
+"""States, the transition tables, and the session/transaction views.
 
-Strategy: as in h11's ``_state.py``, every legal move is one row in a table keyed by
-(what is owed a reply, the reply code). ``ServerConnection.send()`` and
-``ClientConnection`` look the reply up and apply the row's ``Effect``; a reply with no
-row is refused with ``LocalProtocolError`` naming the state. Codes are matched exactly
-first, then by class (``"2xx"``), then ``"same"`` (the code the connection itself
-named in an ``AutoReply``). A 421 is legal in any state but ``CLOSING``/``CLOSED``
-(RFC 5321 3.8) and always leads to ``CLOSING``.
-"""
+Strategy: as in h11's ``_state.py``, every legal move is one row in one table.
+``SERVER_TRANSITIONS`` is keyed by (state, trigger), the trigger being an event
+received from the peer (its type), a ``Signal`` (a BDAT line, the peer closing, a
+fatal fault, the TLS handshake done) or a reply we send (``Sent(owed event type,
+code)``); a row gives the next state and an ``Effect``. ``ServerConnection`` changes
+its state only through it, and a trigger with no row raises ``LocalProtocolError``
+naming the state (a reply is refused and the state is unchanged). Reply codes are
+matched by the ``ANY`` rows first (a 421 is legal in every state but
+``CLOSING``/``CLOSED``, RFC 5321 3.8, and always leads to ``CLOSING``), then by
+``"same"`` when the connection named the code itself (``AutoReply``, a refused
+message), then exactly, then by class (``"2xx"``). ``CLIENT_TRANSITIONS`` is keyed by
+(command sent, reply code) the same way, its 421 row first too."""
 
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -23,6 +27,7 @@ from ._events import (
     AutoReply,
     Bdat,
     BdatChunk,
+    Data,
     DataStart,
     Ehlo,
     EndOfData,
@@ -39,6 +44,7 @@ from ._events import (
 from ._syntax import Address
 
 __all__ = [
+    "ANY",
     "AUTH",
     "BDAT",
     "CLIENT_TRANSITIONS",
@@ -54,10 +60,14 @@ __all__ = [
     "Effect",
     "Extensions",
     "Limits",
+    "Sent",
     "Session",
+    "Signal",
     "State",
     "Transaction",
     "lookup",
+    "reply_transition",
+    "transition",
 ]
 
 
@@ -91,6 +101,10 @@ class State(enum.Enum):
     #: ``RemoteProtocolError`` was raised: send its ``reply_hint`` and close.
     ERROR = "ERROR"
 
+    # Members are singletons compared by identity: hash them by identity too (C speed;
+    # Enum's own __hash__ is Python code), as every event and reply looks one up.
+    __hash__ = object.__hash__
+
 
 GREETING: Final = State.GREETING
 COMMAND: Final = State.COMMAND
@@ -105,15 +119,19 @@ ERROR: Final = State.ERROR
 
 
 class Effect(enum.Enum):
-    """What a (command, reply) pair does to the session or transaction."""
+    """What a transition does besides changing the state.
+
+    The server looks each up in ``ServerConnection``'s effect table (one small
+    function per member); the client in ``ClientConnection._complete``.
+    """
 
     NONE = enum.auto()
     GREETING_REFUSED = enum.auto()  # 554 greeting: only QUIT from now on (RFC 5321 3.1)
-    EHLO_ACCEPTED = enum.auto()  # RFC 5321 4.1.4: also clears the transaction
+    EHLO_ACCEPTED = enum.auto()  # client: also clears the transaction (RFC 5321 4.1.4)
     HELO_ACCEPTED = enum.auto()
     TLS_HANDOFF = enum.auto()  # discard buffered plaintext (RFC 3207 5)
-    AUTH_CONTINUE = enum.auto()
-    AUTH_ENDED = enum.auto()
+    AUTH_CONTINUE = enum.auto()  # a 334: the next line is an AUTH response (RFC 4954 4)
+    AUTH_ENDED = enum.auto()  # the AUTH exchange in progress, if any, is over
     AUTHENTICATED = enum.auto()
     TRANSACTION_STARTED = enum.auto()
     RECIPIENT_ACCEPTED = enum.auto()
@@ -121,52 +139,167 @@ class Effect(enum.Enum):
     DATA_STARTED = enum.auto()
     TRANSACTION_ENDED = enum.auto()
     CLOSE = enum.auto()
+    # Server only:
+    #: EHLO/HELO (RFC 5321 4.1.4) or RSET (4.1.1.5) arrived: no transaction from now on.
+    TRANSACTION_CLEARED = enum.auto()
+    #: The DATA or BDAT reader handed out its last event (or the peer closed mid-read).
+    READER_DONE = enum.auto()
+    #: A 2xx to the end of data: the transaction is over and the error budget refills
+    #: (like Postfix's smtpd_hard_error_limit, the budget is for errors made without
+    #: delivering mail).
+    MESSAGE_ACCEPTED = enum.auto()
+    #: ``tls_established()``: RFC 3207 4.2, the session starts again under TLS.
+    SESSION_RESET = enum.auto()
 
 
-Key = tuple["type[Event] | None", "int | str"]
+class Signal(enum.Enum):
+    """Server-side triggers that are neither an event nor a reply."""
+
+    #: A BDAT command line was read: its octets follow (RFC 3030 2).
+    BDAT_CHUNK = "BDAT_CHUNK"
+    #: The peer closed (``receive_data(b"")``) and nothing complete is left to parse.
+    PEER_CLOSED = "PEER_CLOSED"
+    #: ``RemoteProtocolError`` is raised: too many errors, or HTTP on the SMTP port.
+    PEER_BROKE = "PEER_BROKE"
+    #: ``tls_established()``: the driver finished the handshake after a 220 to STARTTLS.
+    TLS_ESTABLISHED = "TLS_ESTABLISHED"
+
+    __hash__ = object.__hash__  # as State's
+
+
+class Anything(enum.Enum):
+    """``ANY`` in a ``Sent`` trigger: whatever is owed a reply, or nothing."""
+
+    ANY = "ANY"
+
+    __hash__ = object.__hash__  # as State's
+
+
+ANY: Final = Anything.ANY
+
+
+class Sent(NamedTuple):
+    """The trigger "we send a reply": to ``owed`` with ``code``.
+
+    Attributes:
+        owed: The type of the event the reply answers; ``None`` is the greeting,
+            ``ANY`` whatever is owed (or nothing).
+        code: An exact code (``250``), a class (``"2xx"``), or ``"same"``: the code
+            the connection itself named (``AutoReply.reply``, an ``EndOfData`` or
+            ``BdatChunk`` refusal). Where a ``"same"`` row exists and a code was
+            named, only that code is legal (and a 421).
+    """
+
+    owed: type[Event] | Anything | None
+    code: int | str
+
+
+Key = tuple["type[Event] | Anything | None", "int | str"]
 Row = tuple[State, Effect]
+ServerKey = tuple[State, "type[Event] | Signal | Sent"]
 
 _ERRORS = ("4xx", "5xx")
 
 
-def _rows(event: type[Event] | None, codes: tuple[int | str, ...], row: Row) -> dict[Key, Row]:
+def _rows(event: type[Event] | Anything | None, codes: tuple[int | str, ...], row: Row) -> dict[Key, Row]:
     return {(event, code): row for code in codes}
 
 
-#: (event owed a reply, reply code) -> (next state, effect); ``None`` is the greeting.
-SERVER_TRANSITIONS: Final[dict[Key, Row]] = {
-    **_rows(None, (220,), (COMMAND, Effect.NONE)),
-    **_rows(None, (554,), (COMMAND, Effect.GREETING_REFUSED)),
-    **_rows(Ehlo, ("2xx",), (COMMAND, Effect.EHLO_ACCEPTED)),
-    **_rows(Ehlo, _ERRORS, (COMMAND, Effect.NONE)),
-    **_rows(Helo, ("2xx",), (COMMAND, Effect.HELO_ACCEPTED)),
-    **_rows(Helo, _ERRORS, (COMMAND, Effect.NONE)),
-    **_rows(StartTLS, (220,), (TLS_HANDOFF, Effect.TLS_HANDOFF)),
-    **_rows(StartTLS, _ERRORS, (COMMAND, Effect.NONE)),
-    **_rows(AuthRequest, (334,), (AUTH, Effect.AUTH_CONTINUE)),
-    **_rows(AuthRequest, _ERRORS, (COMMAND, Effect.AUTH_ENDED)),
-    **_rows(AuthCredentials, (235,), (COMMAND, Effect.AUTHENTICATED)),
-    **_rows(AuthCredentials, _ERRORS, (COMMAND, Effect.AUTH_ENDED)),
-    **_rows(MailFrom, ("2xx",), (COMMAND, Effect.TRANSACTION_STARTED)),
-    **_rows(MailFrom, _ERRORS, (COMMAND, Effect.NONE)),
-    **_rows(RcptTo, ("2xx",), (COMMAND, Effect.RECIPIENT_ACCEPTED)),
-    **_rows(RcptTo, _ERRORS, (COMMAND, Effect.NONE)),
-    **_rows(DataStart, (354,), (DATA, Effect.DATA_STARTED)),
-    **_rows(DataStart, _ERRORS, (COMMAND, Effect.NONE)),
+def _sent(
+    state: State, owed: type[Event] | Anything | None, codes: tuple[int | str, ...], row: Row
+) -> dict[ServerKey, Row]:
+    return {(state, Sent(owed, code)): row for code in codes}
+
+
+def _received(states: tuple[State, ...], events: tuple[type[Event], ...], row: Row) -> dict[ServerKey, Row]:
+    return {(state, event): row for state in states for event in events}
+
+
+def _signal(states: tuple[State, ...], signal: Signal, row: Row) -> dict[ServerKey, Row]:
+    return {(state, signal): row for state in states}
+
+
+#: Where the server reads input (``next_event()`` runs a reader).
+_READING = (COMMAND, AUTH, DATA, BDAT)
+#: Where a reply may still be sent.
+_OPEN = (GREETING, COMMAND, REPLY, AUTH, DATA, BDAT, TLS_HANDOFF, ERROR)
+_COMMANDS: tuple[type[Event], ...] = (
+    MailFrom, RcptTo, DataStart, StartTLS, AuthRequest, AuthCredentials, Noop, Quit, AutoReply,
+)
+#: Every event but ``Data`` is owed a reply: it moves the connection to ``REPLY``,
+#: where pipelined input waits (RFC 2920 3.1).
+_OWED = (REPLY, Effect.NONE)
+
+#: (state, trigger) -> (next state, effect): every move the server makes.
+#: ``ServerConnection`` changes its state only through this table; a trigger with no
+#: row raises ``LocalProtocolError`` (for a reply: the reply is refused, state unchanged).
+SERVER_TRANSITIONS: Final[dict[ServerKey, Row]] = {
+    # ---- events received (``next_event()``) ------------------------------------
+    # RFC 5321 4.1.4 / 4.1.1.5: EHLO, HELO and RSET end the transaction as they arrive.
+    **_received((COMMAND,), (Ehlo, Helo, Rset), (REPLY, Effect.TRANSACTION_CLEARED)),
+    **_received((COMMAND,), (*_COMMANDS, ProtocolViolation), _OWED),
+    # RFC 4954 4: in an AUTH exchange a line is a response, "*", or a fault.
+    **_received((AUTH,), (AuthRequest, AuthCredentials, AutoReply, ProtocolViolation), _OWED),
+    **_received((DATA,), (Data,), (DATA, Effect.NONE)),
+    **_received((DATA,), (EndOfData,), (REPLY, Effect.READER_DONE)),
+    **_received((BDAT,), (Data,), (BDAT, Effect.NONE)),
+    # A chunk, the LAST chunk, or a chunk refused before it was read (RFC 3030 2).
+    **_received((BDAT,), (BdatChunk, EndOfData, ProtocolViolation), (REPLY, Effect.READER_DONE)),
+    # ---- signals -----------------------------------------------------------------
+    **_signal((COMMAND,), Signal.BDAT_CHUNK, (BDAT, Effect.NONE)),
+    **_signal(_READING, Signal.PEER_CLOSED, (CLOSED, Effect.READER_DONE)),
+    **_signal(_READING, Signal.PEER_BROKE, (ERROR, Effect.NONE)),
+    **_signal((TLS_HANDOFF,), Signal.TLS_ESTABLISHED, (COMMAND, Effect.SESSION_RESET)),
+    # ---- replies sent (``send()``) -------------------------------------------------
+    # RFC 5321 3.8: a 421 may be sent at any time the session is open (a timeout mid-DATA,
+    # shutdown, the reply_hint in ERROR) and always ends it. These rows are consulted
+    # before any other, so a 421 never matches a "4xx" row below.
+    **{(state, Sent(ANY, 421)): (CLOSING, Effect.CLOSE) for state in _OPEN},
+    **_sent(GREETING, None, (220,), (COMMAND, Effect.NONE)),
+    **_sent(GREETING, None, (554,), (COMMAND, Effect.GREETING_REFUSED)),
+    **_sent(REPLY, Ehlo, ("2xx",), (COMMAND, Effect.EHLO_ACCEPTED)),
+    **_sent(REPLY, Ehlo, _ERRORS, (COMMAND, Effect.NONE)),
+    **_sent(REPLY, Helo, ("2xx",), (COMMAND, Effect.HELO_ACCEPTED)),
+    **_sent(REPLY, Helo, _ERRORS, (COMMAND, Effect.NONE)),
+    **_sent(REPLY, StartTLS, (220,), (TLS_HANDOFF, Effect.TLS_HANDOFF)),
+    **_sent(REPLY, StartTLS, _ERRORS, (COMMAND, Effect.NONE)),
+    **_sent(REPLY, AuthRequest, (334,), (AUTH, Effect.AUTH_CONTINUE)),
+    **_sent(REPLY, AuthRequest, _ERRORS, (COMMAND, Effect.AUTH_ENDED)),
+    **_sent(REPLY, AuthCredentials, (235,), (COMMAND, Effect.AUTHENTICATED)),
+    **_sent(REPLY, AuthCredentials, _ERRORS, (COMMAND, Effect.AUTH_ENDED)),
+    **_sent(REPLY, MailFrom, ("2xx",), (COMMAND, Effect.TRANSACTION_STARTED)),
+    **_sent(REPLY, MailFrom, _ERRORS, (COMMAND, Effect.NONE)),
+    **_sent(REPLY, RcptTo, ("2xx",), (COMMAND, Effect.RECIPIENT_ACCEPTED)),
+    **_sent(REPLY, RcptTo, _ERRORS, (COMMAND, Effect.NONE)),
+    # A 354 also needs an accepted recipient (checked by send()).
+    **_sent(REPLY, DataStart, (354,), (DATA, Effect.DATA_STARTED)),
+    **_sent(REPLY, DataStart, _ERRORS, (COMMAND, Effect.NONE)),
     # RFC 5321 4.1.1.4: whatever the reply to the end of data, the transaction is over.
-    **_rows(EndOfData, ("2xx", *_ERRORS), (COMMAND, Effect.TRANSACTION_ENDED)),
-    **_rows(BdatChunk, ("2xx",), (COMMAND, Effect.NONE)),
+    **_sent(REPLY, EndOfData, ("2xx",), (COMMAND, Effect.MESSAGE_ACCEPTED)),
+    **_sent(REPLY, EndOfData, _ERRORS, (COMMAND, Effect.TRANSACTION_ENDED)),
+    # A message proto refused (over SIZE, bare CR/LF, a long line): only its refusal.
+    **_sent(REPLY, EndOfData, ("same",), (COMMAND, Effect.TRANSACTION_ENDED)),
+    **_sent(REPLY, BdatChunk, ("2xx",), (COMMAND, Effect.NONE)),
     # RFC 3030 2: after a failed chunk no more chunks of this message may follow.
-    **_rows(BdatChunk, _ERRORS, (COMMAND, Effect.TRANSACTION_ENDED)),
-    **_rows(Rset, ("2xx",), (COMMAND, Effect.NONE)),
-    **_rows(Noop, ("2xx",), (COMMAND, Effect.NONE)),
-    **_rows(Quit, (221,), (CLOSING, Effect.CLOSE)),
-    **_rows(AutoReply, ("same",), (COMMAND, Effect.AUTH_ENDED)),
-    **_rows(ProtocolViolation, ("same",), (COMMAND, Effect.AUTH_ENDED)),
+    **_sent(REPLY, BdatChunk, _ERRORS, (COMMAND, Effect.TRANSACTION_ENDED)),
+    **_sent(REPLY, BdatChunk, ("same",), (COMMAND, Effect.TRANSACTION_ENDED)),
+    **_sent(REPLY, Rset, ("2xx",), (COMMAND, Effect.NONE)),
+    **_sent(REPLY, Noop, ("2xx",), (COMMAND, Effect.NONE)),
+    **_sent(REPLY, Quit, (221,), (CLOSING, Effect.CLOSE)),
+    # What proto answered itself (VRFY, HELP, too many recipients, AUTH cancelled with
+    # "*") is sent with the code proto named.
+    **_sent(REPLY, AutoReply, ("same",), (COMMAND, Effect.AUTH_ENDED)),
+    # A protocol violation: the code proto named. It ends any AUTH exchange in progress
+    # (RFC 4954 4: a response that cannot be decoded fails the AUTH command, and the
+    # next line is a command again); outside AUTH there is none, so AUTH_ENDED is a
+    # no-op there. The same holds for the AutoReply row above ("*" cancels, RFC 4954 4).
+    **_sent(REPLY, ProtocolViolation, ("same",), (COMMAND, Effect.AUTH_ENDED)),
 }
 
 #: (command sent, reply code) -> (next state, effect) on the client side.
 CLIENT_TRANSITIONS: Final[dict[Key, Row]] = {
+    # RFC 5321 3.8: the server may answer anything with 421 and close; consulted first.
+    **_rows(ANY, (421,), (CLOSING, Effect.CLOSE)),
     **_rows(None, (220,), (COMMAND, Effect.NONE)),
     **_rows(None, _ERRORS, (COMMAND, Effect.GREETING_REFUSED)),
     **_rows(Ehlo, ("2xx",), (COMMAND, Effect.EHLO_ACCEPTED)),
@@ -196,29 +329,51 @@ CLIENT_TRANSITIONS: Final[dict[Key, Row]] = {
 }
 
 
-def lookup(table: dict[Key, Row], owed: Event | None, code: int, named: int | None) -> Row | None:
-    """Find the row for replying ``code`` to ``owed``.
+def lookup(table: dict[Key, Row], owed: Event | None, code: int) -> Row | None:
+    """Find the client-side row for a reply ``code`` to the command ``owed``.
+
+    ``(ANY, code)`` rows (the 421) come first, then the exact code, then its class.
+
+    Returns:
+        ``(next state, effect)``, or ``None`` if the reply is unexpected.
+    """
+    kind = None if owed is None else type(owed)
+    return table.get((ANY, code)) or table.get((kind, code)) or table.get((kind, _CLASS.get(code // 100, "")))
+
+
+def transition(state: State, trigger: type[Event] | Signal) -> Row | None:
+    """The server's row for an event received or a ``Signal`` in ``state``, or ``None``."""
+    return SERVER_TRANSITIONS.get((state, trigger))
+
+
+def reply_transition(state: State, owed: Event | None, code: int, named: int | None) -> Row | None:
+    """The server's row for sending a reply ``code`` in ``state``.
 
     Args:
-        table: ``SERVER_TRANSITIONS`` or ``CLIENT_TRANSITIONS``.
-        owed: The event the reply answers (``None``: the greeting).
+        state: The current state.
+        owed: The event the reply answers (``None``: the greeting, or nothing owed).
         code: The reply code.
         named: A code the connection itself required (``AutoReply.reply.code``,
             ``EndOfData.refusal.code``), matched by the ``"same"`` rows.
 
     Returns:
-        ``(next state, effect)``, or ``None`` if the reply is illegal.
+        ``(next state, effect)``, or ``None`` if the reply is illegal. Rows for ``ANY``
+        (the 421) come first; where a ``"same"`` row exists and a code was named, only
+        that code is legal; otherwise the exact code, then its class.
     """
-    if code == 421:
-        return _CLOSE
+    # Plain tuples equal (and hash like) the ``Sent`` keys and are cheaper to build.
+    table: dict[Any, Row] = SERVER_TRANSITIONS
+    row = table.get((state, (ANY, code)))
+    if row is not None:
+        return row
     kind = None if owed is None else type(owed)
-    row = table.get((kind, code)) or table.get((kind, _CLASS[code // 100]))
-    if row is None and code == named:
-        row = table.get((kind, "same"))
-    return row
+    if named is not None:
+        same = table.get((state, (kind, "same")))
+        if same is not None:
+            return same if code == named else None
+    return table.get((state, (kind, code))) or table.get((state, (kind, _CLASS.get(code // 100, ""))))
 
 
-_CLOSE: Final[Row] = (CLOSING, Effect.CLOSE)
 _CLASS: Final = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 

@@ -18,13 +18,21 @@ DKIM: when the message's ``From:`` names one domain and the account has enabled 
 for it, the message is signed with each (``relay.smtp.dkim``) before it is stored. If
 that fails the client gets ``451 4.3.0`` and may retry: a message is never stored
 unsigned when its account asked for signatures.
+
+What proto knows, proto owns: the EHLO name, TLS, the authenticated identity, the
+reverse path and the accepted recipients are read from the connection's ``session``
+and ``transaction`` views (``Connection``) at the moment an event is answered, never
+copied. proto records a (command, reply) pair when the reply is sent, so while the
+policy answers a RCPT the transaction holds the recipients accepted *before* it. What
+proto cannot know stays here: which account logged in or owns the transaction, the
+message's bytes and its memory reservation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -82,6 +90,16 @@ COPIES = 2
 MIN_RESERVATION = 64 * 1024
 
 
+class Connection(Protocol):
+    """The read-only views of ``proto.ServerConnection`` the policy decides by."""
+
+    @property
+    def session(self) -> proto.Session: ...
+
+    @property
+    def transaction(self) -> proto.Transaction | None: ...
+
+
 @attrs.frozen
 class SessionInfo:
     """Facts about the connection the policy needs."""
@@ -123,21 +141,30 @@ class Shared:
 class SubmissionPolicy:
     """Answers for one session. Mutable state here belongs to that session alone."""
 
-    def __init__(self, shared: Shared, info: SessionInfo) -> None:
+    def __init__(self, shared: Shared, info: SessionInfo, conn: Connection) -> None:
         self._shared = shared
         self._info = info
-        #: The account that AUTHenticated (the session forgets it at STARTTLS).
-        self.account: models.Account | None = None
+        self._conn = conn
+        #: The login proto recorded at our 235 and the account it maps to; it holds
+        #: only while ``conn.session.authenticated`` still names that login (proto
+        #: forgets it at STARTTLS, RFC 3207 4.2).
+        self._login: tuple[str, models.Account] | None = None
         #: The client address's IP credential and its account, looked up at the first
         #: MAIL without AUTH (``_ip_looked_up``); None: the address has none.
         self._ip_credential: tuple[models.IpCredential, models.Account] | None = None
         self._ip_looked_up = False
-        self.tls = False
-        self.ehlo_name = ""
         #: Set when the policy decided the session must end after the reply.
         self.close_after_reply = False
         self._junk = 0
         self._reset_transaction()
+
+    @property
+    def account(self) -> models.Account | None:
+        """The account that AUTHenticated in this session, if proto still says so."""
+        if self._login is None:
+            return None
+        authcid, account = self._login
+        return account if self._conn.session.authenticated == authcid else None
 
     # ------------------------------------------------------------ transaction
 
@@ -146,9 +173,6 @@ class SubmissionPolicy:
         self._sender: models.Account | None = None
         #: Set when ``_sender`` came from an IP credential rather than AUTH.
         self._via_network: models.IpCredential | None = None
-        self._mail_from: str | None = None
-        self._declared_size = 0
-        self._recipients: list[str] = []
         #: The message as received: one growing buffer rather than a list of reads,
         #: so a 5 MB message is one allocation, not eighty to join later.
         self._body = bytearray()
@@ -182,10 +206,12 @@ class SubmissionPolicy:
         if isinstance(event, proto.AutoReply):  # ProtocolViolation included
             return event.reply
         if isinstance(event, (proto.Ehlo, proto.Helo)):
-            self.ehlo_name = event.hostname
             self.release()
             return _reply(250, None, f"{self._info.hostname} at your service")
         if isinstance(event, proto.StartTLS):
+            # RFC 3207 4.2: nothing learnt before TLS survives it; proto resets its
+            # session (and with it ``account``) once the handshake is done.
+            self.release()
             return _reply(220, "2.0.0", "Ready to start TLS")
         if isinstance(event, proto.AuthCredentials):
             return await self._auth(event)
@@ -196,9 +222,10 @@ class SubmissionPolicy:
         if isinstance(event, proto.DataStart):
             # Reserve before the client sends a byte: a refusal now costs it nothing
             # and costs us no memory (RFC 1870 SIZE tells how much is coming).
-            if not self._reserve(COPIES * max(self._declared_size, MIN_RESERVATION)):
+            declared_size = self._declared_size()
+            if not self._reserve(COPIES * max(declared_size, MIN_RESERVATION)):
                 log.info("message refused", reason="memory budget exhausted",
-                         declared_size=self._declared_size)
+                         declared_size=declared_size)
                 return NO_MEMORY
             return _reply(354, None, "End data with <CR><LF>.<CR><LF>")
         if isinstance(event, proto.BdatChunk):
@@ -246,7 +273,8 @@ class SubmissionPolicy:
                 return AUTH_BLOCKED
             return AUTH_FAILED
         metrics.SMTP_AUTH.labels("success").inc()
-        self.account = account
+        # proto records event.authcid as session.authenticated when the 235 is sent.
+        self._login = (event.authcid, account)
         log.info("auth ok", client_ip=ip, account_id=str(account.id), mechanism=event.mechanism)
         return AUTH_OK
 
@@ -299,9 +327,6 @@ class SubmissionPolicy:
         if not self._shared.account_limits.may_send_message(account.id, per_minute):
             return RATE_LIMITED_MESSAGES
         self._sender, self._via_network = account, via_network
-        self._mail_from = str(event.reverse_path)
-        size = event.params.get("SIZE")
-        self._declared_size = int(size) if size else 0  # proto checked its syntax
         return _reply(250, "2.1.0", "Sender ok")
 
     async def _rcpt(self, event: proto.RcptTo) -> proto.Reply:
@@ -312,7 +337,7 @@ class SubmissionPolicy:
             account.recipients_per_hour, self._shared.settings.default_recipients_per_hour
         )
         if not self._shared.account_limits.may_add_recipient(
-            account.id, per_hour, pending=len(self._recipients)
+            account.id, per_hour, pending=len(self._accepted_recipients())
         ):
             return RATE_LIMITED_RECIPIENTS
         address = str(event.forward_path)
@@ -324,8 +349,24 @@ class SubmissionPolicy:
         if entry is not None:
             log.info("recipient suppressed", account_id=str(account.id), entry_id=str(entry.id))
             return suppressed_reply(address, entry)
-        self._recipients.append(address)
-        return _reply(250, "2.1.5", "Recipient ok")
+        return _reply(250, "2.1.5", "Recipient ok")  # proto adds it to the transaction
+
+    # ------------------------------------------------------------ proto's views
+
+    def _accepted_recipients(self) -> tuple[str, ...]:
+        """Recipients that got a 250 in this transaction so far (as proto recorded
+        them: the RCPT being answered is not among them yet)."""
+        transaction = self._conn.transaction
+        if transaction is None:
+            return ()
+        return tuple(str(path) for path in transaction.forward_paths)
+
+    def _declared_size(self) -> int:
+        """The accepted MAIL's ``SIZE=`` (RFC 1870), 0 if none (proto checked its syntax)."""
+        transaction = self._conn.transaction
+        if transaction is None:
+            return 0
+        return transaction.mail.size or 0
 
     # ------------------------------------------------------------ content
 
@@ -368,7 +409,11 @@ class SubmissionPolicy:
             if self._over_budget:
                 log.warning("message refused", reason="memory budget exhausted")
                 return NO_MEMORY
-            assert account is not None and self._mail_from is not None
+            transaction = self._conn.transaction
+            assert account is not None and transaction is not None
+            assert transaction.reverse_path is not None  # _mail refuses <>
+            session = self._conn.session
+            recipients = self._accepted_recipients()
             queue_id = uuid.uuid4()
             # The reservation (COPIES x size) covers the received body and the
             # prepared copy, and after that the prepared copy and the database
@@ -377,11 +422,11 @@ class SubmissionPolicy:
             try:
                 prepared = prepare(
                     body,
-                    ehlo_name=self.ehlo_name,
+                    ehlo_name=session.ehlo_name or "",
                     client_ip=self._info.client_ip,
                     hostname=self._info.hostname,
                     queue_id=str(queue_id),
-                    tls=self.tls,
+                    tls=session.tls,
                     # RFC 3848: "A" only for SMTP AUTH; an IP credential is ESMTP(S).
                     authenticated=via_network is None,
                     now=dt.datetime.now(dt.UTC),
@@ -403,12 +448,12 @@ class SubmissionPolicy:
             message = models.NewMessage(
                 id=queue_id,
                 account_id=account.id,
-                mail_from=self._mail_from,
-                rcpt_to=tuple(self._recipients),
+                mail_from=str(transaction.reverse_path),
+                rcpt_to=recipients,
                 raw=prepared.raw,
                 message_id=prepared.message_id,
                 client_ip=self._info.client_ip,
-                tls=self.tls,
+                tls=session.tls,
                 correlation_id=self._info.correlation_id,
             )
             try:
@@ -418,10 +463,10 @@ class SubmissionPolicy:
                 log.warning("message not stored", account_id=str(account.id), error=str(exc))
                 return STORE_FAILED
             metrics.SMTP_ENQUEUED.inc()
-            self._shared.account_limits.record_message(account.id, len(self._recipients))
+            self._shared.account_limits.record_message(account.id, len(recipients))
             self._junk = 0
             log.info("message accepted", account_id=str(account.id), queue_id=str(queue_id),
-                     size=message.size, recipients=len(self._recipients),
+                     size=message.size, recipients=len(recipients),
                      auth="ip_credential" if via_network is not None else "smtp_auth",
                      ip_credential=str(via_network.network) if via_network is not None else None)
             return _reply(250, "2.0.0", f"Ok: queued as {queue_id}")

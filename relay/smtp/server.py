@@ -360,12 +360,13 @@ class SmtpServer:
             if handshake.cancelled_caught:
                 log.info("tls handshake timed out")
                 return
+        conn = self._settings.connection(
+            tls_active=implicit_tls, starttls=self._ssl_context is not None
+        )
         policy = SubmissionPolicy(
-            self._shared, SessionInfo(ip, correlation_id, self._hostname)
+            self._shared, SessionInfo(ip, correlation_id, self._hostname), conn
         )
-        session = Session(
-            stream, policy, self._settings, self._ssl_context, tls_active=implicit_tls
-        )
+        session = Session(stream, conn, policy, self._settings, self._ssl_context)
         self._sessions.add(session)
         if self._draining:
             session.drain()

@@ -61,20 +61,45 @@ class SessionSettings:
     long_line_policy: str
     auth_requires_tls: bool
 
+    def connection(self, *, tls_active: bool, starttls: bool) -> proto.ServerConnection:
+        """A new ``proto.ServerConnection`` for one session.
+
+        Args:
+            tls_active: The stream is already TLS (implicit TLS, RFC 8314).
+            starttls: The server has a certificate, so STARTTLS may be offered
+                (it never is once TLS is active).
+        """
+        extensions = self.extensions
+        if not starttls or tls_active:
+            extensions = attrs.evolve(extensions, starttls=False)
+        return proto.ServerConnection(
+            self.hostname,
+            limits=self.limits,
+            extensions=extensions,
+            bare_line_ending_policy=self.bare_line_ending_policy,
+            long_line_policy="reject" if self.long_line_policy == "reject" else "accept",
+            tls_active=tls_active,
+            auth_requires_tls=self.auth_requires_tls,
+        )
+
 
 class Session:
-    """One SMTP session; ``run`` returns when it is over (the caller closes the stream)."""
+    """One SMTP session; ``run`` returns when it is over (the caller closes the stream).
+
+    ``conn`` (from ``SessionSettings.connection``) is the one the policy was built
+    with: the policy reads its session and transaction, nothing is copied across.
+    """
 
     def __init__(
         self,
         stream: trio.abc.Stream,
+        conn: proto.ServerConnection,
         policy: SubmissionPolicy,
         settings: SessionSettings,
         ssl_context: ssl.SSLContext | None,
-        *,
-        tls_active: bool = False,
     ) -> None:
         self.stream = stream
+        self.conn = conn
         self._policy = policy
         self._settings = settings
         self._ssl_context = ssl_context
@@ -87,19 +112,6 @@ class Session:
         self._message_octets = 0
         #: Whether an unexpected exception ended this session (counted by the server).
         self.faulted = False
-        self._policy.tls = tls_active
-        extensions = settings.extensions
-        if ssl_context is None or tls_active:
-            extensions = attrs.evolve(extensions, starttls=False)
-        self.conn = proto.ServerConnection(
-            settings.hostname,
-            limits=settings.limits,
-            extensions=extensions,
-            bare_line_ending_policy=settings.bare_line_ending_policy,
-            long_line_policy="reject" if settings.long_line_policy == "reject" else "accept",
-            tls_active=tls_active,
-            auth_requires_tls=settings.auth_requires_tls,
-        )
 
     @property
     def in_message(self) -> bool:
@@ -257,12 +269,9 @@ class Session:
                 raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from None
         self.stream = tls_stream
         # Anything the client pipelined after STARTTLS was plaintext: proto drops it
-        # (CVE-2011-0411) and requires a new EHLO.
+        # (CVE-2011-0411), requires a new EHLO and forgets the AUTH (RFC 3207 4.2);
+        # the policy reads all of that from conn.session.
         self.conn.tls_established()
-        # RFC 3207 §4.2: forget everything learnt before TLS, an AUTH included.
-        self._policy.tls = True
-        self._policy.account = None
-        self._policy.release()
         log.info("tls established", version=self._tls_version(tls_stream))
 
     @staticmethod

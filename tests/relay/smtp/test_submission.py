@@ -66,6 +66,25 @@ async def test_auth_before_tls_is_refused(relay: Relay) -> None:
     assert code == 538 and text.startswith(b"5.7.11")
 
 
+@pytest.mark.parametrize("smtp_env", [{"RELAY_SMTP__AUTH_REQUIRE_TLS": "false"}])
+async def test_starttls_forgets_a_plaintext_auth(relay: Relay, smtp_env: dict[str, str]) -> None:
+    """RFC 3207 4.2: the policy's account holds only while proto's session still
+    names the login, and proto forgets it when TLS starts."""
+    def session() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        with relay.smtp() as client:
+            client.ehlo()
+            client.login(relay.account.email, PASSWORD)
+            before = client.mail("app@example.com")
+            client.rset()
+            client.starttls(context=relay.client_context)
+            client.ehlo()
+            return before, client.mail("app@example.com")
+
+    before, after = await in_thread(session)
+    assert before[0] == 250
+    assert after[0] == 530 and after[1].startswith(b"5.7.0")
+
+
 async def test_mail_without_auth_is_refused_no_open_relay(relay: Relay) -> None:
     def session() -> tuple[int, bytes]:
         with relay.smtp() as client:
