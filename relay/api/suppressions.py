@@ -16,8 +16,6 @@ Listing is newest first with the same opaque cursor as ``/messages``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import uuid
 from typing import Any
@@ -29,8 +27,19 @@ from ..storage import InvalidReference
 from ..storage.suppressions import MAX_REASON
 from .context import json_response, no_content, read_body, storage
 from .ip_credentials import visible
+from .messages import decode_cursor, encode_cursor
 from .problems import not_found
-from .validation import Custom, Email, Field, Invalid, Object, String, parse_query, parse_timestamp
+from .validation import (
+    Custom,
+    Email,
+    Field,
+    Invalid,
+    Object,
+    String,
+    page_size,
+    parse_query,
+    parse_timestamp,
+)
 
 blueprint = Blueprint("suppressions", __name__)
 
@@ -86,27 +95,6 @@ def to_json(entry: models.Suppression) -> dict[str, Any]:
     }
 
 
-def encode_cursor(entry: models.Suppression) -> str:
-    raw = f"{entry.created_at.isoformat()}|{entry.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> tuple[dt.datetime, uuid.UUID]:
-    """Raises: Invalid (400) naming ``cursor``."""
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        when, _, ident = raw.partition("|")
-        created = dt.datetime.fromisoformat(when)
-        if created.tzinfo is None:
-            raise ValueError
-        return created, uuid.UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Invalid(
-            "cursor", "not a cursor from this API; pass next_cursor from the previous page",
-            status=400,
-        ) from None
-
-
 def _location(entry: models.Suppression) -> dict[str, str]:
     return {"Location": f"/api/v1/accounts/{entry.account_id}/suppressions/{entry.id}"}
 
@@ -137,12 +125,7 @@ async def list_entries(account_id: uuid.UUID) -> Response:
         if query["source"] not in SOURCES:
             raise Invalid("source", f"must be one of {', '.join(SOURCES)}", status=400)
         source = models.SuppressionSource(query["source"])
-    limit = DEFAULT_PAGE
-    if "limit" in query:
-        text = query["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-            raise Invalid("limit", f"expected a whole number from 1 to {MAX_PAGE}", status=400)
-        limit = int(text)
+    limit = page_size(query.get("limit"), default=DEFAULT_PAGE, maximum=MAX_PAGE)
     before = decode_cursor(query["cursor"]) if "cursor" in query else None
     await visible(account_id)
     entries = await storage().suppressions.list(
