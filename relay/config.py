@@ -207,6 +207,9 @@ class SmtpConfig:
     shared_limits_interval: float = attrs.field(default=1.0, validator=_non_negative)
     auth_failure_delay: float = attrs.field(default=1.0, validator=_non_negative)
     credential_cache_ttl: float = attrs.field(default=60.0, validator=_non_negative)
+    #: Seconds an account seen without suppression entries is answered from memory at
+    #: RCPT (its first entry acts within this long); 0 = look every time.
+    suppression_cache_ttl: float = attrs.field(default=2.0, validator=_non_negative)
     #: New connections per minute from one IP (trusted networks exempt).
     ip_connection_rate: int = attrs.field(default=120, validator=_positive)
     #: RFC 5321 §4.5.3.2.7 suggests 5 minutes; a submission server can be stricter.

@@ -153,7 +153,7 @@ class SmtpServer:
                 kek=dkim.KeyEncryption.from_setting(config.dkim.key_encryption_key),
                 ttl=config.dkim.key_cache_ttl,
             ),
-            suppressions=SuppressionCheck(storage),
+            suppressions=SuppressionCheck(storage, ttl=smtp.suppression_cache_ttl),
         )
         self._settings = _session_settings(config, self._hostname, ssl_context is not None)
         self._sessions: set[Session] = set()

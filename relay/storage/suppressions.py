@@ -263,6 +263,17 @@ class SuppressionRepository:
 
         return Query(self._bridge, fetch)
 
+    async def has_entries(self, account_id: uuid.UUID) -> bool:
+        """Whether the account has any live entry (one index probe)."""
+
+        async def fetch(conn: Any) -> bool:
+            return bool(await conn.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM suppressions s WHERE s.account_id = $1 AND {_live('s')})",
+                account_id,
+            ))
+
+        return await self._bridge.run(fetch)
+
     async def suppressed(self, account_id: uuid.UUID, addresses: Sequence[str]) -> set[str]:
         """Which of ``addresses`` (as given) the account does not send to."""
         return set(await self.matching(account_id, addresses))

@@ -79,11 +79,37 @@ async def test_another_accounts_entry_does_not_refuse(relay: Relay) -> None:
     assert [code for code, _ in replies] == [250] and data[0] == 250
 
 
+async def test_an_account_without_entries_costs_no_lookup_per_rcpt(relay: Relay, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most accounts have no list: their RCPTs are answered from memory, not by a query each."""
+    repository = relay.storage.suppressions
+    lookups: list[Any] = []
+    real = repository.matching
+
+    def counting(account_id: Any, addresses: Any) -> Any:
+        lookups.append(list(addresses))
+        return real(account_id, addresses)
+
+    monkeypatch.setattr(repository, "matching", counting)
+
+    def session() -> list[int]:
+        with relay.smtp() as client:
+            relay.login(client)
+            client.mail("app@example.com")
+            codes = [client.rcpt(f"r{n}@example.net")[0] for n in range(5)]
+            codes.append(client.data(BODY)[0])
+            return codes
+
+    assert await in_thread(session) == [250] * 6
+    assert lookups == []
+
+
 async def test_lookup_failure_is_451_and_the_session_goes_on(
     relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database is real; only the one lookup is made to fail, as an outage would."""
     repository = relay.storage.suppressions
+    # An account with a list gets a lookup per RCPT (one without is answered from memory).
+    await repository.add(account_id=relay.account.id, address="other@example.net", reason="")
     real = repository.matching
     calls: list[Any] = []
 

@@ -45,6 +45,8 @@ def smtp_env() -> dict[str, str]:
         "RELAY_WORKER__POLL_INTERVAL": "0.05",
         "RELAY_WORKER__CONNECT_TIMEOUT": "5",
         "RELAY_WORKER__SEND_TIMEOUT": "5",
+        # The bounce must act at the very next RCPT (by default within 2 s).
+        "RELAY_SMTP__SUPPRESSION_CACHE_TTL": "0",
     }
 
 
