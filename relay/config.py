@@ -207,6 +207,10 @@ class SmtpConfig:
     shared_limits_interval: float = attrs.field(default=1.0, validator=_non_negative)
     auth_failure_delay: float = attrs.field(default=1.0, validator=_non_negative)
     credential_cache_ttl: float = attrs.field(default=60.0, validator=_non_negative)
+    #: Seconds a login's account row and a client address's IP credential are answered
+    #: from memory; any change to either, from any process, drops them at once
+    #: (LISTEN/NOTIFY), so this only bounds a missed notification. 0 = read every time.
+    account_cache_ttl: float = attrs.field(default=30.0, validator=_non_negative)
     #: Seconds an account seen without suppression entries is answered from memory at
     #: RCPT (its first entry acts within this long); 0 = look every time.
     suppression_cache_ttl: float = attrs.field(default=2.0, validator=_non_negative)

@@ -36,7 +36,7 @@ RESTART_KEYS = frozenset({
     "database.command_timeout", "database.statement_cache_size",
     "database.migrate_on_start",
     "smtp.listen", "smtp.implicit_tls_listen", "smtp.processes", "smtp.hostname",
-    "smtp.listen_backlog", "smtp.shared_limits_interval",
+    "smtp.listen_backlog", "smtp.shared_limits_interval", "smtp.account_cache_ttl",
     "api.listen", "api.processes", "api.metrics_auth", "api.cors_origins",
     "api.max_body_size", "api.key_cache_ttl", "api.key_cache_size",
     "metrics.listen", "process.pid_file",

@@ -1,8 +1,11 @@
 """AUTH verification: bcrypt off the event loop, a short cache, uniform failures.
 
 Strategy:
-- The account row is read on every AUTH, so a disabled account or a changed
-  password takes effect at once, in every process.
+- The account row behind a login is kept in memory (``smtp.account_cache_ttl``, a
+  ``relay.change_cache``): every committed change of an account, from any process,
+  is heard through LISTEN/NOTIFY and drops it, so a disabled account or a changed
+  password still takes effect at once, in every process — and a client that opens a
+  connection per message does not pay a database round trip per login.
 - bcrypt runs in a worker thread (≈234 ms of CPU at cost 12 here). Every failure
   path — unknown user, wrong password, password over bcrypt's 72 bytes, damaged
   stored hash, disabled account — costs exactly one bcrypt computation, so timing
@@ -26,7 +29,11 @@ import bcrypt
 import trio
 
 from .. import auth, models
+from ..change_cache import ChangeBoundCache
 from ..storage import Storage
+
+#: Login (as the client typed it) → its account row.
+AccountCache = ChangeBoundCache[str, models.Account]
 
 
 def _bcrypt_check(password: bytes, stored: bytes, dummy: bytes) -> bool:
@@ -56,8 +63,16 @@ class AuthenticatorStatistics:
 
 
 class Authenticator:
-    def __init__(self, storage: Storage, *, ttl: float, rounds: int = auth.BCRYPT_ROUNDS) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        ttl: float,
+        accounts: AccountCache | None = None,
+        rounds: int = auth.BCRYPT_ROUNDS,
+    ) -> None:
         self._storage = storage
+        self._accounts = accounts
         self._ttl = ttl
         self._rounds = rounds
         self._hmac_key = secrets.token_bytes(32)
@@ -91,7 +106,7 @@ class Authenticator:
             DatabaseUnavailable: the account could not be read (the caller answers 454).
         """
         encoded = password.encode("utf-8", "surrogateescape")
-        account = await self._storage.accounts.get_by_email(username) if username else None
+        account = await self._account(username) if username else None
         dummy = await self._dummy_hash()
         if account is None:
             self._bcrypt_checks += 1
@@ -113,6 +128,19 @@ class Authenticator:
         if self._ttl > 0:
             self._prune(now)
             self._cache[key] = (fingerprint, now + self._ttl)
+        return account
+
+    async def _account(self, username: str) -> models.Account | None:
+        """The account whose login is ``username``: from memory, else one read (kept
+        only when found: an unknown login costs a read, as it costs a bcrypt)."""
+        if self._accounts is None:
+            return await self._storage.accounts.get_by_email(username)
+        account = self._accounts.get(username)
+        if account is None:
+            epoch = self._accounts.epoch()
+            account = await self._storage.accounts.get_by_email(username)
+            if account is not None:
+                self._accounts.put(username, account, epoch)
         return account
 
     async def _check_once(

@@ -32,6 +32,7 @@ import trio
 import proto
 
 from .. import dkim, metrics
+from ..change_cache import ChangeBoundCache
 from ..config import Config, parse_listen
 from ..logging import bind, get_logger
 from ..reload import Reloader
@@ -72,6 +73,8 @@ REFUSAL_TIMEOUT = 2.0
 #: The group committer's batch is at most 1/BATCH_SHARE of smtp.memory_budget in octets
 #: (one message always fits, however large).
 BATCH_SHARE = 16
+#: Logins and client addresses each remembered at most (``smtp.account_cache_ttl``).
+ACCOUNT_CACHE_ENTRIES = 10_000
 
 # trio's list of accept errors that mean "resources are short", not "the listener is broken".
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -138,8 +141,16 @@ class SmtpServer:
         self.committer = storage.messages.writer(
             max_batch_bytes=max(1, smtp.memory_budget // BATCH_SHARE)
         )
+        def cache() -> ChangeBoundCache[Any, Any]:
+            return ChangeBoundCache(
+                storage.key_changes, ttl=smtp.account_cache_ttl,
+                max_entries=ACCOUNT_CACHE_ENTRIES, clock=trio.current_time,
+            )
+
         self._shared = Shared(
-            authenticator=Authenticator(storage, ttl=smtp.credential_cache_ttl),
+            authenticator=Authenticator(
+                storage, ttl=smtp.credential_cache_ttl, accounts=cache()
+            ),
             committer=self.committer,
             auth_failures=AuthFailureTracker(
                 smtp.auth_failure_limit, smtp.auth_failure_window, smtp.auth_block_time, shared
@@ -147,7 +158,7 @@ class SmtpServer:
             budget=MemoryBudget(smtp.memory_budget),
             account_limits=AccountLimits(shared),
             settings=_policy_settings(config),
-            ip_credentials=IpCredentialLookup(storage),
+            ip_credentials=IpCredentialLookup(storage, cache()),
             dkim=DkimSigner(
                 storage,
                 kek=dkim.KeyEncryption.from_setting(config.dkim.key_encryption_key),

@@ -95,7 +95,7 @@ class Storage:
         self.admin_keys = AdminKeyRepository(bridge, key_changes)
         self.providers = ProviderRepository(bridge)
         self.rules = RoutingRuleRepository(bridge)
-        self.ip_credentials = IpCredentialRepository(bridge)
+        self.ip_credentials = IpCredentialRepository(bridge, key_changes)
         self.dkim_keys = DkimKeyRepository(bridge)
         self.messages = MessageRepository(bridge)
         self.delivery_logs = DeliveryLogRepository(bridge)

@@ -18,6 +18,13 @@ _UPDATABLE = (
     "name", "email", "password_hash", "allowed_domains", "disabled",
     "messages_per_minute", "recipients_per_hour", "default_provider_id",
 )
+#: Columns that decide who may authenticate as the account and what it may send:
+#: caches of keys, logins and IP credentials (``relay.change_cache``) hold them, so a
+#: change to any of them is announced. A rename or a new default provider is not.
+_ANNOUNCED = frozenset({
+    "email", "password_hash", "allowed_domains", "disabled",
+    "messages_per_minute", "recipients_per_hour",
+})
 
 
 class AccountRepository:
@@ -123,14 +130,17 @@ class AccountRepository:
                     f"UPDATE accounts SET {assignments} WHERE id = $1 RETURNING *",
                     account_id, *values,
                 )
-                if row is not None and "disabled" in fields:
-                    await notify(conn, f"account:{account_id}")  # cached keys: 403 now
+                if row is not None and announced:
+                    # Every process forgets cached keys, logins and IP credentials now
+                    # (a disabled account's key: 403 at once).
+                    await notify(conn, f"account:{account_id}")
                 return row
 
+        announced = not _ANNOUNCED.isdisjoint(fields)
         try:
             row = await self._bridge.run(change)
         finally:
-            if "disabled" in fields:
+            if announced:
                 self._key_changes.changed()
         if row == "bad-provider":
             raise InvalidReference("default_provider_id")

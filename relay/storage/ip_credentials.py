@@ -6,6 +6,8 @@ whoever owns them — with an exclusion constraint on the ``inet_ops`` GiST opcl
 cannot both commit, whatever the callers checked before; the loser gets
 ``NetworkOverlap`` naming the network it ran into, which the caller may show or hide.
 The same index answers ``match`` (``network >>= address``), the one query SMTP makes.
+SMTP keeps its answers in memory (``relay.smtp.ip_credentials``), so every create and
+delete announces itself on ``key_changes`` in its own transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .. import models
 from . import _rows
 from ._bridge import Bridge
 from .errors import Conflict, InvalidReference, StorageError
+from .key_changes import KeyChanges, notify
 from .query import Query
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,8 +49,9 @@ class TooManyCredentials(StorageError):
 
 
 class IpCredentialRepository:
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, key_changes: KeyChanges) -> None:
         self._bridge = bridge
+        self._key_changes = key_changes
 
     async def create(
         self, *, account_id: uuid.UUID, network: Network, description: str = "", limit: int
@@ -75,11 +79,13 @@ class IpCredentialRepository:
                     )
                     if count >= limit:
                         raise TooManyCredentials(limit)
-                    return await conn.fetchrow(
+                    row = await conn.fetchrow(
                         """INSERT INTO ip_credentials (id, account_id, network, description)
                            VALUES ($1, $2, $3, $4) RETURNING *""",
                         uuid.uuid4(), account_id, network, description,
                     )
+                    await notify(conn, f"ip_credential:{row['id']}")
+                    return row
             except asyncpg.ExclusionViolationError:
                 existing = await conn.fetchrow(
                     """SELECT * FROM ip_credentials WHERE network && $1::cidr
@@ -88,7 +94,10 @@ class IpCredentialRepository:
                 )
                 raise NetworkOverlap(None if existing is None else _rows.ip_credential(existing)) from None
 
-        return _rows.ip_credential(await self._bridge.run(insert))
+        try:
+            return _rows.ip_credential(await self._bridge.run(insert))
+        finally:
+            self._key_changes.changed()
 
     def get(
         self, credential_id: uuid.UUID, *, account_id: uuid.UUID | None = None
@@ -120,13 +129,20 @@ class IpCredentialRepository:
         self, credential_id: uuid.UUID, *, account_id: uuid.UUID | None = None
     ) -> bool:
         async def remove(conn: Any) -> Any:
-            return await conn.fetchval(
-                """DELETE FROM ip_credentials
-                   WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING id""",
-                credential_id, account_id,
-            )
+            async with conn.transaction():
+                deleted = await conn.fetchval(
+                    """DELETE FROM ip_credentials
+                       WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING id""",
+                    credential_id, account_id,
+                )
+                if deleted is not None:
+                    await notify(conn, f"ip_credential:{deleted}")
+                return deleted
 
-        return await self._bridge.run(remove) is not None
+        try:
+            return await self._bridge.run(remove) is not None
+        finally:
+            self._key_changes.changed()
 
     async def match(
         self, address: ipaddress.IPv4Address | ipaddress.IPv6Address

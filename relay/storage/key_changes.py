@@ -1,10 +1,12 @@
-"""Cross-process news that an API key or its account changed, by LISTEN/NOTIFY.
+"""Cross-process news that a credential changed, by LISTEN/NOTIFY.
 
-Strategy: every write that can make a key stop working — an account's key rotated,
-the account disabled, enabled or deleted, an operator key revoked — sends
-``pg_notify(CHANNEL, …)`` in the same transaction (``notify_sql``), so PostgreSQL
+Strategy: every write that can change who may act as which account — an account
+updated (its key, password, allowed domains, limits, disabled flag) or deleted, an
+operator key revoked, an IP credential created or deleted — sends
+``pg_notify(CHANNEL, …)`` in the same transaction (``notify``), so PostgreSQL
 delivers it to every listener when, and only if, the write commits. Each process
-that caches keys holds one dedicated connection (outside the pool) that LISTENs on
+that caches such answers (``relay.change_cache``: the API's keys, SMTP's logins and
+IP credentials) holds one dedicated connection (outside the pool) that LISTENs on
 ``CHANNEL``; ``KeyChanges`` turns what it hears into an ``epoch`` number that a
 cache compares against, so a cache entry made before a change is never served after
 it. The writing process also moves its own ``epoch`` as soon as the write returns
@@ -32,8 +34,9 @@ from ..logging import get_logger
 
 log = get_logger("relay.storage.key_changes")
 
-#: The NOTIFY channel; the payload (``account:<id>``, ``admin_key:<id>``) is for humans
-#: and logs only: a listener treats every notification as "forget every cached key".
+#: The NOTIFY channel; the payload (``account:<id>``, ``admin_key:<id>``,
+#: ``ip_credential:<id>``) is for humans and logs only: a listener treats every
+#: notification as "forget everything cached".
 CHANNEL = "relay_api_keys"
 #: ``pg_stat_activity.application_name`` of the listening connection.
 APPLICATION_NAME = "relay key changes"
@@ -89,7 +92,7 @@ class KeyChanges:
 
     def _lost(self) -> None:
         if self.listening and self._task is not None:  # not a shutdown
-            log.warning("key change listener lost; API key cache bypassed until it is back")
+            log.warning("key change listener lost; credential caches bypassed until it is back")
         self.listening = False
         self.epoch += 1
 
