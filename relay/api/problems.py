@@ -10,6 +10,7 @@ request id to quote: the traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -22,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..logging import get_logger
 from ..storage import DatabaseUnavailable, StorageError
+from . import shapes
 from .validation import Invalid
 
 log = get_logger("relay.api")
@@ -53,6 +55,38 @@ class Problem(Exception):
         return f"{self.status} {self.detail}"
 
 
+@attrs.frozen
+class Check:
+    """The outcome of one readiness check; detail says what failed or why it was skipped."""
+
+    ok: bool
+    detail: str = shapes.field(optional=True)
+    skipped: bool = shapes.field(optional=True)
+    not_after: dt.datetime = shapes.field(optional=True)
+
+
+@attrs.frozen
+class Checks:
+    database: Check
+    tls_certificate: Check
+
+
+@attrs.frozen
+class ProblemJson:
+    """RFC 9457 problem details; every error has this shape."""
+
+    type: str = shapes.field(schema={"format": "uri"})
+    title: str
+    status: int
+    detail: str
+    field: str = shapes.field("The request member at fault.", optional=True)
+    request_id: str = shapes.field(optional=True)
+    checks: Checks = shapes.field(optional=True)
+
+
+SCHEMAS = {"Problem": ProblemJson}
+
+
 def not_found(what: str) -> Problem:
     """The one answer for a missing object *and* for another tenant's object."""
     return Problem(404, f"no {what} with this id", kind="not-found")
@@ -63,18 +97,16 @@ def forbidden(detail: str) -> Problem:
 
 
 def response(problem: Problem) -> Response:
-    body: dict[str, Any] = {
-        "type": TYPE_PREFIX + problem.kind,
-        "title": HTTPStatus(problem.status).phrase,
-        "status": problem.status,
-        "detail": problem.detail,
-    }
+    optional: dict[str, Any] = dict(problem.extra)
     if problem.field is not None:
-        body["field"] = problem.field
+        optional["field"] = problem.field
     request_id = g.get("request_id")
     if request_id:
-        body["request_id"] = request_id
-    body.update(problem.extra)
+        optional["request_id"] = request_id
+    body = shapes.dump(
+        ProblemJson, type=TYPE_PREFIX + problem.kind, title=HTTPStatus(problem.status).phrase,
+        status=problem.status, detail=problem.detail, **optional,
+    )
     return Response(
         json.dumps(body), status=problem.status, headers=dict(problem.headers),
         content_type=CONTENT_TYPE,
