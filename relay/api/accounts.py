@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from quart import Blueprint, Response, request
@@ -25,7 +25,7 @@ from . import context
 from .context import caller, json_response, read_body, storage
 from .operations import Query, Reply, names, operation, page_limit
 from .problems import Problem, forbidden, not_found
-from .shapes import dump, field
+from .shapes import Doc, dump
 from .validation import (
     Boolean,
     Domain,
@@ -107,25 +107,25 @@ class AccountJson:
     messages_per_minute: int | None
     recipients_per_hour: int | None
     default_provider_id: uuid.UUID | None
-    api_key_prefix: str = field("The visible start of the current key.")
+    api_key_prefix: Annotated[str, Doc("The visible start of the current key.")]
     created_at: dt.datetime
     updated_at: dt.datetime
 
 
 @attrs.frozen
 class AccountCreated(AccountJson):
-    api_key: str = field("Shown once; store it now.")
+    api_key: Annotated[str, Doc("Shown once; store it now.")]
 
 
 @attrs.frozen
 class AccountPage:
     items: tuple[AccountJson, ...]
-    next_after: str | None = field("Pass as ?after= for the next page; null on the last.")
+    next_after: Annotated[str | None, Doc("Pass as ?after= for the next page; null on the last.")]
 
 
 @attrs.frozen
 class ApiKey:
-    api_key: str = field("Shown once; the old key no longer works.")
+    api_key: Annotated[str, Doc("Shown once; the old key no longer works.")]
     api_key_prefix: str
 
 

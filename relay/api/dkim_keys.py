@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import attrs
 import trio
@@ -30,7 +30,7 @@ from .context import json_response, no_content, read_body, state, storage
 from .ip_credentials import visible
 from .operations import Reply, operation
 from .problems import Problem, not_found
-from .shapes import dump, field
+from .shapes import Doc, Schema, dump
 from .validation import Boolean, Custom, Domain, Enum, Field, Invalid, Object
 
 blueprint = Blueprint("dkim_keys", __name__)
@@ -104,9 +104,9 @@ NO_KEK = (
 class DnsRecord:
     """The TXT record to publish before enabling the key."""
 
-    name: str = field("<selector>._domainkey.<domain>")
+    name: Annotated[str, Doc("<selector>._domainkey.<domain>")]
     type: Literal["TXT"]
-    value: str = field("v=DKIM1; k=rsa|ed25519; p=<public key>")
+    value: Annotated[str, Doc("v=DKIM1; k=rsa|ed25519; p=<public key>")]
 
 
 @attrs.frozen
@@ -117,8 +117,8 @@ class DkimKeyJson:
     account_id: uuid.UUID
     domain: str
     selector: str
-    algorithm: str = field(schema={"enum": list(dkim.ALGORITHMS)})
-    enabled: bool = field("Whether it signs the domain's messages.")
+    algorithm: Annotated[str, Schema({"enum": list(dkim.ALGORITHMS)})]
+    enabled: Annotated[bool, Doc("Whether it signs the domain's messages.")]
     created_at: dt.datetime
     updated_at: dt.datetime
     dns_record: DnsRecord
@@ -126,7 +126,7 @@ class DkimKeyJson:
 
 @attrs.frozen
 class DkimKeyList:
-    items: tuple[DkimKeyJson, ...] = field("Oldest first.")
+    items: Annotated[tuple[DkimKeyJson, ...], Doc("Oldest first.")]
 
 
 SCHEMAS = {

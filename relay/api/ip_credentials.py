@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from quart import Blueprint, Response
@@ -26,7 +26,7 @@ from ..storage import InvalidReference, NetworkOverlap, TooManyCredentials
 from .context import caller, json_response, no_content, read_body, storage
 from .operations import Reply, operation
 from .problems import Problem, not_found
-from .shapes import dump, field
+from .shapes import Doc, dump
 from .validation import Custom, Field, Invalid, Object, String
 
 blueprint = Blueprint("ip_credentials", __name__)
@@ -76,14 +76,14 @@ class IpCredentialJson:
 
     id: uuid.UUID
     account_id: uuid.UUID
-    network: str = field("Canonical CIDR, host bits cleared.")
+    network: Annotated[str, Doc("Canonical CIDR, host bits cleared.")]
     description: str
     created_at: dt.datetime
 
 
 @attrs.frozen
 class IpCredentialList:
-    items: tuple[IpCredentialJson, ...] = field("Oldest first.")
+    items: Annotated[tuple[IpCredentialJson, ...], Doc("Oldest first.")]
 
 
 SCHEMAS = {

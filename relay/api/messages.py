@@ -13,7 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import attrs
 from quart import Blueprint, Response, request
@@ -23,7 +23,7 @@ from ..storage import Change
 from .context import json_response, listing_scope, no_content, scope, storage
 from .operations import ACCOUNT_FILTER, CURSOR, Query, Reply, names, operation, page_limit
 from .problems import Problem, not_found
-from .shapes import dump, field
+from .shapes import Doc, dump
 from .validation import Invalid, page_size, parse_query, parse_timestamp
 
 blueprint = Blueprint("messages", __name__)
@@ -79,7 +79,7 @@ class MessageDetail(MessageJson):
 @attrs.frozen
 class MessagePage:
     items: tuple[MessageJson, ...]
-    next_cursor: str | None = field("Pass as ?cursor= for the next (older) page; null on the last.")
+    next_cursor: Annotated[str | None, Doc("Pass as ?cursor= for the next (older) page; null on the last.")]
 
 
 SCHEMAS = {

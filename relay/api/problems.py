@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from quart import Response, g
@@ -60,9 +60,9 @@ class Check:
     """The outcome of one readiness check; detail says what failed or why it was skipped."""
 
     ok: bool
-    detail: str = shapes.field(optional=True)
-    skipped: bool = shapes.field(optional=True)
-    not_after: dt.datetime = shapes.field(optional=True)
+    detail: Annotated[str, shapes.OPTIONAL]
+    skipped: Annotated[bool, shapes.OPTIONAL]
+    not_after: Annotated[dt.datetime, shapes.OPTIONAL]
 
 
 @attrs.frozen
@@ -75,13 +75,13 @@ class Checks:
 class ProblemJson:
     """RFC 9457 problem details; every error has this shape."""
 
-    type: str = shapes.field(schema={"format": "uri"})
+    type: Annotated[str, shapes.Schema({"format": "uri"})]
     title: str
     status: int
     detail: str
-    field: str = shapes.field("The request member at fault.", optional=True)
-    request_id: str = shapes.field(optional=True)
-    checks: Checks = shapes.field(optional=True)
+    field: Annotated[str, shapes.Doc("The request member at fault."), shapes.OPTIONAL]
+    request_id: Annotated[str, shapes.OPTIONAL]
+    checks: Annotated[Checks, shapes.OPTIONAL]
 
 
 SCHEMAS = {"Problem": ProblemJson}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from quart import Blueprint, Response, request
@@ -35,7 +35,7 @@ from .context import (
 )
 from .operations import ACCOUNT_FILTER, Reply, names, operation
 from .problems import not_found
-from .shapes import Extended, dump, field
+from .shapes import Doc, Extended, dump
 from .validation import (
     Boolean,
     Custom,
@@ -123,7 +123,7 @@ class ProviderList:
 @attrs.frozen
 class ProviderHealthJson:
     provider_id: uuid.UUID
-    state: HealthState = field("The delivery workers' circuit breaker: open means skipped.")
+    state: Annotated[HealthState, Doc("The delivery workers' circuit breaker: open means skipped.")]
     consecutive_failures: int
     opened_until: dt.datetime | None
     last_error: str | None

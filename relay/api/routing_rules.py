@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from quart import Blueprint, Response, request
@@ -30,7 +30,7 @@ from .context import (
 )
 from .operations import ACCOUNT_FILTER, Reply, names, operation
 from .problems import not_found
-from .shapes import dump, field
+from .shapes import Doc, Schema, dump
 from .validation import (
     Boolean,
     Custom,
@@ -98,7 +98,7 @@ class RoutingRuleJson:
     account_id: uuid.UUID
     name: str
     priority: int
-    conditions: dict[str, Any] = field(schema=CONDITIONS_SCHEMA)
+    conditions: Annotated[dict[str, Any], Schema(CONDITIONS_SCHEMA)]
     provider_id: uuid.UUID
     fallback_provider_ids: tuple[uuid.UUID, ...]
     enabled: bool
@@ -108,7 +108,7 @@ class RoutingRuleJson:
 
 @attrs.frozen
 class RoutingRuleList:
-    items: tuple[RoutingRuleJson, ...] = field("Ordered by priority, lowest first.")
+    items: Annotated[tuple[RoutingRuleJson, ...], Doc("Ordered by priority, lowest first.")]
 
 
 SCHEMAS = {

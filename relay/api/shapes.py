@@ -7,7 +7,7 @@ document does not list (``dump`` refuses it) nor leave out one it promises. The
 classes are never instantiated; they are declarations, like ``validation.Object`` for
 request bodies and the classes of ``relay/provider_configs.py`` for provider configs.
 
-Schemas are strict: every field without a default is required and nothing else is
+Schemas are strict: every member not marked ``OPTIONAL`` is required and nothing else is
 allowed (``unevaluatedProperties: false``, which also holds across a ``oneOf`` added
 by ``Extended``). The test suite validates every response against them, so a response
 that grows a member — a hash, a secret — fails a test instead of leaking quietly.
@@ -15,8 +15,11 @@ that grows a member — a hash, a secret — fails a test instead of leaking qui
 Types understood: ``str``, ``int``, ``bool``, ``uuid.UUID``, ``dt.datetime``,
 ``dict[str, Any]`` (any object), a ``StrEnum`` (its values), ``Literal`` (one value is a
 ``const``), ``X | None``, ``tuple[X, ...]``, and another shape — a ``$ref`` when it is
-a published component, inline otherwise. ``field(schema=...)`` adds to or overrides
-what the type gives (a narrower enum, a hand-written schema).
+a published component, inline otherwise. What the type does not say rides in
+``Annotated``: ``Doc`` (the description), ``Schema`` (added to or overriding what the
+type gives: a narrower enum, a hand-written schema) and ``OPTIONAL``. Annotations
+rather than ``attrs.field`` metadata, because a wrapper around ``attrs.field`` looks
+like a default to mypy's attrs plugin and to ruff, and these classes have no defaults.
 
 This is our own generator rather than quart-schema: quart-schema reaches attrs
 classes only through msgspec, whose schemas drop field descriptions, ``date-time``
@@ -28,15 +31,16 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import inspect
 import typing
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import attrs
 
-__all__ = ["Extended", "dump", "field", "ref", "schema"]
+__all__ = ["OPTIONAL", "Doc", "Extended", "Schema", "dump", "ref", "schema"]
 
 _ID = {"type": "string", "format": "uuid"}
 _TIME = {"type": "string", "format": "date-time"}
@@ -49,14 +53,55 @@ _SCALARS: dict[Any, dict[str, Any]] = {
 }
 
 
-def field(
-    description: str = "", *, schema: Mapping[str, Any] | None = None, optional: bool = False
-) -> Any:
-    """One member of a shape. ``optional``: may be left out of the JSON (not required)."""
-    return attrs.field(
-        default=None if optional else attrs.NOTHING,
-        metadata={"description": description, "json": dict(schema or {})},
-    )
+@attrs.frozen
+class Doc:
+    """``Annotated[T, Doc("...")]``: the member's description in the document."""
+
+    text: str
+
+
+@attrs.frozen
+class Schema:
+    """``Annotated[T, Schema({...})]``: JSON Schema added to (or overriding) what ``T`` gives."""
+
+    json: Mapping[str, Any]
+
+
+@attrs.frozen
+class _Optional:
+    """The type of ``OPTIONAL``."""
+
+
+#: ``Annotated[T, OPTIONAL]``: a member that may be left out of the JSON (not required).
+OPTIONAL = _Optional()
+
+
+@attrs.frozen
+class _Member:
+    """A shape's member as the generator sees it: its hint unwrapped from ``Annotated``."""
+
+    name: str
+    type: Any
+    extras: tuple[Any, ...]
+
+    @property
+    def optional(self) -> bool:
+        return OPTIONAL in self.extras
+
+
+@functools.cache
+def _members(shape: type) -> tuple[_Member, ...]:
+    """The members of ``shape`` in order (cached: a shape is a declaration, never changed)."""
+    hints = typing.get_type_hints(shape, include_extras=True)
+    members = []
+    for f in attrs.fields(shape):
+        hint = hints[f.name]
+        if typing.get_origin(hint) is Annotated:
+            hint, *extras = typing.get_args(hint)
+            members.append(_Member(f.name, hint, tuple(extras)))
+        else:
+            members.append(_Member(f.name, hint, ()))
+    return tuple(members)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -94,21 +139,21 @@ def dump(shape: type, source: object = None, /, **given: Any) -> dict[str, Any]:
         TypeError: ``given`` names a member the shape does not have, or a required
             member has no value — the view and the document disagree.
     """
-    fields = attrs.fields(shape)
-    unknown = set(given) - {f.name for f in fields}
+    members = _members(shape)
+    unknown = set(given) - {m.name for m in members}
     if unknown:
         raise TypeError(f"{shape.__name__} has no member {sorted(unknown)[0]!r}")
     result: dict[str, Any] = {}
-    for f in fields:
-        if f.name in given:
-            value = given[f.name]
-        elif source is not None and hasattr(source, f.name):
-            value = getattr(source, f.name)
-        elif f.default is not attrs.NOTHING:
+    for m in members:
+        if m.name in given:
+            value = given[m.name]
+        elif source is not None and hasattr(source, m.name):
+            value = getattr(source, m.name)
+        elif m.optional:
             continue
         else:
-            raise TypeError(f"{shape.__name__}.{f.name}: no value")
-        result[f.name] = _plain(value)
+            raise TypeError(f"{shape.__name__}.{m.name}: no value")
+        result[m.name] = _plain(value)
     return result
 
 
@@ -145,16 +190,18 @@ def schema(shape: type, refs: Mapping[type, str] | None = None) -> dict[str, Any
     Raises:
         KeyError: a field's type is not one this module understands.
     """
-    hints = typing.get_type_hints(shape)
     refs = refs or {}
     properties: dict[str, Any] = {}
-    for f in attrs.fields(shape):
-        prop = {**_type_schema(hints[f.name], refs), **f.metadata.get("json", {})}
-        if f.metadata.get("description"):
-            prop["description"] = f.metadata["description"]
-        properties[f.name] = prop
+    for m in _members(shape):
+        prop = _type_schema(m.type, refs)
+        for extra in m.extras:
+            if isinstance(extra, Schema):
+                prop.update(extra.json)
+            elif isinstance(extra, Doc):
+                prop["description"] = extra.text
+        properties[m.name] = prop
     result: dict[str, Any] = {"type": "object", "properties": properties}
-    required = [f.name for f in attrs.fields(shape) if f.default is attrs.NOTHING]
+    required = [m.name for m in _members(shape) if not m.optional]
     if required:
         result["required"] = required
     result["unevaluatedProperties"] = False

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from quart import Blueprint, Response, request
@@ -31,7 +31,7 @@ from .ip_credentials import visible
 from .messages import decode_cursor, encode_cursor
 from .operations import CURSOR, Query, Reply, names, operation, page_limit
 from .problems import not_found
-from .shapes import dump, field
+from .shapes import Doc, dump
 from .validation import (
     Custom,
     Email,
@@ -96,13 +96,14 @@ class SuppressionJson:
 
     id: uuid.UUID
     account_id: uuid.UUID
-    address: str = field("As first given; matched in any case.")
+    address: Annotated[str, Doc("As first given; matched in any case.")]
     reason: str
-    source: models.SuppressionSource = field(
-        "bounce: a provider refused the address for good; manual: added through this API."
-    )
+    source: Annotated[
+        models.SuppressionSource,
+        Doc("bounce: a provider refused the address for good; manual: added through this API."),
+    ]
     message_id: uuid.UUID | None
-    response: str | None = field("The remote's words, for a bounce.")
+    response: Annotated[str | None, Doc("The remote's words, for a bounce.")]
     created_at: dt.datetime
     updated_at: dt.datetime
     expires_at: dt.datetime | None
@@ -110,8 +111,8 @@ class SuppressionJson:
 
 @attrs.frozen
 class SuppressionPage:
-    items: tuple[SuppressionJson, ...] = field("Newest first.")
-    next_cursor: str | None = field("Pass as ?cursor= for the next (older) page; null on the last.")
+    items: Annotated[tuple[SuppressionJson, ...], Doc("Newest first.")]
+    next_cursor: Annotated[str | None, Doc("Pass as ?cursor= for the next (older) page; null on the last.")]
 
 
 SCHEMAS = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from quart import Blueprint, Response, request
@@ -27,7 +27,7 @@ from .ip_credentials import visible
 from .messages import decode_cursor, encode_cursor
 from .operations import CURSOR, Query, Reply, names, operation, page_limit
 from .problems import Problem, not_found
-from .shapes import dump, field
+from .shapes import Doc, Schema, dump
 from .validation import (
     Boolean,
     Custom,
@@ -99,7 +99,7 @@ class WebhookJson:
     id: uuid.UUID
     account_id: uuid.UUID
     url: str
-    events: tuple[str, ...] = field(schema={"items": {"type": "string", "enum": list(KINDS)}})
+    events: Annotated[tuple[str, ...], Schema({"items": {"type": "string", "enum": list(KINDS)}})]
     enabled: bool
     description: str
     created_at: dt.datetime
@@ -108,15 +108,18 @@ class WebhookJson:
 
 @attrs.frozen
 class WebhookWithSecret(WebhookJson):
-    secret: str = field(
-        "The HMAC-SHA256 signing key, shown only now. Verify each request's"
-        " Relay-Webhook-Signature (v1=hex HMAC of '<Relay-Webhook-Timestamp>.<body>')."
-    )
+    secret: Annotated[
+        str,
+        Doc(
+            "The HMAC-SHA256 signing key, shown only now. Verify each request's"
+            " Relay-Webhook-Signature (v1=hex HMAC of '<Relay-Webhook-Timestamp>.<body>')."
+        ),
+    ]
 
 
 @attrs.frozen
 class WebhookList:
-    items: tuple[WebhookJson, ...] = field("Oldest first.")
+    items: Annotated[tuple[WebhookJson, ...], Doc("Oldest first.")]
 
 
 @attrs.frozen
@@ -128,7 +131,7 @@ class WebhookTest:
 @attrs.frozen
 class WebhookAttemptJson:
     attempt: int
-    status_code: int | None = field("null: no HTTP answer (refused, timed out, address not allowed).")
+    status_code: Annotated[int | None, Doc("null: no HTTP answer (refused, timed out, address not allowed).")]
     error: str | None
     duration_ms: int
     created_at: dt.datetime
@@ -137,7 +140,7 @@ class WebhookAttemptJson:
 @attrs.frozen
 class WebhookDeliveryJson:
     id: uuid.UUID
-    event_id: uuid.UUID = field("Also the Relay-Webhook-Id header: the idempotency key.")
+    event_id: Annotated[uuid.UUID, Doc("Also the Relay-Webhook-Id header: the idempotency key.")]
     endpoint_id: uuid.UUID
     type: str
     status: models.WebhookDeliveryStatus
@@ -146,7 +149,7 @@ class WebhookDeliveryJson:
     last_error: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
-    body: str = field("The exact JSON POSTed (and signed).")
+    body: Annotated[str, Doc("The exact JSON POSTed (and signed).")]
     attempts: tuple[WebhookAttemptJson, ...]
 
 

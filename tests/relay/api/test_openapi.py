@@ -10,6 +10,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+from typing import Annotated
 
 import attrs
 import jsonschema
@@ -18,8 +19,8 @@ from openapi_spec_validator import validate
 from quart_trio import QuartTrio
 
 import relay.api
-from relay.api import openapi, operations, shapes
-from relay.api.app import create_app, register_api
+from relay.api import openapi, operations, scrape, shapes
+from relay.api.app import PUBLIC, create_app, register_api
 from relay.app import Runtime
 from relay.config import Config
 
@@ -123,10 +124,26 @@ def test_a_shape_refuses_a_member_it_does_not_declare() -> None:
     @attrs.frozen
     class Shape:
         id: int
-        note: str = shapes.field(optional=True)
+        note: Annotated[str, shapes.OPTIONAL]
 
     assert shapes.dump(Shape, id=1) == {"id": 1}
     with pytest.raises(TypeError, match="secret"):
         shapes.dump(Shape, id=1, secret="x")
     with pytest.raises(TypeError, match="Shape.id"):
         shapes.dump(Shape, note="x")
+
+
+def test_public_in_the_document_is_public_in_the_app() -> None:
+    """The document's ``security: []`` and the app's authentication hook (``PUBLIC``,
+    ``scrape.is_public``) say the same of every route."""
+    app = _api_routes()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        documented = operations.of(app.view_functions[rule.endpoint])
+        assert documented is not None
+        blueprint = rule.endpoint.partition(".")[0]
+        if blueprint == scrape.blueprint.name:
+            assert documented.public is scrape.public_with
+        else:
+            assert documented.public is (blueprint in PUBLIC), rule.rule
