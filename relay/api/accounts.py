@@ -12,16 +12,20 @@ key is returned once, on creation and rotation, and only its SHA-256 is stored.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+import attrs
 from quart import Blueprint, Response, request
 
 from .. import auth, models
 from ..storage import Conflict, InvalidReference
 from . import context
 from .context import caller, json_response, read_body, storage
+from .operations import Query, Reply, names, operation, page_limit
 from .problems import Problem, forbidden, not_found
+from .shapes import Doc, dump
 from .validation import (
     Boolean,
     Domain,
@@ -42,7 +46,12 @@ from .validation import (
 blueprint = Blueprint("accounts", __name__)
 
 MAX_ALLOWED_DOMAINS = 100
+DEFAULT_PAGE = 100
 MAX_PAGE = 500
+LIST_QUERY = (
+    page_limit(MAX_PAGE, DEFAULT_PAGE),
+    Query("after", {"type": "string", "format": "uuid"}, "next_after of the previous page."),
+)
 #: Fields that bound what an account may send: only an operator changes them.
 OPERATOR_ONLY = ("allowed_domains", "disabled", "messages_per_minute", "recipients_per_hour")
 
@@ -88,20 +97,51 @@ REPLACE = Object({
 })
 
 
+@attrs.frozen
+class AccountJson:
+    id: uuid.UUID
+    name: str
+    email: str
+    allowed_domains: tuple[str, ...]
+    disabled: bool
+    messages_per_minute: int | None
+    recipients_per_hour: int | None
+    default_provider_id: uuid.UUID | None
+    api_key_prefix: Annotated[str, Doc("The visible start of the current key.")]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class AccountCreated(AccountJson):
+    api_key: Annotated[str, Doc("Shown once; store it now.")]
+
+
+@attrs.frozen
+class AccountPage:
+    items: tuple[AccountJson, ...]
+    next_after: Annotated[str | None, Doc("Pass as ?after= for the next page; null on the last.")]
+
+
+@attrs.frozen
+class ApiKey:
+    api_key: Annotated[str, Doc("Shown once; the old key no longer works.")]
+    api_key_prefix: str
+
+
+SCHEMAS = {
+    "Account": AccountJson,
+    "AccountCreated": AccountCreated,
+    "AccountPage": AccountPage,
+    "ApiKey": ApiKey,
+    "AccountCreate": CREATE.schema(),
+    "AccountReplace": REPLACE.schema(),
+    "AccountPatch": REPLACE.schema(partial=True),
+}
+
+
 def to_json(account: models.Account) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "name": account.name,
-        "email": account.email,
-        "allowed_domains": list(account.allowed_domains),
-        "disabled": account.disabled,
-        "messages_per_minute": account.messages_per_minute,
-        "recipients_per_hour": account.recipients_per_hour,
-        "default_provider_id": account.default_provider_id,
-        "api_key_prefix": account.api_key_prefix,
-        "created_at": account.created_at,
-        "updated_at": account.updated_at,
-    }
+    return dump(AccountJson, account)
 
 
 def _location(account_id: uuid.UUID) -> dict[str, str]:
@@ -133,6 +173,11 @@ async def _visible(account_id: uuid.UUID) -> models.Account:
 
 
 @blueprint.post("/accounts")
+@operation(
+    "createAccount", "Create an account (operator)",
+    {201: Reply("The account and its API key, shown once.", "AccountCreated")},
+    body="AccountCreate", errors=(403, 409),
+)
 async def create() -> Response:
     context.require_operator("create accounts")
     fields = await read_body(CREATE)
@@ -146,15 +191,20 @@ async def create() -> Response:
     except Conflict as exc:
         raise _email_taken(exc) from None
     return json_response(
-        {**to_json(account), "api_key": key.secret}, 201, _location(account.id)
+        dump(AccountCreated, account, api_key=key.secret), 201, _location(account.id)
     )
 
 
 @blueprint.get("/accounts")
+@operation(
+    "listAccounts", "List accounts (operator)",
+    {200: Reply("A page of accounts ordered by id.", "AccountPage")},
+    query=LIST_QUERY, errors=(400, 403),
+)
 async def list_accounts() -> Response:
     context.require_operator("list accounts")
-    query = parse_query(request.args, ("limit", "after"))
-    limit = page_size(query.get("limit"), default=100, maximum=MAX_PAGE)
+    query = parse_query(request.args, names(LIST_QUERY))
+    limit = page_size(query.get("limit"), default=DEFAULT_PAGE, maximum=MAX_PAGE)
     after = None
     if "after" in query:
         try:
@@ -164,20 +214,29 @@ async def list_accounts() -> Response:
     accounts = await storage().accounts.list(limit=limit + 1, after=after)
     page = accounts[:limit]
     next_after = str(page[-1].id) if len(accounts) > limit else None
-    return json_response({"items": [to_json(a) for a in page], "next_after": next_after})
+    return json_response(dump(AccountPage, items=[to_json(a) for a in page], next_after=next_after))
 
 
 @blueprint.get("/accounts/<uuid:account_id>")
+@operation("getAccount", "Get an account", {200: Reply("The account.", "Account")}, errors=(404,))
 async def get(account_id: uuid.UUID) -> Response:
     return json_response(to_json(await _visible(account_id)))
 
 
 @blueprint.put("/accounts/<uuid:account_id>")
+@operation(
+    "replaceAccount", "Replace an account; operator-only fields must stay unchanged for an account key",
+    {200: Reply("The account.", "Account")}, body="AccountReplace", errors=(403, 404, 409),
+)
 async def replace(account_id: uuid.UUID) -> Response:
     return await _change(account_id, partial=False)
 
 
 @blueprint.patch("/accounts/<uuid:account_id>")
+@operation(
+    "updateAccount", "Change some fields of an account",
+    {200: Reply("The account.", "Account")}, body="AccountPatch", errors=(403, 404, 409),
+)
 async def patch(account_id: uuid.UUID) -> Response:
     return await _change(account_id, partial=True)
 
@@ -217,6 +276,10 @@ def _differs(new: Any, old: Any) -> bool:
 
 
 @blueprint.delete("/accounts/<uuid:account_id>")
+@operation(
+    "deleteAccount", "Delete an account with its providers, rules and messages (operator)",
+    {204: Reply("Deleted.")}, errors=(403, 404),
+)
 async def delete(account_id: uuid.UUID) -> Response:
     _may_see(account_id)
     if not caller().is_operator:
@@ -227,6 +290,10 @@ async def delete(account_id: uuid.UUID) -> Response:
 
 
 @blueprint.post("/accounts/<uuid:account_id>/rotate-key")
+@operation(
+    "rotateAccountKey", "Replace the account's API key; the old one stops at once",
+    {200: Reply("The new key, shown once.", "ApiKey")}, errors=(404,),
+)
 async def rotate_key(account_id: uuid.UUID) -> Response:
     _may_see(account_id)
     key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
@@ -234,4 +301,4 @@ async def rotate_key(account_id: uuid.UUID) -> Response:
         account_id, api_key_hash=key.hash, api_key_prefix=key.prefix
     ):
         raise not_found("account")
-    return json_response({"api_key": key.secret, "api_key_prefix": key.prefix})
+    return json_response(dump(ApiKey, api_key=key.secret, api_key_prefix=key.prefix))

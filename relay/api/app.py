@@ -70,6 +70,18 @@ def reload(app: QuartTrio, config: Config) -> None:
     api.auth_failures.set_rate(config.api.auth_failures_per_minute)
 
 
+def register_api(app: QuartTrio) -> QuartTrio:
+    """Add the JSON API's routes to ``app``: the routes the OpenAPI document describes."""
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(scrape.blueprint)
+    app.register_blueprint(openapi.blueprint, url_prefix=PREFIX)
+    for module in (
+        accounts, ip_credentials, dkim_keys, suppressions, providers, routing_rules, messages, webhooks,
+    ):
+        app.register_blueprint(module.blueprint, url_prefix=PREFIX)
+    return app
+
+
 def create_app(runtime: Runtime) -> QuartTrio:
     """The API over ``runtime.storage``; serve it with ``server.serve_api``."""
     app = QuartTrio("relay.api")
@@ -88,15 +100,8 @@ def create_app(runtime: Runtime) -> QuartTrio:
             runtime.storage.key_changes, ttl=api.key_cache_ttl,
             max_entries=api.key_cache_size, clock=trio.current_time,
         ),
-        openapi=openapi.document(runtime.config),
+        openapi=openapi.document(runtime.config, register_api(app)),
     )
-    app.register_blueprint(health.blueprint)
-    app.register_blueprint(scrape.blueprint)
-    app.register_blueprint(openapi.blueprint, url_prefix=PREFIX)
-    for module in (
-        accounts, ip_credentials, dkim_keys, suppressions, providers, routing_rules, messages, webhooks,
-    ):
-        app.register_blueprint(module.blueprint, url_prefix=PREFIX)
     console.install(app, runtime.config)
     problems.install(app)
     app.before_request(_start)
@@ -236,4 +241,4 @@ async def _teardown(exc: BaseException | None) -> None:
 
 
 # Re-exported for ``openapi`` and tests that build a reply by hand.
-__all__ = ["PREFIX", "create_app", "json_response"]
+__all__ = ["PREFIX", "create_app", "json_response", "register_api"]

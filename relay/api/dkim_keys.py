@@ -16,9 +16,11 @@ publish it, enable it (both sign meanwhile), then disable or delete the old one.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import attrs
 import trio
 from quart import Blueprint, Response
 
@@ -26,7 +28,9 @@ from .. import dkim, models
 from ..storage import InvalidReference, SelectorTaken, TooManyDkimKeys
 from .context import json_response, no_content, read_body, state, storage
 from .ip_credentials import visible
+from .operations import Reply, operation
 from .problems import Problem, not_found
+from .shapes import Doc, Schema, dump
 from .validation import Boolean, Custom, Domain, Enum, Field, Invalid, Object
 
 blueprint = Blueprint("dkim_keys", __name__)
@@ -96,22 +100,49 @@ NO_KEK = (
 )
 
 
+@attrs.frozen
+class DnsRecord:
+    """The TXT record to publish before enabling the key."""
+
+    name: Annotated[str, Doc("<selector>._domainkey.<domain>")]
+    type: Literal["TXT"]
+    value: Annotated[str, Doc("v=DKIM1; k=rsa|ed25519; p=<public key>")]
+
+
+@attrs.frozen
+class DkimKeyJson:
+    """A DKIM signing key of the account; the private key is never shown."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    domain: str
+    selector: str
+    algorithm: Annotated[str, Schema({"enum": list(dkim.ALGORITHMS)})]
+    enabled: Annotated[bool, Doc("Whether it signs the domain's messages.")]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    dns_record: DnsRecord
+
+
+@attrs.frozen
+class DkimKeyList:
+    items: Annotated[tuple[DkimKeyJson, ...], Doc("Oldest first.")]
+
+
+SCHEMAS = {
+    "DkimKey": DkimKeyJson,
+    "DkimKeyList": DkimKeyList,
+    "DkimKeyCreate": CREATE.schema(),
+    "DkimKeyPatch": PATCH.schema(),
+}
+
+
 def to_json(key: models.DkimKey) -> dict[str, Any]:
     record = dkim.dns_record(
         domain=key.domain, selector=key.selector, algorithm=key.algorithm,
         public_key=key.public_key,
     )
-    return {
-        "id": key.id,
-        "account_id": key.account_id,
-        "domain": key.domain,
-        "selector": key.selector,
-        "algorithm": key.algorithm,
-        "enabled": key.enabled,
-        "created_at": key.created_at,
-        "updated_at": key.updated_at,
-        "dns_record": {"name": record.name, "type": record.type, "value": record.value},
-    }
+    return dump(DkimKeyJson, key, dns_record=dump(DnsRecord, record))
 
 
 def _path(key: models.DkimKey) -> str:
@@ -138,6 +169,12 @@ def _domain_allowed(domain: str, allowed: tuple[str, ...]) -> bool:
 
 
 @blueprint.post("/accounts/<uuid:account_id>/dkim-keys")
+@operation(
+    "createDkimKey",
+    "Generate (algorithm) or import (private_key) a DKIM key for one of the account's domains",
+    {201: Reply("The key, enabled, with the DNS record to publish.", "DkimKey")},
+    body="DkimKeyCreate", errors=(404, 409),
+)
 async def create(account_id: uuid.UUID) -> Response:
     await visible(account_id)
     kek = dkim.KeyEncryption.from_setting(state().runtime.config.dkim.key_encryption_key)
@@ -180,13 +217,20 @@ async def create(account_id: uuid.UUID) -> Response:
 
 
 @blueprint.get("/accounts/<uuid:account_id>/dkim-keys")
+@operation(
+    "listDkimKeys", "List the account's DKIM keys",
+    {200: Reply("The account's DKIM keys.", "DkimKeyList")}, errors=(404,),
+)
 async def list_keys(account_id: uuid.UUID) -> Response:
     await visible(account_id)
     items = await storage().dkim_keys.list(account_id=account_id)
-    return json_response({"items": [to_json(k) for k in items]})
+    return json_response(dump(DkimKeyList, items=[to_json(k) for k in items]))
 
 
 @blueprint.get("/accounts/<uuid:account_id>/dkim-keys/<uuid:key_id>")
+@operation(
+    "getDkimKey", "Get a DKIM key and its DNS record", {200: Reply("The key.", "DkimKey")}, errors=(404,),
+)
 async def get(account_id: uuid.UUID, key_id: uuid.UUID) -> Response:
     await visible(account_id)
     key = await storage().dkim_keys.get(key_id, account_id=account_id)
@@ -196,6 +240,10 @@ async def get(account_id: uuid.UUID, key_id: uuid.UUID) -> Response:
 
 
 @blueprint.patch("/accounts/<uuid:account_id>/dkim-keys/<uuid:key_id>")
+@operation(
+    "updateDkimKey", "Enable or disable a DKIM key (acts within dkim.key_cache_ttl seconds)",
+    {200: Reply("The key.", "DkimKey")}, body="DkimKeyPatch", errors=(404,),
+)
 async def update(account_id: uuid.UUID, key_id: uuid.UUID) -> Response:
     await visible(account_id)
     fields = await read_body(PATCH)
@@ -206,6 +254,10 @@ async def update(account_id: uuid.UUID, key_id: uuid.UUID) -> Response:
 
 
 @blueprint.delete("/accounts/<uuid:account_id>/dkim-keys/<uuid:key_id>")
+@operation(
+    "deleteDkimKey", "Delete a DKIM key; it stops signing within dkim.key_cache_ttl seconds",
+    {204: Reply("Deleted.")}, errors=(404,),
+)
 async def delete(account_id: uuid.UUID, key_id: uuid.UUID) -> Response:
     await visible(account_id)
     if not await storage().dkim_keys.delete(key_id, account_id=account_id):

@@ -14,15 +14,19 @@ told only that it overlaps another account's network — never which account.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+import attrs
 from quart import Blueprint, Response
 
 from .. import models, networks
 from ..storage import InvalidReference, NetworkOverlap, TooManyCredentials
 from .context import caller, json_response, no_content, read_body, storage
+from .operations import Reply, operation
 from .problems import Problem, not_found
+from .shapes import Doc, dump
 from .validation import Custom, Field, Invalid, Object, String
 
 blueprint = Blueprint("ip_credentials", __name__)
@@ -66,14 +70,31 @@ async def visible(account_id: uuid.UUID) -> None:
         raise not_found("account")
 
 
+@attrs.frozen
+class IpCredentialJson:
+    """A network whose clients submit over SMTP as the account without AUTH."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    network: Annotated[str, Doc("Canonical CIDR, host bits cleared.")]
+    description: str
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class IpCredentialList:
+    items: Annotated[tuple[IpCredentialJson, ...], Doc("Oldest first.")]
+
+
+SCHEMAS = {
+    "IpCredential": IpCredentialJson,
+    "IpCredentialList": IpCredentialList,
+    "IpCredentialCreate": CREATE.schema(),
+}
+
+
 def to_json(credential: models.IpCredential) -> dict[str, Any]:
-    return {
-        "id": credential.id,
-        "account_id": credential.account_id,
-        "network": str(credential.network),
-        "description": credential.description,
-        "created_at": credential.created_at,
-    }
+    return dump(IpCredentialJson, credential, network=str(credential.network))
 
 
 def _location(credential: models.IpCredential) -> dict[str, str]:
@@ -107,6 +128,11 @@ def _overlap(exc: NetworkOverlap, account_id: uuid.UUID, network: networks.Netwo
 
 
 @blueprint.post("/accounts/<uuid:account_id>/ip-credentials")
+@operation(
+    "createIpCredential", "Let a network submit over SMTP as the account without AUTH",
+    {201: Reply("The credential, network in canonical form.", "IpCredential")},
+    body="IpCredentialCreate", errors=(404, 409),
+)
 async def create(account_id: uuid.UUID) -> Response:
     await visible(account_id)
     fields = await read_body(CREATE)
@@ -129,10 +155,14 @@ async def create(account_id: uuid.UUID) -> Response:
 
 
 @blueprint.get("/accounts/<uuid:account_id>/ip-credentials")
+@operation(
+    "listIpCredentials", "List the account's IP credentials",
+    {200: Reply("The account's IP credentials.", "IpCredentialList")}, errors=(404,),
+)
 async def list_credentials(account_id: uuid.UUID) -> Response:
     await visible(account_id)
     items = await storage().ip_credentials.list(account_id=account_id)
-    return json_response({"items": [to_json(c) for c in items]})
+    return json_response(dump(IpCredentialList, items=[to_json(c) for c in items]))
 
 
 async def _credential(account_id: uuid.UUID, credential_id: uuid.UUID) -> models.IpCredential:
@@ -144,11 +174,18 @@ async def _credential(account_id: uuid.UUID, credential_id: uuid.UUID) -> models
 
 
 @blueprint.get("/accounts/<uuid:account_id>/ip-credentials/<uuid:credential_id>")
+@operation(
+    "getIpCredential", "Get an IP credential", {200: Reply("The credential.", "IpCredential")}, errors=(404,),
+)
 async def get(account_id: uuid.UUID, credential_id: uuid.UUID) -> Response:
     return json_response(to_json(await _credential(account_id, credential_id)))
 
 
 @blueprint.delete("/accounts/<uuid:account_id>/ip-credentials/<uuid:credential_id>")
+@operation(
+    "deleteIpCredential", "Delete an IP credential; its network must AUTH from then on",
+    {204: Reply("Deleted.")}, errors=(404,),
+)
 async def delete(account_id: uuid.UUID, credential_id: uuid.UUID) -> Response:
     await visible(account_id)
     if not await storage().ip_credentials.delete(credential_id, account_id=account_id):

@@ -13,14 +13,17 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
+import attrs
 from quart import Blueprint, Response, request
 
 from .. import models
 from ..storage import Change
 from .context import json_response, listing_scope, no_content, scope, storage
+from .operations import ACCOUNT_FILTER, CURSOR, Query, Reply, names, operation, page_limit
 from .problems import Problem, not_found
+from .shapes import Doc, dump
 from .validation import Invalid, page_size, parse_query, parse_timestamp
 
 blueprint = Blueprint("messages", __name__)
@@ -28,37 +31,70 @@ blueprint = Blueprint("messages", __name__)
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 STATUSES = tuple(str(s) for s in models.MessageStatus)
+_TIME = {"type": "string", "format": "date-time"}
+LIST_QUERY = (
+    Query("status", {"type": "string", "enum": list(STATUSES)}, "Only this status."),
+    Query("since", _TIME, "Created at or after (with a time zone)."),
+    Query("until", _TIME, "Created before (with a time zone)."),
+    page_limit(MAX_PAGE, DEFAULT_PAGE),
+    CURSOR,
+    ACCOUNT_FILTER,
+)
+
+
+@attrs.frozen
+class MessageJson:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    size: int
+    status: models.MessageStatus
+    attempts: int
+    next_attempt_at: dt.datetime
+    message_id: str | None
+    client_ip: str | None
+    tls: bool
+    correlation_id: str | None
+    last_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class DeliveryAttemptJson:
+    provider_id: uuid.UUID | None
+    provider_type: str | None
+    outcome: models.DeliveryOutcome
+    response: str
+    duration_ms: int
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class MessageDetail(MessageJson):
+    delivery_attempts: tuple[DeliveryAttemptJson, ...]
+
+
+@attrs.frozen
+class MessagePage:
+    items: tuple[MessageJson, ...]
+    next_cursor: Annotated[str | None, Doc("Pass as ?cursor= for the next (older) page; null on the last.")]
+
+
+SCHEMAS = {
+    "Message": MessageJson,
+    "MessageDetail": MessageDetail,
+    "MessagePage": MessagePage,
+}
 
 
 def to_json(message: models.Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "account_id": message.account_id,
-        "mail_from": message.mail_from,
-        "rcpt_to": list(message.rcpt_to),
-        "size": message.size,
-        "status": str(message.status),
-        "attempts": message.attempts,
-        "next_attempt_at": message.next_attempt_at,
-        "message_id": message.message_id,
-        "client_ip": message.client_ip,
-        "tls": message.tls,
-        "correlation_id": message.correlation_id,
-        "last_error": message.last_error,
-        "created_at": message.created_at,
-        "updated_at": message.updated_at,
-    }
+    return dump(MessageJson, message)
 
 
 def attempt_json(log: models.DeliveryLog) -> dict[str, Any]:
-    return {
-        "provider_id": log.provider_id,
-        "provider_type": log.provider_type,
-        "outcome": str(log.outcome),
-        "response": log.response,
-        "duration_ms": log.duration_ms,
-        "created_at": log.created_at,
-    }
+    return dump(DeliveryAttemptJson, log)
 
 
 class Paged(Protocol):
@@ -93,10 +129,12 @@ def decode_cursor(text: str) -> tuple[dt.datetime, uuid.UUID]:
 
 
 @blueprint.get("/messages")
+@operation(
+    "listMessages", "List messages, newest first", {200: Reply("A page of messages.", "MessagePage")},
+    query=LIST_QUERY, errors=(400,),
+)
 async def list_messages() -> Response:
-    query = parse_query(
-        request.args, ("status", "since", "until", "limit", "cursor", "account_id")
-    )
+    query = parse_query(request.args, names(LIST_QUERY))
     status = None
     if "status" in query:
         if query["status"] not in STATUSES:
@@ -108,7 +146,7 @@ async def list_messages() -> Response:
     before = decode_cursor(query["cursor"]) if "cursor" in query else None
     listing = listing_scope(query)
     if listing.empty:
-        return json_response({"items": [], "next_cursor": None})
+        return json_response(dump(MessagePage, items=[], next_cursor=None))
     account_id = listing.account_id
     messages = await storage().messages.list(
         account_id=account_id, status=status, since=since, until=until, before=before,
@@ -116,10 +154,14 @@ async def list_messages() -> Response:
     )
     page = messages[:limit]
     next_cursor = encode_cursor(page[-1]) if len(messages) > limit else None
-    return json_response({"items": [to_json(m) for m in page], "next_cursor": next_cursor})
+    return json_response(dump(MessagePage, items=[to_json(m) for m in page], next_cursor=next_cursor))
 
 
 @blueprint.get("/messages/<uuid:message_id>")
+@operation(
+    "getMessage", "Get a message with its delivery attempts",
+    {200: Reply("The message.", "MessageDetail")}, errors=(404,),
+)
 async def get(message_id: uuid.UUID) -> Response:
     store = storage()
     # One crossing; the attempts of a message the caller may not see are read and
@@ -131,7 +173,7 @@ async def get(message_id: uuid.UUID) -> Response:
     if message is None:
         raise not_found("message")
     return json_response(
-        {**to_json(message), "delivery_attempts": [attempt_json(a) for a in attempts]}
+        dump(MessageDetail, message, delivery_attempts=[attempt_json(a) for a in attempts])
     )
 
 
@@ -145,6 +187,10 @@ def _wrong_state(action: str) -> Problem:
 
 
 @blueprint.post("/messages/<uuid:message_id>/retry")
+@operation(
+    "retryMessage", "Make a queued, deferred or failed message due now",
+    {200: Reply("The message, queued.", "Message")}, errors=(404, 409),
+)
 async def retry(message_id: uuid.UUID) -> Response:
     store = storage()
     # One transaction: the answer shows the message exactly as the retry left it.
@@ -161,6 +207,10 @@ async def retry(message_id: uuid.UUID) -> Response:
 
 
 @blueprint.delete("/messages/<uuid:message_id>")
+@operation(
+    "deleteMessage", "Delete a queued, deferred or failed message",
+    {204: Reply("Deleted.")}, errors=(404, 409),
+)
 async def delete(message_id: uuid.UUID) -> Response:
     change = await storage().messages.delete(message_id, account_id=scope())
     if change is Change.NOT_FOUND:

@@ -10,10 +10,11 @@ request id to quote: the traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 from quart import Response, g
@@ -22,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..logging import get_logger
 from ..storage import DatabaseUnavailable, StorageError
+from . import shapes
 from .validation import Invalid
 
 log = get_logger("relay.api")
@@ -53,6 +55,38 @@ class Problem(Exception):
         return f"{self.status} {self.detail}"
 
 
+@attrs.frozen
+class Check:
+    """The outcome of one readiness check; detail says what failed or why it was skipped."""
+
+    ok: bool
+    detail: Annotated[str, shapes.OPTIONAL]
+    skipped: Annotated[bool, shapes.OPTIONAL]
+    not_after: Annotated[dt.datetime, shapes.OPTIONAL]
+
+
+@attrs.frozen
+class Checks:
+    database: Check
+    tls_certificate: Check
+
+
+@attrs.frozen
+class ProblemJson:
+    """RFC 9457 problem details; every error has this shape."""
+
+    type: Annotated[str, shapes.Schema({"format": "uri"})]
+    title: str
+    status: int
+    detail: str
+    field: Annotated[str, shapes.Doc("The request member at fault."), shapes.OPTIONAL]
+    request_id: Annotated[str, shapes.OPTIONAL]
+    checks: Annotated[Checks, shapes.OPTIONAL]
+
+
+SCHEMAS = {"Problem": ProblemJson}
+
+
 def not_found(what: str) -> Problem:
     """The one answer for a missing object *and* for another tenant's object."""
     return Problem(404, f"no {what} with this id", kind="not-found")
@@ -63,18 +97,16 @@ def forbidden(detail: str) -> Problem:
 
 
 def response(problem: Problem) -> Response:
-    body: dict[str, Any] = {
-        "type": TYPE_PREFIX + problem.kind,
-        "title": HTTPStatus(problem.status).phrase,
-        "status": problem.status,
-        "detail": problem.detail,
-    }
+    optional: dict[str, Any] = dict(problem.extra)
     if problem.field is not None:
-        body["field"] = problem.field
+        optional["field"] = problem.field
     request_id = g.get("request_id")
     if request_id:
-        body["request_id"] = request_id
-    body.update(problem.extra)
+        optional["request_id"] = request_id
+    body = shapes.dump(
+        ProblemJson, type=TYPE_PREFIX + problem.kind, title=HTTPStatus(problem.status).phrase,
+        status=problem.status, detail=problem.detail, **optional,
+    )
     return Response(
         json.dumps(body), status=problem.status, headers=dict(problem.headers),
         content_type=CONTENT_TYPE,

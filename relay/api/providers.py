@@ -12,14 +12,18 @@ config.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
+import attrs
 from quart import Blueprint, Response, request
 
 from .. import models, provider_configs
 from ..models import ProviderType
 from ..storage import InvalidReference
+from ..storage.worker_state import HealthState, ProviderHealth
 from .context import (
     json_response,
     listing_scope,
@@ -29,7 +33,9 @@ from .context import (
     scope,
     storage,
 )
+from .operations import ACCOUNT_FILTER, Reply, names, operation
 from .problems import not_found
+from .shapes import Doc, Extended, dump
 from .validation import (
     Boolean,
     Custom,
@@ -41,6 +47,9 @@ from .validation import (
     Uuid,
     parse_query,
 )
+
+#: The query parameters of the listing.
+LIST_QUERY = (ACCOUNT_FILTER,)
 
 blueprint = Blueprint("providers", __name__)
 
@@ -75,6 +84,16 @@ REPLACE = Object({
 })
 
 
+#: What a response shows in a secret's place.
+SECRET_MARKER: dict[str, Any] = {
+    "type": "object",
+    "properties": {"set": {"type": "boolean"}},
+    "required": ["set"],
+    "additionalProperties": False,
+    "description": "A write-only secret: only whether it is set is shown.",
+}
+
+
 def redacted_config(provider: models.Provider) -> dict[str, Any]:
     """The config with each secret replaced by whether it is set."""
     secrets = SECRETS.get(provider.type, ())
@@ -84,17 +103,65 @@ def redacted_config(provider: models.Provider) -> dict[str, Any]:
     return shown
 
 
+@attrs.frozen
+class ProviderJson:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    name: str
+    type: ProviderType
+    config: dict[str, Any]
+    enabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class ProviderList:
+    items: tuple[ProviderJson, ...]
+
+
+@attrs.frozen
+class ProviderHealthJson:
+    provider_id: uuid.UUID
+    state: Annotated[HealthState, Doc("The delivery workers' circuit breaker: open means skipped.")]
+    consecutive_failures: int
+    opened_until: dt.datetime | None
+    last_error: str | None
+    last_failure_at: dt.datetime | None
+    last_success_at: dt.datetime | None
+
+
+def _by_type(config_schema: Callable[[type[Any]], dict[str, Any]]) -> dict[str, Any]:
+    """``oneOf`` over provider types, pairing ``type`` with that type's config schema."""
+    return {"oneOf": [
+        {
+            "properties": {"type": {"const": str(kind)}, "config": config_schema(cls)},
+            "required": ["type"],
+        }
+        for kind, cls in provider_configs.CLASSES.items()
+    ]}
+
+
+def _shown(cls: type[Any]) -> dict[str, Any]:
+    return provider_configs.json_schema(cls, secret_shown_as=SECRET_MARKER)
+
+
+SCHEMAS = {
+    "Provider": Extended(ProviderJson, _by_type(_shown)),
+    "ProviderList": ProviderList,
+    "ProviderCreate": {**CREATE.schema(), **_by_type(provider_configs.json_schema)},
+    "ProviderReplace": {**REPLACE.schema(), **_by_type(provider_configs.json_schema)},
+    "ProviderPatch": {
+        **REPLACE.schema(partial=True),
+        "description": "config members merge into the stored config; null removes one."
+        " Changing type requires the whole config.",
+    },
+    "ProviderHealth": ProviderHealthJson,
+}
+
+
 def to_json(provider: models.Provider) -> dict[str, Any]:
-    return {
-        "id": provider.id,
-        "account_id": provider.account_id,
-        "name": provider.name,
-        "type": str(provider.type),
-        "config": redacted_config(provider),
-        "enabled": provider.enabled,
-        "created_at": provider.created_at,
-        "updated_at": provider.updated_at,
-    }
+    return dump(ProviderJson, provider, config=redacted_config(provider))
 
 
 def check_config(kind: ProviderType, config: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +181,9 @@ def check_config(kind: ProviderType, config: dict[str, Any]) -> dict[str, Any]:
 
 
 @blueprint.post("/providers")
+@operation(
+    "createProvider", "Create a provider", {201: Reply("The new provider.", "Provider")}, body="ProviderCreate",
+)
 async def create() -> Response:
     fields = await read_body(CREATE)
     account_id = owning_account(fields.pop("account_id", None))
@@ -132,12 +202,16 @@ async def create() -> Response:
 
 
 @blueprint.get("/providers")
+@operation(
+    "listProviders", "List providers", {200: Reply("The providers.", "ProviderList")},
+    query=LIST_QUERY, errors=(400,),
+)
 async def list_providers() -> Response:
-    listing = listing_scope(parse_query(request.args, ("account_id",)))
+    listing = listing_scope(parse_query(request.args, names(LIST_QUERY)))
     if listing.empty:
-        return json_response({"items": []})
+        return json_response(dump(ProviderList, items=[]))
     providers = await storage().providers.list(account_id=listing.account_id)
-    return json_response({"items": [to_json(p) for p in providers]})
+    return json_response(dump(ProviderList, items=[to_json(p) for p in providers]))
 
 
 async def _visible(provider_id: uuid.UUID) -> models.Provider:
@@ -148,11 +222,16 @@ async def _visible(provider_id: uuid.UUID) -> models.Provider:
 
 
 @blueprint.get("/providers/<uuid:provider_id>")
+@operation("getProvider", "Get a provider", {200: Reply("The provider.", "Provider")}, errors=(404,))
 async def get(provider_id: uuid.UUID) -> Response:
     return json_response(to_json(await _visible(provider_id)))
 
 
 @blueprint.get("/providers/<uuid:provider_id>/health")
+@operation(
+    "getProviderHealth", "The provider's circuit-breaker state as the workers last saw it",
+    {200: Reply("Closed when it never failed.", "ProviderHealth")}, errors=(404,),
+)
 async def health(provider_id: uuid.UUID) -> Response:
     """The circuit-breaker state the delivery workers share (``provider_health``)."""
     store = storage()
@@ -162,24 +241,25 @@ async def health(provider_id: uuid.UUID) -> Response:
     )
     if provider is None:
         raise not_found("provider")
-    state = known[0] if known else None
-    return json_response({
-        "provider_id": provider.id,
-        "state": str(state.state) if state else "closed",
-        "consecutive_failures": state.consecutive_failures if state else 0,
-        "opened_until": state.opened_until if state else None,
-        "last_error": state.last_error if state else None,
-        "last_failure_at": state.last_failure_at if state else None,
-        "last_success_at": state.last_success_at if state else None,
-    })
+    # A provider that never failed has no row: closed, as the workers treat it.
+    health = known[0] if known else ProviderHealth(provider_id=provider.id, state=HealthState.CLOSED)
+    return json_response(dump(ProviderHealthJson, health))
 
 
 @blueprint.put("/providers/<uuid:provider_id>")
+@operation(
+    "replaceProvider", "Replace a provider", {200: Reply("The provider.", "Provider")},
+    body="ProviderReplace", errors=(404,),
+)
 async def replace(provider_id: uuid.UUID) -> Response:
     return await _change(provider_id, partial=False)
 
 
 @blueprint.patch("/providers/<uuid:provider_id>")
+@operation(
+    "updateProvider", "Change some fields of a provider", {200: Reply("The provider.", "Provider")},
+    body="ProviderPatch", errors=(404,),
+)
 async def patch(provider_id: uuid.UUID) -> Response:
     return await _change(provider_id, partial=True)
 
@@ -215,6 +295,7 @@ def _merge(
 
 
 @blueprint.delete("/providers/<uuid:provider_id>")
+@operation("deleteProvider", "Delete a provider", {204: Reply("Deleted.")}, errors=(404,))
 async def delete(provider_id: uuid.UUID) -> Response:
     if not await storage().providers.delete(provider_id, account_id=scope()):
         raise not_found("provider")

@@ -10,9 +10,11 @@ of the fault (``conditions.all[1].header.name: ...``).
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+import attrs
 from quart import Blueprint, Response, request
 
 from .. import conditions, models
@@ -26,7 +28,9 @@ from .context import (
     scope,
     storage,
 )
+from .operations import ACCOUNT_FILTER, Reply, names, operation
 from .problems import not_found
+from .shapes import Doc, Schema, dump
 from .validation import (
     Boolean,
     Custom,
@@ -39,6 +43,9 @@ from .validation import (
     Uuid,
     parse_query,
 )
+
+#: The query parameters of the listing.
+LIST_QUERY = (ACCOUNT_FILTER,)
 
 blueprint = Blueprint("routing_rules", __name__)
 
@@ -85,19 +92,36 @@ CREATE = Object({
 REPLACE = Object(_FIELDS)
 
 
+@attrs.frozen
+class RoutingRuleJson:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    name: str
+    priority: int
+    conditions: Annotated[dict[str, Any], Schema(CONDITIONS_SCHEMA)]
+    provider_id: uuid.UUID
+    fallback_provider_ids: tuple[uuid.UUID, ...]
+    enabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class RoutingRuleList:
+    items: Annotated[tuple[RoutingRuleJson, ...], Doc("Ordered by priority, lowest first.")]
+
+
+SCHEMAS = {
+    "RoutingRule": RoutingRuleJson,
+    "RoutingRuleList": RoutingRuleList,
+    "RoutingRuleCreate": CREATE.schema(),
+    "RoutingRuleReplace": REPLACE.schema(),
+    "RoutingRulePatch": REPLACE.schema(partial=True),
+}
+
+
 def to_json(rule: models.RoutingRule) -> dict[str, Any]:
-    return {
-        "id": rule.id,
-        "account_id": rule.account_id,
-        "name": rule.name,
-        "priority": rule.priority,
-        "conditions": rule.conditions,
-        "provider_id": rule.provider_id,
-        "fallback_provider_ids": list(rule.fallback_provider_ids),
-        "enabled": rule.enabled,
-        "created_at": rule.created_at,
-        "updated_at": rule.updated_at,
-    }
+    return dump(RoutingRuleJson, rule)
 
 
 def _check_fallbacks(fields: dict[str, Any], current: models.RoutingRule | None) -> None:
@@ -118,6 +142,9 @@ def _bad_provider() -> Invalid:
 
 
 @blueprint.post("/routing-rules")
+@operation(
+    "createRoutingRule", "Create a routing rule", {201: Reply("The new routing rule.", "RoutingRule")}, body="RoutingRuleCreate",
+)
 async def create() -> Response:
     fields = await read_body(CREATE)
     account_id = owning_account(fields.pop("account_id", None))
@@ -130,12 +157,16 @@ async def create() -> Response:
 
 
 @blueprint.get("/routing-rules")
+@operation(
+    "listRoutingRules", "List routing rules", {200: Reply("The routing rules.", "RoutingRuleList")},
+    query=LIST_QUERY, errors=(400,),
+)
 async def list_rules() -> Response:
-    listing = listing_scope(parse_query(request.args, ("account_id",)))
+    listing = listing_scope(parse_query(request.args, names(LIST_QUERY)))
     if listing.empty:
-        return json_response({"items": []})
+        return json_response(dump(RoutingRuleList, items=[]))
     rules = await storage().rules.list(account_id=listing.account_id)
-    return json_response({"items": [to_json(r) for r in rules]})
+    return json_response(dump(RoutingRuleList, items=[to_json(r) for r in rules]))
 
 
 async def _visible(rule_id: uuid.UUID) -> models.RoutingRule:
@@ -146,16 +177,25 @@ async def _visible(rule_id: uuid.UUID) -> models.RoutingRule:
 
 
 @blueprint.get("/routing-rules/<uuid:rule_id>")
+@operation("getRoutingRule", "Get a routing rule", {200: Reply("The routing rule.", "RoutingRule")}, errors=(404,))
 async def get(rule_id: uuid.UUID) -> Response:
     return json_response(to_json(await _visible(rule_id)))
 
 
 @blueprint.put("/routing-rules/<uuid:rule_id>")
+@operation(
+    "replaceRoutingRule", "Replace a routing rule", {200: Reply("The routing rule.", "RoutingRule")},
+    body="RoutingRuleReplace", errors=(404,),
+)
 async def replace(rule_id: uuid.UUID) -> Response:
     return await _change(rule_id, partial=False)
 
 
 @blueprint.patch("/routing-rules/<uuid:rule_id>")
+@operation(
+    "updateRoutingRule", "Change some fields of a routing rule", {200: Reply("The routing rule.", "RoutingRule")},
+    body="RoutingRulePatch", errors=(404,),
+)
 async def patch(rule_id: uuid.UUID) -> Response:
     return await _change(rule_id, partial=True)
 
@@ -176,6 +216,7 @@ async def _change(rule_id: uuid.UUID, *, partial: bool) -> Response:
 
 
 @blueprint.delete("/routing-rules/<uuid:rule_id>")
+@operation("deleteRoutingRule", "Delete a routing rule", {204: Reply("Deleted.")}, errors=(404,))
 async def delete(rule_id: uuid.UUID) -> Response:
     if not await storage().rules.delete(rule_id, account_id=scope()):
         raise not_found("routing rule")

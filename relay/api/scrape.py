@@ -10,16 +10,30 @@ from __future__ import annotations
 from quart import Blueprint, Response
 
 from .. import metrics
+from ..config import Config
 from .context import require_operator, state
+from .operations import Reply, operation
 
 blueprint = Blueprint("metrics", __name__)
 
 
 def is_public() -> bool:
-    return not state().runtime.config.api.metrics_auth
+    return public_with(state().runtime.config)
+
+
+def public_with(config: Config) -> bool:
+    return not config.api.metrics_auth
 
 
 @blueprint.get("/metrics")
+@operation(
+    "metrics", "Prometheus metrics of this node (every process of it)",
+    {200: Reply(
+        "Prometheus text exposition format 0.0.4",
+        content={"text/plain": {"schema": {"type": "string"}}},
+    )},
+    public=public_with,
+)
 async def scrape() -> Response:
     if not is_public():
         require_operator("read the metrics")

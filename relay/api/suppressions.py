@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+import attrs
 from quart import Blueprint, Response, request
 
 from .. import models
@@ -28,7 +29,9 @@ from ..storage.suppressions import MAX_REASON
 from .context import json_response, no_content, read_body, storage
 from .ip_credentials import visible
 from .messages import decode_cursor, encode_cursor
+from .operations import CURSOR, Query, Reply, names, operation, page_limit
 from .problems import not_found
+from .shapes import Doc, dump
 from .validation import (
     Custom,
     Email,
@@ -48,6 +51,13 @@ MAX_PAGE = 200
 SOURCES = tuple(str(s) for s in models.SuppressionSource)
 #: ``?address=`` is a substring; longer than an address cannot match one.
 MAX_ADDRESS_FILTER = 254
+LIST_QUERY = (
+    Query("address", {"type": "string", "minLength": 1, "maxLength": MAX_ADDRESS_FILTER},
+          "Only addresses containing this text (any case)."),
+    Query("source", {"type": "string", "enum": list(SOURCES)}, "Only this source."),
+    page_limit(MAX_PAGE, DEFAULT_PAGE),
+    CURSOR,
+)
 
 EXPIRES_SCHEMA: dict[str, Any] = {
     "type": ["string", "null"],
@@ -80,19 +90,40 @@ CREATE = Object({
 })
 
 
+@attrs.frozen
+class SuppressionJson:
+    """An address the account does not send to: SMTP refuses it at RCPT TO (550 5.1.1)."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    address: Annotated[str, Doc("As first given; matched in any case.")]
+    reason: str
+    source: Annotated[
+        models.SuppressionSource,
+        Doc("bounce: a provider refused the address for good; manual: added through this API."),
+    ]
+    message_id: uuid.UUID | None
+    response: Annotated[str | None, Doc("The remote's words, for a bounce.")]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
+
+
+@attrs.frozen
+class SuppressionPage:
+    items: Annotated[tuple[SuppressionJson, ...], Doc("Newest first.")]
+    next_cursor: Annotated[str | None, Doc("Pass as ?cursor= for the next (older) page; null on the last.")]
+
+
+SCHEMAS = {
+    "Suppression": SuppressionJson,
+    "SuppressionPage": SuppressionPage,
+    "SuppressionCreate": CREATE.schema(),
+}
+
+
 def to_json(entry: models.Suppression) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "account_id": entry.account_id,
-        "address": entry.address,
-        "reason": entry.reason,
-        "source": str(entry.source),
-        "message_id": entry.message_id,
-        "response": entry.response,
-        "created_at": entry.created_at,
-        "updated_at": entry.updated_at,
-        "expires_at": entry.expires_at,
-    }
+    return dump(SuppressionJson, entry)
 
 
 def _location(entry: models.Suppression) -> dict[str, str]:
@@ -100,6 +131,14 @@ def _location(entry: models.Suppression) -> dict[str, str]:
 
 
 @blueprint.post("/accounts/<uuid:account_id>/suppressions")
+@operation(
+    "createSuppression", "Stop sending to an address (an address already listed is refreshed: 200)",
+    {
+        201: Reply("The new entry.", "Suppression"),
+        200: Reply("The address was listed already; its entry, refreshed.", "Suppression"),
+    },
+    body="SuppressionCreate", errors=(404,),
+)
 async def create(account_id: uuid.UUID) -> Response:
     await visible(account_id)
     fields = await read_body(CREATE)
@@ -114,8 +153,12 @@ async def create(account_id: uuid.UUID) -> Response:
 
 
 @blueprint.get("/accounts/<uuid:account_id>/suppressions")
+@operation(
+    "listSuppressions", "List the account's suppressed addresses, newest first",
+    {200: Reply("A page of entries.", "SuppressionPage")}, query=LIST_QUERY, errors=(400, 404),
+)
 async def list_entries(account_id: uuid.UUID) -> Response:
-    query = parse_query(request.args, ("address", "source", "limit", "cursor"))
+    query = parse_query(request.args, names(LIST_QUERY))
     address = query.get("address")
     if address is not None and not 0 < len(address) <= MAX_ADDRESS_FILTER:
         raise Invalid("address", f"give 1 to {MAX_ADDRESS_FILTER} characters of the address",
@@ -133,10 +176,13 @@ async def list_entries(account_id: uuid.UUID) -> Response:
     )
     page = entries[:limit]
     next_cursor = encode_cursor(page[-1]) if len(entries) > limit else None
-    return json_response({"items": [to_json(e) for e in page], "next_cursor": next_cursor})
+    return json_response(dump(SuppressionPage, items=[to_json(e) for e in page], next_cursor=next_cursor))
 
 
 @blueprint.get("/accounts/<uuid:account_id>/suppressions/<uuid:entry_id>")
+@operation(
+    "getSuppression", "Get a suppression entry", {200: Reply("The entry.", "Suppression")}, errors=(404,),
+)
 async def get(account_id: uuid.UUID, entry_id: uuid.UUID) -> Response:
     await visible(account_id)
     entry = await storage().suppressions.get(entry_id, account_id=account_id)
@@ -146,6 +192,10 @@ async def get(account_id: uuid.UUID, entry_id: uuid.UUID) -> Response:
 
 
 @blueprint.delete("/accounts/<uuid:account_id>/suppressions/<uuid:entry_id>")
+@operation(
+    "deleteSuppression", "Lift a suppression: the address may be sent to again",
+    {204: Reply("Deleted.")}, errors=(404,),
+)
 async def delete(account_id: uuid.UUID, entry_id: uuid.UUID) -> Response:
     await visible(account_id)
     if not await storage().suppressions.delete(entry_id, account_id=account_id):

@@ -16,15 +16,18 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+import attrs
 from quart import Blueprint, Response, request
 
 from .. import events, models, webhooks
 from .context import json_response, no_content, read_body, state, storage
 from .ip_credentials import visible
 from .messages import decode_cursor, encode_cursor
+from .operations import CURSOR, Query, Reply, names, operation, page_limit
 from .problems import Problem, not_found
+from .shapes import Doc, Schema, dump
 from .validation import (
     Boolean,
     Custom,
@@ -44,6 +47,12 @@ blueprint = Blueprint("webhooks", __name__)
 MAX_PER_ACCOUNT = 20
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
+DELIVERIES_QUERY = (
+    Query("status", {"type": "string", "enum": [str(s) for s in models.WebhookDeliveryStatus]},
+          "Only this status."),
+    page_limit(MAX_PAGE, DEFAULT_PAGE),
+    CURSOR,
+)
 #: Kinds an endpoint may subscribe to (``webhook.test`` is sent only on request).
 KINDS = tuple(str(k) for k in models.EventKind if k is not models.EventKind.WEBHOOK_TEST)
 URL_SCHEMA: dict[str, Any] = {
@@ -83,46 +92,101 @@ CREATE = Object(_FIELDS)
 PATCH = Object(_FIELDS)
 
 
+@attrs.frozen
+class WebhookJson:
+    """An endpoint that receives the account's delivery events."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    url: str
+    events: Annotated[tuple[str, ...], Schema({"items": {"type": "string", "enum": list(KINDS)}})]
+    enabled: bool
+    description: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class WebhookWithSecret(WebhookJson):
+    secret: Annotated[
+        str,
+        Doc(
+            "The HMAC-SHA256 signing key, shown only now. Verify each request's"
+            " Relay-Webhook-Signature (v1=hex HMAC of '<Relay-Webhook-Timestamp>.<body>')."
+        ),
+    ]
+
+
+@attrs.frozen
+class WebhookList:
+    items: Annotated[tuple[WebhookJson, ...], Doc("Oldest first.")]
+
+
+@attrs.frozen
+class WebhookTest:
+    event_id: uuid.UUID
+    delivery_id: uuid.UUID
+
+
+@attrs.frozen
+class WebhookAttemptJson:
+    attempt: int
+    status_code: Annotated[int | None, Doc("null: no HTTP answer (refused, timed out, address not allowed).")]
+    error: str | None
+    duration_ms: int
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class WebhookDeliveryJson:
+    id: uuid.UUID
+    event_id: Annotated[uuid.UUID, Doc("Also the Relay-Webhook-Id header: the idempotency key.")]
+    endpoint_id: uuid.UUID
+    type: str
+    status: models.WebhookDeliveryStatus
+    next_attempt_at: dt.datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    body: Annotated[str, Doc("The exact JSON POSTed (and signed).")]
+    attempts: tuple[WebhookAttemptJson, ...]
+
+
+@attrs.frozen
+class WebhookDeliveryPage:
+    items: tuple[WebhookDeliveryJson, ...]
+    next_cursor: str | None
+
+
+SCHEMAS = {
+    "Webhook": WebhookJson,
+    "WebhookWithSecret": WebhookWithSecret,
+    "WebhookList": WebhookList,
+    "WebhookCreate": CREATE.schema(),
+    "WebhookPatch": PATCH.schema(partial=True),
+    "WebhookTest": WebhookTest,
+    "WebhookDelivery": WebhookDeliveryJson,
+    "WebhookDeliveryPage": WebhookDeliveryPage,
+}
+
+
 def to_json(endpoint: models.WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": endpoint.id,
-        "account_id": endpoint.account_id,
-        "url": endpoint.url,
-        "events": [str(e) for e in endpoint.events],
-        "enabled": endpoint.enabled,
-        "description": endpoint.description,
-        "created_at": endpoint.created_at,
-        "updated_at": endpoint.updated_at,
-    }
+    return dump(WebhookJson, endpoint)
 
 
 def _with_secret(endpoint: models.WebhookEndpoint) -> dict[str, Any]:
-    return {**to_json(endpoint), "secret": endpoint.secret}
+    return dump(WebhookWithSecret, endpoint)
 
 
 def delivery_json(delivery: models.WebhookDelivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "endpoint_id": delivery.endpoint_id,
-        "type": str(delivery.kind),
-        "status": str(delivery.status),
-        "next_attempt_at": (
-            delivery.next_attempt_at if delivery.status is models.WebhookDeliveryStatus.PENDING else None
-        ),
-        "last_status": delivery.last_status,
-        "last_error": delivery.last_error,
-        "created_at": delivery.created_at,
-        "updated_at": delivery.updated_at,
-        "body": delivery.body,
-        "attempts": [
-            {
-                "attempt": a.attempt, "status_code": a.status_code, "error": a.error,
-                "duration_ms": a.duration_ms, "created_at": a.created_at,
-            }
-            for a in delivery.attempts
-        ],
-    }
+    pending = delivery.status is models.WebhookDeliveryStatus.PENDING
+    return dump(
+        WebhookDeliveryJson, delivery,
+        type=delivery.kind,
+        next_attempt_at=delivery.next_attempt_at if pending else None,
+        attempts=[dump(WebhookAttemptJson, a) for a in delivery.attempts],
+    )
 
 
 def _events(fields: dict[str, Any]) -> tuple[models.EventKind, ...]:
@@ -137,6 +201,11 @@ def _location(endpoint: models.WebhookEndpoint) -> dict[str, str]:
 
 
 @blueprint.post("/accounts/<uuid:account_id>/webhooks")
+@operation(
+    "createWebhook", "Add an endpoint for the account's delivery events",
+    {201: Reply("The endpoint and its signing secret, shown once.", "WebhookWithSecret")},
+    body="WebhookCreate", errors=(404, 409),
+)
 async def create(account_id: uuid.UUID) -> Response:
     await visible(account_id)
     fields = await read_body(CREATE)
@@ -154,10 +223,14 @@ async def create(account_id: uuid.UUID) -> Response:
 
 
 @blueprint.get("/accounts/<uuid:account_id>/webhooks")
+@operation(
+    "listWebhooks", "List the account's webhook endpoints",
+    {200: Reply("The endpoints (without secrets).", "WebhookList")}, errors=(404,),
+)
 async def list_endpoints(account_id: uuid.UUID) -> Response:
     await visible(account_id)
     items = await storage().webhooks.list(account_id=account_id)
-    return json_response({"items": [to_json(e) for e in items]})
+    return json_response(dump(WebhookList, items=[to_json(e) for e in items]))
 
 
 async def _endpoint(account_id: uuid.UUID, webhook_id: uuid.UUID) -> models.WebhookEndpoint:
@@ -169,11 +242,16 @@ async def _endpoint(account_id: uuid.UUID, webhook_id: uuid.UUID) -> models.Webh
 
 
 @blueprint.get("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>")
+@operation("getWebhook", "Get a webhook endpoint", {200: Reply("The endpoint.", "Webhook")}, errors=(404,))
 async def get(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
     return json_response(to_json(await _endpoint(account_id, webhook_id)))
 
 
 @blueprint.patch("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>")
+@operation(
+    "updateWebhook", "Change an endpoint's URL, events, enabled flag or description",
+    {200: Reply("The endpoint.", "Webhook")}, body="WebhookPatch", errors=(404,),
+)
 async def patch(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
     current = await _endpoint(account_id, webhook_id)
     fields = await read_body(PATCH, partial=True)
@@ -189,6 +267,9 @@ async def patch(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
 
 
 @blueprint.delete("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>")
+@operation(
+    "deleteWebhook", "Delete an endpoint and its pending deliveries", {204: Reply("Deleted.")}, errors=(404,),
+)
 async def delete(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
     await visible(account_id)
     if not await storage().webhooks.delete(webhook_id, account_id=account_id):
@@ -197,6 +278,10 @@ async def delete(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
 
 
 @blueprint.post("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/rotate-secret")
+@operation(
+    "rotateWebhookSecret", "Replace the signing secret; attempts from now on use the new one",
+    {200: Reply("The endpoint and its new secret, shown once.", "WebhookWithSecret")}, errors=(404,),
+)
 async def rotate_secret(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
     await visible(account_id)
     endpoint = await storage().webhooks.rotate_secret(
@@ -208,18 +293,26 @@ async def rotate_secret(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Respons
 
 
 @blueprint.post("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/test")
+@operation(
+    "testWebhook", "Queue a webhook.test event for this endpoint",
+    {202: Reply("Queued; follow it under deliveries.", "WebhookTest")}, errors=(404,),
+)
 async def send_test(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
     """Queue a ``webhook.test`` event for this endpoint; the worker delivers it like
     any other (watch it under ``deliveries``)."""
     endpoint = await _endpoint(account_id, webhook_id)
     event = events.test_event(account_id, endpoint.id, at=dt.datetime.now(dt.UTC))
     delivery_id = await storage().webhooks.send_test(endpoint, event)
-    return json_response({"event_id": event.id, "delivery_id": delivery_id}, 202)
+    return json_response(dump(WebhookTest, event_id=event.id, delivery_id=delivery_id), 202)
 
 
 @blueprint.get("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/deliveries")
+@operation(
+    "listWebhookDeliveries", "The endpoint's deliveries, newest first, with every attempt",
+    {200: Reply("A page of deliveries.", "WebhookDeliveryPage")}, query=DELIVERIES_QUERY, errors=(400, 404),
+)
 async def list_deliveries(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
-    query = parse_query(request.args, ("status", "limit", "cursor"))
+    query = parse_query(request.args, names(DELIVERIES_QUERY))
     await _endpoint(account_id, webhook_id)
     status = None
     if "status" in query:
@@ -234,4 +327,6 @@ async def list_deliveries(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Respo
     )
     page = found[:limit]
     next_cursor = encode_cursor(page[-1]) if len(found) > limit else None
-    return json_response({"items": [delivery_json(d) for d in page], "next_cursor": next_cursor})
+    return json_response(
+        dump(WebhookDeliveryPage, items=[delivery_json(d) for d in page], next_cursor=next_cursor)
+    )

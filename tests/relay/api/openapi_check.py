@@ -14,8 +14,10 @@ from typing import Any
 import jsonschema
 import referencing
 import referencing.jsonschema
+from quart_trio import QuartTrio
 
 from relay.api import openapi
+from relay.api.app import register_api
 from relay.config import Config
 
 BASE = "urn:relay:openapi"
@@ -23,7 +25,7 @@ BASE = "urn:relay:openapi"
 
 @functools.cache
 def document() -> dict[str, Any]:
-    return openapi.document(Config())
+    return openapi.document(Config(), register_api(QuartTrio("relay.api")))
 
 
 @functools.cache

@@ -6,14 +6,23 @@ the document itself and that the check would catch a drift.
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import re
+from typing import Annotated
 
+import attrs
 import jsonschema
 import pytest
 from openapi_spec_validator import validate
+from quart_trio import QuartTrio
 
-from relay.api.app import create_app
+import relay.api
+from relay.api import openapi, operations, scrape, shapes
+from relay.api.app import PUBLIC, create_app, register_api
 from relay.app import Runtime
+from relay.config import Config
 
 from . import openapi_check
 from .conftest import Api
@@ -83,3 +92,58 @@ def test_provider_secrets_are_markers_in_responses() -> None:
     openapi_check.validate({**provider, "config": {"api_key": {"set": True}}}, "/components/schemas/Provider")
     with pytest.raises(jsonschema.ValidationError):
         openapi_check.validate({**provider, "config": {"api_key": "SG.plain"}}, "/components/schemas/Provider")
+
+
+def _api_routes() -> QuartTrio:
+    return register_api(QuartTrio("relay.api"))
+
+
+def test_an_undocumented_route_fails_the_document() -> None:
+    app = _api_routes()
+
+    @app.get("/api/v1/undocumented")
+    async def undocumented() -> str:
+        return ""
+
+    with pytest.raises(LookupError, match="/api/v1/undocumented"):
+        openapi.document(Config(), app)
+
+
+def test_every_documented_view_is_served() -> None:
+    """An ``@operation`` on a function no route serves is documentation of nothing."""
+    served = set(_api_routes().view_functions.values())
+    documented = set()
+    for info in pkgutil.iter_modules(relay.api.__path__):
+        module = importlib.import_module(f"relay.api.{info.name}")
+        documented |= {f for f in vars(module).values() if inspect.isfunction(f) and operations.of(f)}
+    assert documented
+    assert documented <= served, sorted(f.__qualname__ for f in documented - served)
+
+
+def test_a_shape_refuses_a_member_it_does_not_declare() -> None:
+    @attrs.frozen
+    class Shape:
+        id: int
+        note: Annotated[str, shapes.OPTIONAL]
+
+    assert shapes.dump(Shape, id=1) == {"id": 1}
+    with pytest.raises(TypeError, match="secret"):
+        shapes.dump(Shape, id=1, secret="x")
+    with pytest.raises(TypeError, match="Shape.id"):
+        shapes.dump(Shape, note="x")
+
+
+def test_public_in_the_document_is_public_in_the_app() -> None:
+    """The document's ``security: []`` and the app's authentication hook (``PUBLIC``,
+    ``scrape.is_public``) say the same of every route."""
+    app = _api_routes()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        documented = operations.of(app.view_functions[rule.endpoint])
+        assert documented is not None
+        blueprint = rule.endpoint.partition(".")[0]
+        if blueprint == scrape.blueprint.name:
+            assert documented.public is scrape.public_with
+        else:
+            assert documented.public is (blueprint in PUBLIC), rule.rule
