@@ -62,7 +62,7 @@ from ._state import (
     Effect,
     Extensions,
     Limits,
-    Session,
+    SessionFacts,
     Signal,
     State,
     Transaction,
@@ -180,9 +180,9 @@ class ServerConnection:
         return self._state
 
     @property
-    def session(self) -> Session:
+    def session(self) -> SessionFacts:
         """A snapshot of the session facts."""
-        return Session(
+        return SessionFacts(
             ehlo_name=self._ehlo_name,
             esmtp=self._esmtp,
             tls=self._tls,

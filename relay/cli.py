@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from . import app, auth, models, networks, reload, supervisor
+from . import composition, hashed_secrets, models, networks, reload, supervisor
 from . import config as config_mod
 from . import logging as relay_logging
 from .runtime import open_database, open_runtime
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         help="make running relay processes re-read the configuration (SIGHUP via their pid files)",
     )
     reload_command.add_argument(
-        "service", nargs="?", choices=("serve", *app.SERVICES),
+        "service", nargs="?", choices=("serve", *composition.SERVICES),
         help="only this command's process (default: every one found)",
     )
     sub.add_parser("config", help="print the effective configuration, secrets redacted")
@@ -154,7 +154,7 @@ async def _migrate(config: config_mod.Config, args: argparse.Namespace) -> None:
 
 async def _admin_key_create(config: config_mod.Config, args: argparse.Namespace) -> None:
     async with open_runtime(config) as runtime:
-        key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+        key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
         await runtime.storage.admin_keys.create(
             name=args.name, key_hash=key.hash, key_prefix=key.prefix
         )
@@ -166,10 +166,10 @@ async def _accounts_create(
     config: config_mod.Config, args: argparse.Namespace, password: str
 ) -> None:
     try:
-        password_hash = await auth.hash_password_async(password)
-    except auth.PasswordTooLong as exc:
+        password_hash = await hashed_secrets.hash_password_async(password)
+    except hashed_secrets.PasswordTooLong as exc:
         raise CommandError(str(exc)) from None
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     async with open_runtime(config) as runtime:
         try:
             account = await runtime.storage.accounts.create(
@@ -270,7 +270,7 @@ def _announce_operator_key(secret: str) -> None:
 async def _serve(
     config: config_mod.Config, services: tuple[str, ...], config_path: Path | None
 ) -> None:
-    await app.serve(
+    await composition.serve(
         config, services=services, announce=_announce_operator_key, config_path=config_path
     )
 
@@ -284,7 +284,7 @@ async def _serve_child(
     async with trio.open_nursery() as nursery:
         started = await nursery.start(
             functools.partial(
-                app.serve, config, services=services, reuse_port=True, config_path=config_path
+                composition.serve, config, services=services, reuse_port=True, config_path=config_path
             )
         )
         while not started.shutdown.is_set():
@@ -316,8 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_config(config_mod.redacted(config))
         return 0
     try:
-        if args.command == "serve" or args.command in app.SERVICES:
-            services = app.SERVICES if args.command == "serve" else (args.command,)
+        if args.command == "serve" or args.command in composition.SERVICES:
+            services = composition.SERVICES if args.command == "serve" else (args.command,)
             if getattr(args, "supervised", False):
                 host.run(_serve_child, config, services, args.config)
             elif supervisor.supervised_services(config, services):
@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with reload.PidFile(config, args.command):
                     host.run(_serve, config, services, args.config)
         elif args.command == "reload":
-            wanted = (args.service,) if args.service else (*app.SERVICES, "serve")
+            wanted = (args.service,) if args.service else (*composition.SERVICES, "serve")
             if not reload.signal_running(config, wanted):
                 return EXIT_RUNTIME
         elif args.command == "migrate":

@@ -38,7 +38,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from . import app, metrics
+from . import composition, metrics
 from .config import Config, parse_listen
 from .logging import get_logger
 from .ports import bind_reuse_port
@@ -258,7 +258,7 @@ async def serve_supervised(
         # Once, here: children starting together must not race to create the first
         # operator key or the self-signed certificate.
         async with open_runtime(local_config) as runtime:
-            secret = await app.ensure_operator_key(runtime.storage)
+            secret = await composition.ensure_operator_key(runtime.storage)
         if secret is not None and announce is not None:
             announce(secret)
         if "smtp" in counts:
@@ -288,12 +288,12 @@ async def serve_supervised(
             )
             shutdown = trio.Event()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(app.watch_signals, shutdown)
+                nursery.start_soon(composition.watch_signals, shutdown)
                 await nursery.start(supervisor.run, shutdown)
                 started = None
                 if local:
                     started = await nursery.start(
-                        functools.partial(app.serve, local_config, services=local,
+                        functools.partial(composition.serve, local_config, services=local,
                                           handle_signals=False, config_path=config_path)
                     )
                 local_reloader = started.reloader if started is not None else None

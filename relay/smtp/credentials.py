@@ -25,14 +25,14 @@ import attrs
 import bcrypt
 import trio
 
-from .. import auth, models
+from .. import hashed_secrets, models
 from ..storage import Storage
 
 
 def _bcrypt_check(password: bytes, stored: bytes, dummy: bytes) -> bool:
     """One bcrypt computation whatever the input (runs in a worker thread)."""
-    if len(password) > auth.BCRYPT_MAX_BYTES:
-        bcrypt.checkpw(password[: auth.BCRYPT_MAX_BYTES], dummy)
+    if len(password) > hashed_secrets.BCRYPT_MAX_BYTES:
+        bcrypt.checkpw(password[: hashed_secrets.BCRYPT_MAX_BYTES], dummy)
         return False
     try:
         return bcrypt.checkpw(password, stored)
@@ -56,7 +56,7 @@ class AuthenticatorStatistics:
 
 
 class Authenticator:
-    def __init__(self, storage: Storage, *, ttl: float, rounds: int = auth.BCRYPT_ROUNDS) -> None:
+    def __init__(self, storage: Storage, *, ttl: float, rounds: int = hashed_secrets.BCRYPT_ROUNDS) -> None:
         self._storage = storage
         self._ttl = ttl
         self._rounds = rounds

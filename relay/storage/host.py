@@ -13,7 +13,7 @@ helper thread of trio's, which wakes the host with ``call_soon_threadsafe``.
 Signals: trio keeps its own signal handling. The plain asyncio loop never calls
 ``signal.set_wakeup_fd`` (we never use ``loop.add_signal_handler`` or
 ``asyncio.run``), so trio installs its wake-up socket and ``trio.open_signal_receiver``
-(``relay.app.watch_signals``) and trio's KeyboardInterrupt delivery work as under
+(``relay.composition.watch_signals``) and trio's KeyboardInterrupt delivery work as under
 ``trio.run``. uvloop does install a wake-up fd of its own while it runs; we tell trio
 so (``host_uses_signal_set_wakeup_fd``) and uvloop's wake-up makes the main thread run
 the Python-level handlers that trio installed.

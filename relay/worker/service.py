@@ -587,7 +587,7 @@ async def run_worker(
         runtime: the process's config and storage (``relay.runtime``).
         stop: when set, stop claiming, finish in-flight deliveries and return.
         run_housekeeping: also run lapsed-lease reclaim and retention purging here (the
-            ``housekeeping`` task that ``relay.app`` started before the worker existed).
+            ``housekeeping`` task that ``relay.composition`` started before the worker existed).
 
     Reports the ``Worker`` (for ``statistics()``) through ``task_status`` once the
     first claim can happen. On cancellation in-flight deliveries are abandoned, and

@@ -104,7 +104,7 @@ class _Failed(Exception):
         self.reply = reply
 
 
-class Session:
+class UpstreamSession:
     """One SMTP session to one upstream: a trio stream and the proto client driving it.
 
     Owned by one delivery at a time (or parked in the pool). Every method raises
@@ -231,7 +231,7 @@ class Smtp:
     async def deliver(self, envelope: Envelope) -> Result:
         session = self._pool.take(self._key)
         if session is not None:
-            assert isinstance(session, Session)
+            assert isinstance(session, UpstreamSession)
             try:
                 return await self._deliver_on(session, envelope, reused=True)
             except _DeadReused:
@@ -242,7 +242,7 @@ class Smtp:
             return Result.whole(Verdict.TEMPORARY, exc.words, envelope.rcpt_to, unreachable=True)
         return await self._deliver_on(session, envelope, reused=False)
 
-    async def _deliver_on(self, session: Session, envelope: Envelope, *, reused: bool) -> Result:
+    async def _deliver_on(self, session: UpstreamSession, envelope: Envelope, *, reused: bool) -> Result:
         """One transaction; parks the session if it is still usable, else closes it."""
         park = False
         progress = _Progress()
@@ -275,7 +275,7 @@ class Smtp:
         return _combine(tuple(results), exc.words)
 
     async def _transaction(
-        self, session: Session, envelope: Envelope, reused: bool, progress: _Progress
+        self, session: UpstreamSession, envelope: Envelope, reused: bool, progress: _Progress
     ) -> Result:
         caps = session.conn.capabilities or proto.Capabilities()
         parsed = _addresses(envelope)
@@ -346,7 +346,7 @@ class Smtp:
         return _combine(tuple(recipients[r] for r in envelope.rcpt_to), words(final))
 
     async def _send_message(
-        self, session: Session, raw: bytes, caps: proto.Capabilities, progress: _Progress
+        self, session: UpstreamSession, raw: bytes, caps: proto.Capabilities, progress: _Progress
     ) -> proto.Reply:
         """DATA (or BDAT): the reply that decides for every accepted recipient."""
         try:
@@ -366,7 +366,7 @@ class Smtp:
 
     # ------------------------------------------------------------ opening
 
-    async def _open(self) -> Session:
+    async def _open(self) -> UpstreamSession:
         """TCP, TLS, EHLO/HELO, STARTTLS, AUTH within ``connect_timeout``.
 
         Raises:
@@ -388,7 +388,7 @@ class Smtp:
         except OSError as exc:
             raise _Failed(f"cannot connect to {s.peer}: {exc.strerror or exc}") from exc
 
-    async def _handshake(self, stream: trio.abc.Stream) -> Session:
+    async def _handshake(self, stream: trio.abc.Stream) -> UpstreamSession:
         s = self._settings
         implicit = s.tls == "implicit"
         if implicit:
@@ -396,7 +396,7 @@ class Smtp:
         # RFC 5322 §2.1.1: no line over 998 octets on the wire; smtp.long_line_policy
         # "split" accepted such lines, so break them here as Postfix does.
         conn = proto.ClientConnection(tls_active=implicit, long_line_policy="split")
-        session = Session(stream, conn, s.peer)
+        session = UpstreamSession(stream, conn, s.peer)
         try:
             greeting = await session.reply()
             if greeting.code != 220:
@@ -436,14 +436,14 @@ class Smtp:
             raise _Failed(f"TLS handshake with {self._settings.peer} failed: {_cause(exc)}") from exc
         return tls
 
-    async def _hello(self, session: Session, *, allow_helo: bool = True) -> None:
+    async def _hello(self, session: UpstreamSession, *, allow_helo: bool = True) -> None:
         reply = await session.command(proto.Ehlo(self._hostname))
         if reply.is_permanent and reply.code != 421 and allow_helo and self._settings.tls != "starttls":
             reply = await session.command(proto.Helo(self._hostname))  # RFC 5321 3.2
         if not reply.is_positive:
             raise _Failed(f"{self._settings.peer} refused EHLO: {words(reply)}", reply)
 
-    async def _auth(self, session: Session) -> None:
+    async def _auth(self, session: UpstreamSession) -> None:
         s = self._settings
         assert s.username is not None and s.password is not None
         offered = (session.conn.capabilities or proto.Capabilities()).auth
@@ -502,4 +502,4 @@ def _addresses(
     return reverse_path, forward, invalid
 
 
-__all__ = ["Session", "Smtp", "address_refused", "ssl_context", "verdict", "words"]
+__all__ = ["Smtp", "UpstreamSession", "address_refused", "ssl_context", "verdict", "words"]

@@ -13,7 +13,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from relay.api.app import create_app
-from relay.app import Runtime
+from relay.composition import Runtime
 
 from . import openapi_check
 from .conftest import Api

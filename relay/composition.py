@@ -20,7 +20,7 @@ import attrs
 import prometheus_client
 import trio
 
-from . import auth, metrics, sampling
+from . import hashed_secrets, metrics, sampling
 from . import logging as relay_logging
 from .api import server as api_server
 from .config import Config, parse_listen
@@ -32,7 +32,7 @@ from .storage import Storage
 from .worker import Worker, run_worker
 
 # ``Runtime``, ``open_runtime`` and ``open_database`` live in the leaf ``relay.runtime``;
-# they are named here too for callers that start from ``relay.app``.
+# they are named here too for callers that start from ``relay.composition``.
 __all__ = [
     "SERVICES",
     "Runtime",
@@ -52,7 +52,7 @@ async def ensure_operator_key(storage: Storage) -> str | None:
     """Create an operator key when none is active; returns its secret (shown once)."""
     if await storage.admin_keys.count_active():
         return None
-    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     await storage.admin_keys.create(name="bootstrap", key_hash=key.hash, key_prefix=key.prefix)
     return key.secret
 
@@ -93,11 +93,11 @@ class Started:
     runtime: Runtime
     shutdown: trio.Event
     #: The ports SMTP bound, when SMTP runs.
-    smtp: smtp_server.Bound | None = None
+    smtp: smtp_server.SmtpListeners | None = None
     #: The delivery worker, when it runs.
     worker: Worker | None = None
     #: The port the API bound, when the API runs.
-    api: api_server.Bound | None = None
+    api: api_server.ApiListener | None = None
     #: Applies a re-read configuration to the running services (``relay.reload``).
     reloader: Reloader | None = None
 
@@ -142,8 +142,8 @@ async def serve(
             if config.metrics.listen and "api" not in services:
                 background.start_soon(serve_metrics, config.metrics.listen)
             async with trio.open_nursery() as front:
-                smtp_bound: smtp_server.Bound | None = None
-                api_bound: api_server.Bound | None = None
+                smtp_bound: smtp_server.SmtpListeners | None = None
+                api_bound: api_server.ApiListener | None = None
                 worker: Worker | None = None
                 if "smtp" in services:
                     smtp_bound = await front.start(functools.partial(
