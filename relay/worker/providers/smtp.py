@@ -290,36 +290,9 @@ class Smtp:
                 f"{self._settings.peer} does not offer SMTPUTF8, which these addresses need (RFC 6531)",
                 envelope.rcpt_to,
             )
-        params: dict[str, str | None] = {}
-        if caps.size is not None:
-            params["SIZE"] = str(len(envelope.raw))
-        if caps.eightbitmime and not envelope.raw.isascii():
-            params["BODY"] = "8BITMIME"
-        if needs_utf8:
-            params["SMTPUTF8"] = None
-        mail = proto.MailFrom(reverse_path, params)
+        mail = proto.MailFrom(reverse_path, _mail_params(envelope, caps, needs_utf8))
         rcpts = [proto.RcptTo(address) for _, address in forward_paths]
-        try:
-            with trio.fail_after(self._send_timeout):
-                # A reused session first gets RSET: a clean slate, and the probe that
-                # finds a parked session dead. With PIPELINING it rides in the same
-                # group as MAIL and the RCPTs (RFC 2920), costing no round trip.
-                lead = [proto.Rset()] if reused else []
-                if caps.pipelining:
-                    await session.send(*lead, mail, *rcpts)
-                    replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts))]
-                else:
-                    replies = [await session.command(lead[0])] if lead else []
-                    if not replies or replies[0].is_positive:
-                        replies.append(await session.command(mail))
-                        if replies[-1].is_positive:
-                            replies += [await session.command(r) for r in rcpts]
-                if lead:
-                    rset, replies = replies[0], replies[1:]
-                    if not rset.is_positive:  # a 421: the upstream is closing the session
-                        raise _Failed(f"{self._settings.peer} refused RSET: {words(rset)}", rset)
-        except trio.TooSlowError:
-            raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (MAIL/RCPT)") from None
+        replies = await self._envelope_replies(session, mail, rcpts, caps, reused)
         progress.session_ok = True
         mail_reply = replies[0]
         if not mail_reply.is_positive:
@@ -344,6 +317,39 @@ class Smtp:
         for rcpt in accepted:
             recipients[rcpt] = RecipientResult(rcpt, verdict(final), words(final))
         return _combine(tuple(recipients[r] for r in envelope.rcpt_to), words(final))
+
+    async def _envelope_replies(
+        self,
+        session: UpstreamSession,
+        mail: proto.MailFrom,
+        rcpts: list[proto.RcptTo],
+        caps: proto.Capabilities,
+        reused: bool,
+    ) -> list[proto.Reply]:
+        """The replies to MAIL and to each RCPT sent (none after a refused MAIL, or
+        after the first refused RCPT without PIPELINING)."""
+        try:
+            with trio.fail_after(self._send_timeout):
+                # A reused session first gets RSET: a clean slate, and the probe that
+                # finds a parked session dead. With PIPELINING it rides in the same
+                # group as MAIL and the RCPTs (RFC 2920), costing no round trip.
+                lead = [proto.Rset()] if reused else []
+                if caps.pipelining:
+                    await session.send(*lead, mail, *rcpts)
+                    replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts))]
+                else:
+                    replies = [await session.command(lead[0])] if lead else []
+                    if not replies or replies[0].is_positive:
+                        replies.append(await session.command(mail))
+                        if replies[-1].is_positive:
+                            replies += [await session.command(r) for r in rcpts]
+                if lead:
+                    rset, replies = replies[0], replies[1:]
+                    if not rset.is_positive:  # a 421: the upstream is closing the session
+                        raise _Failed(f"{self._settings.peer} refused RSET: {words(rset)}", rset)
+        except trio.TooSlowError:
+            raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (MAIL/RCPT)") from None
+        return replies
 
     async def _send_message(
         self, session: UpstreamSession, raw: bytes, caps: proto.Capabilities, progress: _Progress
@@ -475,6 +481,18 @@ def _combine(recipients: tuple[RecipientResult, ...], response: str) -> Result:
     found = {r.verdict for r in recipients}
     overall = next(v for v in Verdict if v in found)  # DELIVERED, TEMPORARY, PERMANENT
     return Result(verdict=overall, response=clip(response), recipients=recipients)
+
+
+def _mail_params(envelope: Envelope, caps: proto.Capabilities, needs_utf8: bool) -> dict[str, str | None]:
+    """MAIL's parameters: SIZE, BODY and SMTPUTF8 where the upstream offers them."""
+    params: dict[str, str | None] = {}
+    if caps.size is not None:
+        params["SIZE"] = str(len(envelope.raw))
+    if caps.eightbitmime and not envelope.raw.isascii():
+        params["BODY"] = "8BITMIME"
+    if needs_utf8:
+        params["SMTPUTF8"] = None
+    return params
 
 
 def _addresses(
