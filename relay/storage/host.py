@@ -107,16 +107,20 @@ def run(
         loop.run_forever()
         if not done:  # pragma: no cover - only loop.stop() from elsewhere gets here
             raise RuntimeError("the host loop stopped before trio finished")
-        # Trio is done; like asyncio.run, cancel and await what it left on the host.
-        _cancel_leftover_tasks(loop)
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
+        _shut_down_host(loop)
     finally:
         # When the host loop itself was interrupted (a KeyboardInterrupt outside trio),
         # trio never finished: the loop is closed as it is and the exception propagates.
         asyncio.set_event_loop(None)
         loop.close()
     return done[0].unwrap()
+
+
+def _shut_down_host(loop: asyncio.AbstractEventLoop) -> None:
+    """Trio is done; like asyncio.run, cancel and await what it left on the host."""
+    _cancel_leftover_tasks(loop)
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(loop.shutdown_default_executor())
 
 
 def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
