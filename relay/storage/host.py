@@ -83,6 +83,7 @@ def run(
     Raises:
         RuntimeError: an asyncio loop is already running in this thread.
     """
+    # Over 40 lines only by its docstring: the body is trio.run's sequence, start to cleanup.
     if loop is None:
         loop = new_host_loop()
     uses_wakeup_fd = host_loop_name(loop) == "uvloop"

@@ -601,6 +601,7 @@ async def run_worker(
     first claim can happen. On cancellation in-flight deliveries are abandoned, and
     their claims released, before this returns.
     """
+    # Over 40 lines only by its docstring: the body is the service's lifecycle, start to cleanup.
     config: WorkerConfig = runtime.config.worker
     timeout = httpx.Timeout(config.send_timeout, connect=config.connect_timeout)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
