@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 async def serve(database_url: str) -> None:
     """Run the API on 127.0.0.1:0; print {"url", "operator_key"} once listening."""
-    from relay import app
+    from relay import composition
     from relay.api.server import serve_api
     from relay.config import ApiConfig, Config, DatabaseConfig, LoggingConfig
     from relay.logging import configure
@@ -61,8 +61,8 @@ async def serve(database_url: str) -> None:
         logging=LoggingConfig(level="warning", format="json"),
     )
     configure(config.logging, stream=sys.stderr)
-    async with app.open_runtime(config) as runtime:
-        key = await app.ensure_operator_key(runtime.storage)
+    async with composition.open_runtime(config) as runtime:
+        key = await composition.ensure_operator_key(runtime.storage)
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(serve_api, runtime)
             print(json.dumps({"url": bound.url, "operator_key": key}), flush=True)

@@ -80,7 +80,7 @@ async def serve_relay(database_url: str, api_options: str) -> None:
     """
     import trio
 
-    from relay import app, models
+    from relay import composition, models
     from relay.api.server import serve_api
     from relay.config import ApiConfig, Config, DatabaseConfig, LoggingConfig
     from relay.logging import configure
@@ -94,8 +94,8 @@ async def serve_relay(database_url: str, api_options: str) -> None:
         logging=LoggingConfig(level="warning", format="json"),
     )
     configure(config.logging, stream=sys.stderr)
-    async with app.open_runtime(config) as runtime:
-        key = await app.ensure_operator_key(runtime.storage)
+    async with composition.open_runtime(config) as runtime:
+        key = await composition.ensure_operator_key(runtime.storage)
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(serve_api, runtime)
             import asyncio

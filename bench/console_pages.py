@@ -144,7 +144,7 @@ def explain(database_url: str, tenant: uuid.UUID) -> dict[str, list[str]]:
 
 
 async def main(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
-    from relay import app, auth
+    from relay import composition, hashed_secrets
     from relay.api.app import create_app
     from relay.config import ApiConfig, Config, ConsoleConfig, DatabaseConfig, LoggingConfig
     from relay.logging import configure
@@ -156,13 +156,13 @@ async def main(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         logging=LoggingConfig(level="warning", format="json"),
     )
     configure(config.logging, stream=sys.stderr)
-    async with app.open_runtime(config) as runtime:
+    async with composition.open_runtime(config) as runtime:
         storage = runtime.storage
-        operator_key = await app.ensure_operator_key(storage)
+        operator_key = await composition.ensure_operator_key(storage)
         assert operator_key is not None, "use a fresh database: it already has an operator key"
         tenants = []
         for name in ("big", "small"):
-            key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+            key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
             account = await storage.accounts.create(
                 name=name, email=f"{name}@example.com", password_hash="x",
                 api_key_hash=key.hash, api_key_prefix=key.prefix, allowed_domains=("example.com",),

@@ -25,7 +25,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay import app
+from relay import composition
 from relay.config import Config, DatabaseConfig, SmtpConfig, TlsConfig
 from relay.storage import host, migrations
 
@@ -51,7 +51,7 @@ async def main(args: argparse.Namespace, url: str, workdir: Path) -> None:
     )
     async with trio.open_nursery() as nursery:
         started = await nursery.start(
-            functools.partial(app.serve, config, services=("smtp",), handle_signals=False)
+            functools.partial(composition.serve, config, services=("smtp",), handle_signals=False)
         )
         port = started.smtp.ports[0]
         clients: list[socket.socket] = []

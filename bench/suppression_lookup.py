@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay import auth
+from relay import hashed_secrets
 from relay.storage import host, migrations, open_storage
 
 
@@ -37,12 +37,12 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     async with open_storage(url, min_size=1, max_size=2) as storage:
-        key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+        key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
         accounts = []
         for i in range(args.accounts):
             accounts.append(await storage.accounts.create(
                 name=f"bench {i}", email=f"bench{i}@bench.test", password_hash="x",
-                api_key_hash=auth.new_key(auth.ACCOUNT_KEY_PREFIX).hash, api_key_prefix=key.prefix,
+                api_key_hash=hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX).hash, api_key_prefix=key.prefix,
                 allowed_domains=("bench.test",),
             ))
 

@@ -331,7 +331,7 @@ async def serve_sink(args: argparse.Namespace) -> None:
 
 async def child(args: argparse.Namespace) -> None:
     """``--child URL``: one worker process. stdin: ``go`` starts it, ``stop`` (or EOF) stops it."""
-    from relay import app
+    from relay import composition
     from relay.worker import run_worker
 
     stdin = trio.lowlevel.FdStream(os.dup(0))
@@ -345,7 +345,7 @@ async def child(args: argparse.Namespace) -> None:
             received.extend(chunk)
 
     async with open_storage(args.child, min_size=2, max_size=args.pool_size) as storage:
-        runtime = app.Runtime(config=Config(worker=worker_config(args)), database_url=args.child, storage=storage)
+        runtime = composition.Runtime(config=Config(worker=worker_config(args)), database_url=args.child, storage=storage)
         say("ready", pid=os.getpid())
         await wait_for(b"go")
         stop = trio.Event()
@@ -497,9 +497,9 @@ async def run_round(
     args: argparse.Namespace, url: str, storage: Any, port: int, processes: int, meter: CpuMeter, name: str
 ) -> dict[str, object]:
     """Queue ``--messages`` for a new account, deliver them with ``processes`` processes (0: in this one)."""
-    from relay import app, auth
+    from relay import composition, hashed_secrets
 
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     account = await storage.accounts.create(
         name=f"bench-{name}", email=f"bench-{name}@example.com", password_hash="x",
         api_key_hash=key.hash, api_key_prefix=key.prefix, allowed_domains=("example.com",))
@@ -521,7 +521,7 @@ async def run_round(
     if processes:
         elapsed, per_process = await run_processes(args, processes, url, storage, account.id, meter, name)
     else:
-        runtime = app.Runtime(config=Config(worker=worker_config(args)), database_url=url, storage=storage)
+        runtime = composition.Runtime(config=Config(worker=worker_config(args)), database_url=url, storage=storage)
         elapsed, per_process = await run_in_process(args, runtime, account.id, meter)
     counts = await storage.messages.count_by_status(account_id=account.id)
     seconds = args.max_seconds if elapsed is None else elapsed

@@ -47,7 +47,7 @@ from ._state import (
     TLS_HANDOFF,
     Extensions,
     Limits,
-    Session,
+    SessionFacts,
     State,
     Transaction,
 )
@@ -98,7 +98,7 @@ __all__ = [
     "Sentinel",
     "ServerConnection",
     "ServerReply",
-    "Session",
+    "SessionFacts",
     "StartTLS",
     "State",
     "Transaction",

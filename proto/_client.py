@@ -257,84 +257,107 @@ class ClientConnection:
         """
         state = self._state
         if state is DATA:
-            if isinstance(command, Data):
-                assert self._stuffer is not None
-                return self._stuffer.feed(command.data)
-            if isinstance(command, EndOfData):
-                assert self._stuffer is not None
-                data = self._stuffer.finish()
-                self._stuffer = None
-                self._state = COMMAND
-                self._pending.append((command, self._serial))
-                return data
-            raise LocalProtocolError(f"{type(command).__name__} cannot be sent in state DATA (send Data or EndOfData)")
+            return self._send_content(command)
         if state is AUTH:
-            if not isinstance(command, AuthResponse):
-                raise LocalProtocolError(f"{type(command).__name__} cannot be sent in state AUTH (send AuthResponse)")
-            self._state = COMMAND
-            self._pending.append((command, self._serial))
-            # A 334 after the last response (PLAIN and LOGIN have no more) is answered
-            # with "*", which cancels the exchange (RFC 4954 4); the server says 501.
-            response = self._auth_responses.popleft() if self._auth_responses else "*"
-            # RFC 4954 4: response lines may be up to 12288 octets.
-            return write_command(response, max_length=self.limits.max_auth_line)
+            return self._send_auth_response(command)
         if state is not COMMAND:
             raise LocalProtocolError(f"{type(command).__name__} cannot be sent in state {self.state.name}")
         if self._pending:
-            caps = self._caps
-            if not (caps and caps.pipelining and all(isinstance(c, _PIPELINABLE) for c, _ in self._pending)):
-                raise LocalProtocolError(
-                    f"{type(command).__name__} cannot be sent in state REPLY: wait for the reply "
-                    f"to {type(self._pending[-1][0]).__name__}" + ("" if caps and caps.pipelining else " (no PIPELINING)")
-                )
+            self._check_pipelining(command)
+        data = self._serialize(command)
+        self._pending.append((command, self._serial))
+        return data
+
+    def _send_content(self, command: Event) -> bytes:
+        """In DATA (after a 354): message content, then its end."""
+        if isinstance(command, Data):
+            assert self._stuffer is not None
+            return self._stuffer.feed(command.data)
+        if isinstance(command, EndOfData):
+            assert self._stuffer is not None
+            data = self._stuffer.finish()
+            self._stuffer = None
+            self._state = COMMAND
+            self._pending.append((command, self._serial))
+            return data
+        raise LocalProtocolError(f"{type(command).__name__} cannot be sent in state DATA (send Data or EndOfData)")
+
+    def _send_auth_response(self, command: Event) -> bytes:
+        """In AUTH (after a 334): the next prepared response, or the cancelling "*"."""
+        if not isinstance(command, AuthResponse):
+            raise LocalProtocolError(f"{type(command).__name__} cannot be sent in state AUTH (send AuthResponse)")
+        self._state = COMMAND
+        self._pending.append((command, self._serial))
+        # A 334 after the last response (PLAIN and LOGIN have no more) is answered
+        # with "*", which cancels the exchange (RFC 4954 4); the server says 501.
+        response = self._auth_responses.popleft() if self._auth_responses else "*"
+        # RFC 4954 4: response lines may be up to 12288 octets.
+        return write_command(response, max_length=self.limits.max_auth_line)
+
+    def _check_pipelining(self, command: Event) -> None:
+        """With replies outstanding, ``command`` may follow only under PIPELINING, and
+        only after commands RFC 2920 3.1 lets a group continue past."""
+        caps = self._caps
+        if not (caps and caps.pipelining and all(isinstance(c, _PIPELINABLE) for c, _ in self._pending)):
+            raise LocalProtocolError(
+                f"{type(command).__name__} cannot be sent in state REPLY: wait for the reply "
+                f"to {type(self._pending[-1][0]).__name__}" + ("" if caps and caps.pipelining else " (no PIPELINING)")
+            )
+
+    def _serialize(self, command: Event) -> bytes:
+        """The bytes of a command sent in state COMMAND, once it is legal now."""
         if isinstance(command, (Ehlo, Helo)):
-            data = self._line(f"{'EHLO' if isinstance(command, Ehlo) else 'HELO'} {command.hostname}")
-        elif isinstance(command, StartTLS):
+            return self._line(f"{'EHLO' if isinstance(command, Ehlo) else 'HELO'} {command.hostname}")
+        if isinstance(command, StartTLS):
             self._require(self._caps is not None and self._caps.starttls and not self._tls, "STARTTLS not offered")
-            data = self._line("STARTTLS")
-        elif isinstance(command, AuthCredentials):
-            data = self._auth(command)
-        elif isinstance(command, MailFrom):
+            return self._line("STARTTLS")
+        if isinstance(command, AuthCredentials):
+            return self._auth(command)
+        if isinstance(command, MailFrom):
             self._require(self._txn is None, "a transaction is already open (send Rset)")
             data = self._line(f"MAIL FROM:{_path(command.reverse_path)}{self._params(command)}")
             self._txn = ClientTransaction(command)
             self._serial += 1
-        elif isinstance(command, RcptTo):
+            return data
+        if isinstance(command, RcptTo):
             self._require(self._txn is not None, "RcptTo needs a MailFrom first")
             data = self._line(f"RCPT TO:{_path(command.forward_path)}{self._params(command)}")
             assert self._txn is not None
             self._txn = attrs.evolve(self._txn, recipients=(*self._txn.recipients, (command.forward_path, None)))
-        elif isinstance(command, DataStart):
+            return data
+        if isinstance(command, DataStart):
             self._require(self._txn is not None and bool(self._txn.recipients), "DataStart needs MailFrom and RcptTo")
-            data = self._line("DATA")
-        elif isinstance(command, Bdat):
-            self._require(self._caps is not None and self._caps.chunking, "CHUNKING not offered")
-            self._require(self._txn is not None and bool(self._txn.recipients), "Bdat needs MailFrom and RcptTo")
-            if self._bdat is None:
-                self._bdat = LineEndingNormalizer()
-                if self._max_body_line is not None:
-                    self._bdat_splitter = LineSplitter(self._max_body_line)
-            chunk = self._bdat.feed(command.data)
-            if command.last:
-                chunk += self._bdat.finish()
-                self._bdat = None
-            if self._bdat_splitter is not None:
-                chunk = self._bdat_splitter.feed(chunk)
-                if command.last:
-                    self._bdat_splitter = None
-            data = self._line(f"BDAT {len(chunk)}{' LAST' if command.last else ''}") + chunk
-        elif isinstance(command, (Rset, Noop, Quit)):
-            data = self._line(type(command).__name__.upper())
+            return self._line("DATA")
+        if isinstance(command, Bdat):
+            return self._bdat_chunk(command)
+        if isinstance(command, (Rset, Noop, Quit)):
             if isinstance(command, Rset):
                 # RFC 5321 4.1.1.5: the server drops the transaction when it reads RSET,
                 # so a MAIL pipelined after it starts a new one; its reply must not
                 # clear that newer transaction (see _complete).
                 self._txn = None
                 self._bdat = self._bdat_splitter = None
-        else:
-            raise LocalProtocolError(f"{type(command).__name__} is not a client command")
-        self._pending.append((command, self._serial))
-        return data
+            return self._line(type(command).__name__.upper())
+        raise LocalProtocolError(f"{type(command).__name__} is not a client command")
+
+    def _bdat_chunk(self, command: Bdat) -> bytes:
+        """A BDAT line and its chunk, normalized (and split, with a line limit) across
+        the message's chunks; the sizes count the bytes really sent."""
+        self._require(self._caps is not None and self._caps.chunking, "CHUNKING not offered")
+        self._require(self._txn is not None and bool(self._txn.recipients), "Bdat needs MailFrom and RcptTo")
+        if self._bdat is None:
+            self._bdat = LineEndingNormalizer()
+            if self._max_body_line is not None:
+                self._bdat_splitter = LineSplitter(self._max_body_line)
+        chunk = self._bdat.feed(command.data)
+        if command.last:
+            chunk += self._bdat.finish()
+            self._bdat = None
+        if self._bdat_splitter is not None:
+            chunk = self._bdat_splitter.feed(chunk)
+            if command.last:
+                self._bdat_splitter = None
+        return self._line(f"BDAT {len(chunk)}{' LAST' if command.last else ''}") + chunk
 
     def _line(self, line: str) -> bytes:
         return write_command(line, max_length=self.limits.max_command_line)
@@ -465,6 +488,16 @@ class ClientConnection:
         # A reply to a command of a transaction that a pipelined RSET already ended
         # says nothing about the current one.
         current = self._txn is not None and serial == self._serial
+        self._take_effect(effect, command, reply, current)
+        if current and self._reply_ends_transaction(effect, command, reply):
+            self._end_transaction()
+        if effect is Effect.CLOSE or next_state is CLOSING:
+            self._pending.clear()
+        self._state = next_state
+        return ServerReply(command, reply)
+
+    def _take_effect(self, effect: Effect | None, command: Event | None, reply: Reply, current: bool) -> None:
+        """What the table row's effect changes: capabilities, TLS, AUTH, the transaction."""
         if effect in (Effect.EHLO_ACCEPTED, Effect.HELO_ACCEPTED):
             self._caps = Capabilities.from_ehlo(reply) if effect is Effect.EHLO_ACCEPTED else Capabilities()
             self._end_transaction()  # RFC 5321 4.1.4: EHLO/HELO reset the transaction
@@ -480,24 +513,29 @@ class ClientConnection:
             assert self._txn is not None
             self._txn = attrs.evolve(self._txn, mail_reply=reply)
         elif effect in (Effect.RECIPIENT_ACCEPTED, Effect.RECIPIENT_REFUSED) and current:
-            assert self._txn is not None
-            recipients = list(self._txn.recipients)
-            index = next((i for i, (_, r) in enumerate(recipients) if r is None), None)
-            if index is not None:
-                recipients[index] = (recipients[index][0], reply)
-                self._txn = attrs.evolve(self._txn, recipients=tuple(recipients))
+            self._record_recipient_reply(reply)
         elif effect is Effect.DATA_STARTED:
             self._stuffer = DotStuffer(self._max_body_line)
-        elif effect is Effect.TRANSACTION_ENDED and not isinstance(command, Rset) and current:
-            self._end_transaction()
-        if isinstance(command, Bdat) and command.last and current:
-            self._end_transaction()  # RFC 3030 2: the LAST chunk's reply ends the transaction
-        if isinstance(command, MailFrom) and not reply.is_positive and current:
-            self._end_transaction()  # RFC 5321 3.3: no transaction; pipelined RCPTs will get 503
-        if effect is Effect.CLOSE or next_state is CLOSING:
-            self._pending.clear()
-        self._state = next_state
-        return ServerReply(command, reply)
+
+    def _record_recipient_reply(self, reply: Reply) -> None:
+        """Replies to pipelined RCPTs come in order: this one is the first recipient's
+        without a reply yet."""
+        assert self._txn is not None
+        recipients = list(self._txn.recipients)
+        index = next((i for i, (_, r) in enumerate(recipients) if r is None), None)
+        if index is not None:
+            recipients[index] = (recipients[index][0], reply)
+            self._txn = attrs.evolve(self._txn, recipients=tuple(recipients))
+
+    @staticmethod
+    def _reply_ends_transaction(effect: Effect | None, command: Event | None, reply: Reply) -> bool:
+        """Whether this reply ends the current transaction (an RSET ended it when sent)."""
+        if effect is Effect.TRANSACTION_ENDED and not isinstance(command, Rset):
+            return True
+        if isinstance(command, Bdat) and command.last:
+            return True  # RFC 3030 2: the LAST chunk's reply ends the transaction
+        # RFC 5321 3.3: a refused MAIL opens no transaction; pipelined RCPTs will get 503.
+        return isinstance(command, MailFrom) and not reply.is_positive
 
     def _end_transaction(self) -> None:
         self._txn = None

@@ -210,12 +210,25 @@ class DataReader:
         if not buf:
             return None
         data = buf.take_all()
-        n = len(data)
         # Hand on all but the last four octets (a possible start of the terminator),
         # and never split a CRLF between two reads; unless the terminator comes first.
-        cut = n - 4
+        cut = len(data) - 4
         if cut > 0 and data[cut - 1] == 13:  # CR
             cut -= 1
+        kept, end = self._unstuff(data, cut)
+        if end != -1:
+            return self._end_message(buf, data, kept, end)
+        return self._hand_on(buf, data, kept, cut)
+
+    def _unstuff(self, data: bytes, cut: int) -> tuple[list[bytes | memoryview], int]:
+        """Find the terminator and the stuffing dots before it (or before ``cut``).
+
+        Returns:
+            The pieces of the content up to the terminator (or ``cut``) with the
+            stuffing dots removed, empty when no dot was removed; and the index of
+            the terminator's dot, or -1.
+        """
+        n = len(data)
         kept: list[bytes | memoryview] = []
         view = memoryview(data)
         pos = 0  # start of what is not yet in ``kept``
@@ -246,24 +259,27 @@ class DataReader:
             dot = data.find(b"\r\n.", dot + 1)
             if dot != -1:
                 dot += 2
-        if end != -1:
-            buf.unread(data[end + 3 :])
-            kept.append(view[pos:end])
-            out = self._body.feed(b"".join(kept) if len(kept) > 1 else data[:end])
-            out += self._body.finish()
-            eod = self._body.end_of_data()
-            return [Data(out), eod] if out else [eod]
+        if kept:
+            kept.append(view[pos : end if end != -1 else cut])
+        return kept, end
+
+    def _end_message(self, buf: ReceiveBuffer, data: bytes, kept: list[bytes | memoryview], end: int) -> list[Event]:
+        """The terminator is at ``end``: the last content, the end of data, and what
+        follows the terminator back to the buffer (a pipelined command)."""
+        buf.unread(data[end + 3 :])
+        out = self._body.feed(b"".join(kept) if kept else data[:end])
+        out += self._body.finish()
+        eod = self._body.end_of_data()
+        return [Data(out), eod] if out else [eod]
+
+    def _hand_on(self, buf: ReceiveBuffer, data: bytes, kept: list[bytes | memoryview], cut: int) -> list[Event] | None:
+        """No terminator yet: hand on the content before ``cut``, keep the rest buffered."""
         if cut <= 0:
             buf.unread(data)
             return None
         buf.unread(data[cut:])
         self._ctx = (self._ctx + data[:cut])[-2:] if cut < 2 else data[cut - 2 : cut]
-        if kept:
-            kept.append(view[pos:cut])
-            piece = b"".join(kept)
-        else:
-            piece = data[:cut]
-        out = self._body.feed(piece)
+        out = self._body.feed(b"".join(kept) if kept else data[:cut])
         return [Data(out)] if out else None
 
     def _first_dot(self, data: bytes) -> int:

@@ -62,7 +62,7 @@ from ._state import (
     Effect,
     Extensions,
     Limits,
-    Session,
+    SessionFacts,
     Signal,
     State,
     Transaction,
@@ -180,9 +180,9 @@ class ServerConnection:
         return self._state
 
     @property
-    def session(self) -> Session:
+    def session(self) -> SessionFacts:
         """A snapshot of the session facts."""
-        return Session(
+        return SessionFacts(
             ehlo_name=self._ehlo_name,
             esmtp=self._esmtp,
             tls=self._tls,
@@ -317,11 +317,7 @@ class ServerConnection:
         if self._refused and verb != "QUIT":
             return _violation(503, "5.5.1", "Service refused; only QUIT is accepted (RFC 5321 3.1)")
         if verb == "EHLO" or verb == "HELO":
-            name = arg.strip(" ")
-            if not name or not name.isascii() or not name.isprintable():
-                return _violation(501, "5.5.4", f"Syntax: {verb} <domain or address literal>")
-            # The transaction ends as this event is emitted (RFC 5321 4.1.4, TRANSACTION_CLEARED).
-            return Ehlo(name) if verb == "EHLO" else Helo(name)
+            return self._hello(verb, arg)
         if verb == "MAIL":
             return self._mail_from(arg)
         if verb == "RCPT":
@@ -330,6 +326,22 @@ class ServerConnection:
             return self._data(arg)
         if verb == "BDAT":
             return self._bdat(arg)
+        if verb == "STARTTLS":
+            return self._starttls(arg)
+        if verb == "AUTH":
+            return self._auth(arg)
+        return self._simple_command(verb, arg)
+
+    def _hello(self, verb: str, arg: str) -> Event:
+        name = arg.strip(" ")
+        if not name or not name.isascii() or not name.isprintable():
+            return _violation(501, "5.5.4", f"Syntax: {verb} <domain or address literal>")
+        # The transaction ends as this event is emitted (RFC 5321 4.1.4, TRANSACTION_CLEARED).
+        return Ehlo(name) if verb == "EHLO" else Helo(name)
+
+    def _simple_command(self, verb: str, arg: str) -> Event:
+        """Commands with no state of their own to check (RSET, NOOP, QUIT, VRFY, HELP),
+        and the answer to every other verb."""
         if verb == "RSET":
             if arg.strip(" "):
                 return _violation(501, "5.5.4", "Syntax: RSET (no arguments)")
@@ -340,10 +352,6 @@ class ServerConnection:
             if arg.strip(" "):
                 return _violation(501, "5.5.4", "Syntax: QUIT (no arguments)")
             return Quit()
-        if verb == "STARTTLS":
-            return self._starttls(arg)
-        if verb == "AUTH":
-            return self._auth(arg)
         if verb == "VRFY":
             if not arg.strip(" "):
                 return _violation(501, "5.5.4", "Syntax: VRFY <string>")

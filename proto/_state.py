@@ -61,7 +61,7 @@ __all__ = [
     "Extensions",
     "Limits",
     "Sent",
-    "Session",
+    "SessionFacts",
     "Signal",
     "State",
     "Transaction",
@@ -378,7 +378,7 @@ _CLASS: Final = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
 @attrs.frozen
-class Session:
+class SessionFacts:
     """What holds for the whole session (until STARTTLS resets it, RFC 3207 4.2).
 
     Attributes:

@@ -15,11 +15,11 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import trio
 
-from . import app, auth, models, networks, reload, supervisor
+from . import composition, hashed_secrets, models, networks, reload, supervisor
 from . import config as config_mod
 from . import logging as relay_logging
 from .runtime import open_database, open_runtime
@@ -48,6 +48,10 @@ class CommandError(Exception):
     """A failure to report in one line."""
 
 
+#: What ``add_subparsers`` returns (argparse names no public type for it).
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="SMTP submission relay with an admin HTTP API."
@@ -57,7 +61,19 @@ def _parser() -> argparse.ArgumentParser:
         help="TOML configuration file (default: conf/relay.toml)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_service_commands(sub)
+    sub.add_parser("config", help="print the effective configuration, secrets redacted")
+    _add_migrate_command(sub)
+    admin_key = sub.add_parser("admin-key", help="operator API keys")
+    admin_sub = admin_key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create_key = admin_sub.add_parser("create", help="create an operator key, print it once")
+    create_key.add_argument("--name", default="", help="a label for the key")
+    _add_accounts_command(sub)
+    return parser
 
+
+def _add_service_commands(sub: Subparsers) -> None:
+    """The commands that run services (serve, smtp, api, worker) and reload them."""
     sub.add_parser(
         "serve",
         help="run every service (embedded database unless database.url is set); "
@@ -75,11 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         help="make running relay processes re-read the configuration (SIGHUP via their pid files)",
     )
     reload_command.add_argument(
-        "service", nargs="?", choices=("serve", *app.SERVICES),
+        "service", nargs="?", choices=("serve", *composition.SERVICES),
         help="only this command's process (default: every one found)",
     )
-    sub.add_parser("config", help="print the effective configuration, secrets redacted")
 
+
+def _add_migrate_command(sub: Subparsers) -> None:
     migrate = sub.add_parser("migrate", help="apply, roll back or list schema migrations")
     migrate_sub = migrate.add_subparsers(dest="action", required=True, metavar="ACTION")
     migrate_sub.add_parser("up", help="apply every pending migration")
@@ -87,11 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--steps", type=int, default=1, help="how many (default 1)")
     migrate_sub.add_parser("status", help="list migrations and whether each is applied")
 
-    admin_key = sub.add_parser("admin-key", help="operator API keys")
-    admin_sub = admin_key.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create_key = admin_sub.add_parser("create", help="create an operator key, print it once")
-    create_key.add_argument("--name", default="", help="a label for the key")
 
+def _add_accounts_command(sub: Subparsers) -> None:
+    """``accounts create`` and ``accounts ip-credentials add|list|remove``."""
     accounts = sub.add_parser("accounts", help="tenant accounts (bootstrap without the API)")
     accounts_sub = accounts.add_subparsers(dest="action", required=True, metavar="ACTION")
     create_account = accounts_sub.add_parser(
@@ -122,7 +137,6 @@ def _parser() -> argparse.ArgumentParser:
     ip_remove = ip_sub.add_parser("remove", help="delete a credential by its id")
     ip_remove.add_argument("account", help="the account's id or login email")
     ip_remove.add_argument("credential_id", help="the id that add or list printed")
-    return parser
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -154,7 +168,7 @@ async def _migrate(config: config_mod.Config, args: argparse.Namespace) -> None:
 
 async def _admin_key_create(config: config_mod.Config, args: argparse.Namespace) -> None:
     async with open_runtime(config) as runtime:
-        key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+        key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
         await runtime.storage.admin_keys.create(
             name=args.name, key_hash=key.hash, key_prefix=key.prefix
         )
@@ -166,10 +180,10 @@ async def _accounts_create(
     config: config_mod.Config, args: argparse.Namespace, password: str
 ) -> None:
     try:
-        password_hash = await auth.hash_password_async(password)
-    except auth.PasswordTooLong as exc:
+        password_hash = await hashed_secrets.hash_password_async(password)
+    except hashed_secrets.PasswordTooLong as exc:
         raise CommandError(str(exc)) from None
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     async with open_runtime(config) as runtime:
         try:
             account = await runtime.storage.accounts.create(
@@ -210,14 +224,7 @@ def _credential_json(credential: models.IpCredential) -> str:
 async def _ip_credentials(config: config_mod.Config, args: argparse.Namespace) -> None:
     """``relay accounts ip-credentials add|list|remove``: an operator's tool, so an
     overlap names the other account's network and id (the API hides it from tenants)."""
-    network = None
-    if args.ip_action == "add":
-        try:
-            network = networks.credential_network(args.network)
-        except networks.InvalidNetwork as exc:
-            raise CommandError(f"network: {exc}") from None
-        if len(args.description) > 200:
-            raise CommandError("--description: at most 200 characters")
+    network = _new_network(args) if args.ip_action == "add" else None
     async with open_runtime(config) as runtime:
         storage = runtime.storage
         account = await _find_account(storage, args.account)
@@ -225,36 +232,57 @@ async def _ip_credentials(config: config_mod.Config, args: argparse.Namespace) -
             for credential in await storage.ip_credentials.list(account_id=account.id):
                 print(_credential_json(credential))
         elif args.ip_action == "remove":
-            try:
-                credential_id = uuid.UUID(args.credential_id)
-            except ValueError:
-                raise CommandError(f"{args.credential_id!r} is not a credential id") from None
-            if not await storage.ip_credentials.delete(credential_id, account_id=account.id):
-                raise CommandError(
-                    f"account {account.email} has no IP credential {credential_id};"
-                    " `relay accounts ip-credentials list` shows its ids"
-                )
+            await _remove_ip_credential(storage, account, args.credential_id)
         else:
             assert network is not None
-            try:
-                credential = await storage.ip_credentials.create(
-                    account_id=account.id, network=network, description=args.description,
-                    limit=networks.MAX_PER_ACCOUNT,
-                )
-            except NetworkOverlap as exc:
-                held = exc.existing
-                owner = "" if held is None else (
-                    f" {held.network} (id {held.id}) of account {held.account_id}"
-                )
-                raise CommandError(
-                    f"network: {network} overlaps IP credential{owner}; networks may not"
-                    " overlap, whichever account holds them"
-                ) from None
-            except TooManyCredentials as exc:
-                raise CommandError(f"{exc}; remove one first") from None
-            except InvalidReference:
-                raise CommandError(f"account {args.account!r} was deleted meanwhile") from None
-            print(_credential_json(credential))
+            print(_credential_json(await _add_ip_credential(storage, account, network, args)))
+
+
+def _new_network(args: argparse.Namespace) -> networks.Network:
+    """``add``'s network and description, checked before the database is opened."""
+    try:
+        network = networks.credential_network(args.network)
+    except networks.InvalidNetwork as exc:
+        raise CommandError(f"network: {exc}") from None
+    if len(args.description) > 200:
+        raise CommandError("--description: at most 200 characters")
+    return network
+
+
+async def _remove_ip_credential(storage: Storage, account: models.Account, given: str) -> None:
+    try:
+        credential_id = uuid.UUID(given)
+    except ValueError:
+        raise CommandError(f"{given!r} is not a credential id") from None
+    if not await storage.ip_credentials.delete(credential_id, account_id=account.id):
+        raise CommandError(
+            f"account {account.email} has no IP credential {credential_id};"
+            " `relay accounts ip-credentials list` shows its ids"
+        )
+
+
+async def _add_ip_credential(
+    storage: Storage, account: models.Account, network: networks.Network, args: argparse.Namespace
+) -> models.IpCredential:
+    """The new credential; each refusal in one line, an overlap naming the network held."""
+    try:
+        return await storage.ip_credentials.create(
+            account_id=account.id, network=network, description=args.description,
+            limit=networks.MAX_PER_ACCOUNT,
+        )
+    except NetworkOverlap as exc:
+        held = exc.existing
+        owner = "" if held is None else (
+            f" {held.network} (id {held.id}) of account {held.account_id}"
+        )
+        raise CommandError(
+            f"network: {network} overlaps IP credential{owner}; networks may not"
+            " overlap, whichever account holds them"
+        ) from None
+    except TooManyCredentials as exc:
+        raise CommandError(f"{exc}; remove one first") from None
+    except InvalidReference:
+        raise CommandError(f"account {args.account!r} was deleted meanwhile") from None
 
 
 def _announce_operator_key(secret: str) -> None:
@@ -270,7 +298,7 @@ def _announce_operator_key(secret: str) -> None:
 async def _serve(
     config: config_mod.Config, services: tuple[str, ...], config_path: Path | None
 ) -> None:
-    await app.serve(
+    await composition.serve(
         config, services=services, announce=_announce_operator_key, config_path=config_path
     )
 
@@ -284,7 +312,7 @@ async def _serve_child(
     async with trio.open_nursery() as nursery:
         started = await nursery.start(
             functools.partial(
-                app.serve, config, services=services, reuse_port=True, config_path=config_path
+                composition.serve, config, services=services, reuse_port=True, config_path=config_path
             )
         )
         while not started.shutdown.is_set():
@@ -316,8 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_config(config_mod.redacted(config))
         return 0
     try:
-        if args.command == "serve" or args.command in app.SERVICES:
-            services = app.SERVICES if args.command == "serve" else (args.command,)
+        if args.command == "serve" or args.command in composition.SERVICES:
+            services = composition.SERVICES if args.command == "serve" else (args.command,)
             if getattr(args, "supervised", False):
                 host.run(_serve_child, config, services, args.config)
             elif supervisor.supervised_services(config, services):
@@ -328,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with reload.PidFile(config, args.command):
                     host.run(_serve, config, services, args.config)
         elif args.command == "reload":
-            wanted = (args.service,) if args.service else (*app.SERVICES, "serve")
+            wanted = (args.service,) if args.service else (*composition.SERVICES, "serve")
             if not reload.signal_running(config, wanted):
                 return EXIT_RUNTIME
         elif args.command == "migrate":

@@ -2,7 +2,7 @@
 
 Strategy: this module is a leaf of the service graph — it imports the configuration,
 storage and logging, never a service — so ``relay.smtp``, ``relay.api`` and
-``relay.worker`` can take a ``Runtime`` while ``relay.app``, the composition root,
+``relay.worker`` can take a ``Runtime`` while ``relay.composition``, the composition root,
 imports them all without a cycle. ``open_database`` resolves where the data lives
 (the configured URL, or the embedded PostgreSQL under ``var/``) and migrates it;
 ``open_runtime`` adds the storage pool on top.

@@ -38,7 +38,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from . import app, metrics
+from . import composition, metrics
 from .config import Config, parse_listen
 from .logging import get_logger
 from .ports import bind_reuse_port
@@ -255,61 +255,88 @@ async def serve_supervised(
         local_config = attrs.evolve(
             config, database=attrs.evolve(config.database, url=url, migrate_on_start=False)
         )
-        # Once, here: children starting together must not race to create the first
-        # operator key or the self-signed certificate.
-        async with open_runtime(local_config) as runtime:
-            secret = await app.ensure_operator_key(runtime.storage)
-        if secret is not None and announce is not None:
-            announce(secret)
-        if "smtp" in counts:
-            await trio.to_thread.run_sync(ensure_key_pair, config)
+        await _before_children(local_config, counts, announce)
         env = {"RELAY_DATABASE__URL": url, "RELAY_DATABASE__MIGRATE_ON_START": "false"}
-        specs = []
         try:
-            if "smtp" in counts:
-                ports = {}
-                for key, listen in (("LISTEN", config.smtp.listen),
-                                    ("IMPLICIT_TLS_LISTEN", config.smtp.implicit_tls_listen)):
-                    if listen:
-                        ports[f"RELAY_SMTP__{key}"], sock = reserve_port(listen)
-                        held.extend([sock] if sock else [])
-                specs.append(ChildSpec("smtp", counts["smtp"], {**env, **ports}))
-            if "api" in counts:
-                listen, sock = reserve_port(config.api.listen)
-                held.extend([sock] if sock else [])
-                specs.append(ChildSpec("api", counts["api"], {**env, "RELAY_API__LISTEN": listen}))
-            for spec in specs:
-                log.info("starting processes", service=spec.service, count=spec.count,
-                         **{k.lower(): v for k, v in spec.env.items() if k.endswith("LISTEN")})
+            specs = _child_specs(config, counts, env, held)
             supervisor = Supervisor(
                 specs, config_path=config_path,
                 base_env=dict(os.environ if environ is None else environ),
                 drain_timeout=config.smtp.shutdown_timeout + 10,
             )
-            shutdown = trio.Event()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(app.watch_signals, shutdown)
-                await nursery.start(supervisor.run, shutdown)
-                started = None
-                if local:
-                    started = await nursery.start(
-                        functools.partial(app.serve, local_config, services=local,
-                                          handle_signals=False, config_path=config_path)
-                    )
-                local_reloader = started.reloader if started is not None else None
-                reloads = trio.CancelScope()
-
-                async def pass_on_reloads() -> None:
-                    with reloads:
-                        await _pass_on_reloads(supervisor, local_reloader)
-
-                nursery.start_soon(pass_on_reloads)
-                task_status.started(supervisor)
-                await shutdown.wait()
-                reloads.cancel()
-                if started is not None:
-                    started.shutdown.set()
+            await _supervise(supervisor, local_config, local, config_path, task_status)
         finally:
             for sock in held:
                 sock.close()
             _remove_metrics_dir()
+
+
+async def _before_children(
+    config: Config, counts: Mapping[str, int], announce: Callable[[str], None] | None
+) -> None:
+    """Once, here: children starting together must not race to create the first
+    operator key or the self-signed certificate."""
+    async with open_runtime(config) as runtime:
+        secret = await composition.ensure_operator_key(runtime.storage)
+    if secret is not None and announce is not None:
+        announce(secret)
+    if "smtp" in counts:
+        await trio.to_thread.run_sync(ensure_key_pair, config)
+
+
+def _child_specs(
+    config: Config, counts: Mapping[str, int], env: Mapping[str, str], held: list[socket.socket]
+) -> list[ChildSpec]:
+    """The children to start, each told its concrete listen addresses; the sockets
+    that reserve a port 0 are added to ``held`` (closed by the caller at the end)."""
+    specs = []
+    if "smtp" in counts:
+        ports = {}
+        for key, listen in (("LISTEN", config.smtp.listen),
+                            ("IMPLICIT_TLS_LISTEN", config.smtp.implicit_tls_listen)):
+            if listen:
+                ports[f"RELAY_SMTP__{key}"], sock = reserve_port(listen)
+                held.extend([sock] if sock else [])
+        specs.append(ChildSpec("smtp", counts["smtp"], {**env, **ports}))
+    if "api" in counts:
+        listen, sock = reserve_port(config.api.listen)
+        held.extend([sock] if sock else [])
+        specs.append(ChildSpec("api", counts["api"], {**env, "RELAY_API__LISTEN": listen}))
+    for spec in specs:
+        log.info("starting processes", service=spec.service, count=spec.count,
+                 **{k.lower(): v for k, v in spec.env.items() if k.endswith("LISTEN")})
+    return specs
+
+
+async def _supervise(
+    supervisor: Supervisor,
+    local_config: Config,
+    local: tuple[str, ...],
+    config_path: Path | None,
+    task_status: trio.TaskStatus[Supervisor],
+) -> None:
+    """Run the children and the ``local`` services until SIGINT/SIGTERM, passing
+    SIGHUP on to both; return once all have drained."""
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(composition.watch_signals, shutdown)
+        await nursery.start(supervisor.run, shutdown)
+        started = None
+        if local:
+            started = await nursery.start(
+                functools.partial(composition.serve, local_config, services=local,
+                                  handle_signals=False, config_path=config_path)
+            )
+        local_reloader = started.reloader if started is not None else None
+        reloads = trio.CancelScope()
+
+        async def pass_on_reloads() -> None:
+            with reloads:
+                await _pass_on_reloads(supervisor, local_reloader)
+
+        nursery.start_soon(pass_on_reloads)
+        task_status.started(supervisor)
+        await shutdown.wait()
+        reloads.cancel()
+        if started is not None:
+            started.shutdown.set()

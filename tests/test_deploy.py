@@ -51,7 +51,7 @@ KUBERNETES_VERSIONS = ("1.28.0", "latest")
 
 
 def drain_bound(config: relay.config.Config) -> float:
-    """How long relay itself may take to stop after SIGTERM: relay/app.py cancels what is
+    """How long relay itself may take to stop after SIGTERM: relay/composition.py cancels what is
     left max(smtp.shutdown_timeout, worker.send_timeout) + 5 s after the signal."""
     return max(config.smtp.shutdown_timeout, config.worker.send_timeout) + 5
 

@@ -10,7 +10,7 @@
 - No import cycle in ``relay`` or ``proto``, counting what Python really runs: a
   package's ``__init__`` before any of its modules, and a name imported from a package
   as a dependency on its ``__init__``. Services take their ``Runtime`` from the leaf
-  ``relay.runtime``, never from ``relay.app`` (the composition root that imports them).
+  ``relay.runtime``, never from ``relay.composition`` (the composition root that imports them).
 
 The static checks read every file with ``ast`` (so an import inside a function or an
 ``if TYPE_CHECKING:`` block counts too) and resolve relative imports to absolute names.
@@ -119,8 +119,8 @@ def _within(name: str, package: str) -> bool:
 @pytest.mark.parametrize(
     ("source", "module", "expected"),
     [
-        ("import asyncpg", "relay.app", {"asyncpg"}),
-        ("import asyncio.subprocess", "relay.app", {"asyncio.subprocess"}),
+        ("import asyncpg", "relay.composition", {"asyncpg"}),
+        ("import asyncio.subprocess", "relay.composition", {"asyncio.subprocess"}),
         ("from ..smtp import server", "relay.api.routes", {"relay.smtp", "relay.smtp.server"}),
         ("from .. import smtp", "relay.api.routes", {"relay", "relay.smtp"}),
         ("from . import _events", "proto._server", {"proto", "proto._events"}),
@@ -146,8 +146,8 @@ def test_import_scanner_resolves_relative_imports_in_a_package_init() -> None:
 
 def test_the_scan_sees_the_relay_package() -> None:
     files = list(_python_files(RELAY))
-    assert RELAY / "app.py" in files and RELAY / "storage" / "__init__.py" in files
-    assert "relay.storage" in _imports_of(RELAY / "app.py")
+    assert RELAY / "composition.py" in files and RELAY / "storage" / "__init__.py" in files
+    assert "relay.storage" in _imports_of(RELAY / "composition.py")
 
 
 # ---------------------------------------------------------------- (a) proto alone
@@ -439,7 +439,7 @@ def test_cycle_finder_finds_cycles(
 
 def test_the_import_graph_sees_relay_and_proto() -> None:
     graph = import_graph(RELAY, PROTO)
-    assert {"relay.smtp.server", "relay.runtime"} <= graph["relay.app"]
+    assert {"relay.smtp.server", "relay.runtime"} <= graph["relay.composition"]
     assert "relay.runtime" in graph["relay.smtp.server"]
     if (PROTO / "__init__.py").is_file():
         assert "proto" in graph["relay.smtp.server"]
@@ -463,12 +463,12 @@ def test_relay_and_proto_have_no_import_cycle() -> None:
 
 
 def test_services_take_the_runtime_from_the_leaf_not_the_composition_root() -> None:
-    """``relay.runtime`` imports no service; services never import ``relay.app``."""
+    """``relay.runtime`` imports no service; services never import ``relay.composition``."""
     graph = import_graph(RELAY)
     services = ("relay.smtp", "relay.api", "relay.console", "relay.worker")
     assert not {n for n in graph["relay.runtime"] if any(_within(n, s) for s in services)}
     importers = sorted(
         name for name, imported in graph.items()
-        if "relay.app" in imported and any(_within(name, s) for s in services)
+        if "relay.composition" in imported and any(_within(name, s) for s in services)
     )
     assert importers == []

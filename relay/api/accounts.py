@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import attrs
 from quart import Blueprint, Response, request
 
-from .. import auth, models
+from .. import hashed_secrets, models
 from ..storage import Conflict, InvalidReference
 from . import context
 from .context import caller, json_response, read_body, storage
@@ -181,8 +181,8 @@ async def _visible(account_id: uuid.UUID) -> models.Account:
 async def create() -> Response:
     context.require_operator("create accounts")
     fields = await read_body(CREATE)
-    password_hash = await auth.hash_password_async(fields.pop("password"))
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    password_hash = await hashed_secrets.hash_password_async(fields.pop("password"))
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     try:
         account = await storage().accounts.create(
             password_hash=password_hash, api_key_hash=key.hash, api_key_prefix=key.prefix,
@@ -255,7 +255,7 @@ async def _change(account_id: uuid.UUID, *, partial: bool) -> Response:
                     kind="forbidden", field=name,
                 )
     if "password" in fields:
-        fields["password_hash"] = await auth.hash_password_async(fields.pop("password"))
+        fields["password_hash"] = await hashed_secrets.hash_password_async(fields.pop("password"))
     try:
         account = await storage().accounts.update(account_id, **fields)
     except Conflict as exc:
@@ -296,7 +296,7 @@ async def delete(account_id: uuid.UUID) -> Response:
 )
 async def rotate_key(account_id: uuid.UUID) -> Response:
     _may_see(account_id)
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     if not await storage().accounts.set_api_key(
         account_id, api_key_hash=key.hash, api_key_prefix=key.prefix
     ):

@@ -45,7 +45,7 @@ from . import (
     suppressions,
     webhooks,
 )
-from .auth import Caller, authenticate
+from .bearer import Caller, authenticate
 from .context import EXTENSION, ApiState, json_response, state
 from .keycache import KeyCache
 from .problems import Problem

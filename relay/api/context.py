@@ -19,7 +19,7 @@ from quart import Response, current_app, g, request
 from ..limiting import TokenBuckets
 from ..runtime import Runtime
 from ..storage import Storage
-from .auth import Caller
+from .bearer import Caller
 from .keycache import KeyCache
 from .problems import Problem
 from .validation import Invalid, Object, decode_json, query_uuid

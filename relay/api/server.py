@@ -1,6 +1,6 @@
 """Serve the API with hypercorn's trio worker on ``api.listen``.
 
-``serve_api`` reports readiness through ``task_status.started(Bound(...))`` only once
+``serve_api`` reports readiness through ``task_status.started(ApiListener(...))`` only once
 the socket is bound and listening, so ``await nursery.start(serve_api, runtime)``
 returns the real port even for ``api.listen = "127.0.0.1:0"``. It stops when
 cancelled (connections are dropped) or, more gently, when ``shutdown`` is set:
@@ -42,7 +42,7 @@ MAX_HEADER_BYTES = 16 * 1024
 
 
 @attrs.frozen
-class Bound:
+class ApiListener:
     """Where the API listens."""
 
     host: str
@@ -73,9 +73,9 @@ def hypercorn_config(listen: str, *, shared: socket.socket | None = None) -> Hyp
     return config
 
 
-def _bound(binds: list[str]) -> Bound:
+def _bound(binds: list[str]) -> ApiListener:
     parts = urlsplit(binds[0])
-    return Bound(host=parts.hostname or "", port=parts.port or 0)
+    return ApiListener(host=parts.hostname or "", port=parts.port or 0)
 
 
 async def serve_api(
@@ -84,7 +84,7 @@ async def serve_api(
     shutdown: trio.Event | None = None,
     reuse_port: bool = False,
     reloader: Reloader | None = None,
-    task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[ApiListener] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the admin API until cancelled or until ``shutdown`` is set.
 

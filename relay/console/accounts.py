@@ -8,7 +8,7 @@ import uuid
 
 from quart import Response, request
 
-from .. import auth
+from .. import hashed_secrets
 from ..api import context
 from ..api.accounts import CREATE
 from ..api.problems import Problem
@@ -40,8 +40,8 @@ async def account_create() -> Response:
         "password": form.get("password", ""),
         "allowed_domains": web.form_list(form, "allowed_domains"),
     })
-    password_hash = await auth.hash_password_async(fields.pop("password"))
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    password_hash = await hashed_secrets.hash_password_async(fields.pop("password"))
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     try:
         account = await context.storage().accounts.create(
             password_hash=password_hash, api_key_hash=key.hash, api_key_prefix=key.prefix,
@@ -66,7 +66,7 @@ async def account_set_disabled(account_id: uuid.UUID) -> Response:
 async def account_rotate_key(account_id: uuid.UUID) -> Response:
     web.require_operator()
     store = context.storage()
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     if not await store.accounts.set_api_key(account_id, api_key_hash=key.hash, api_key_prefix=key.prefix):
         raise web.not_found("account")
     account = await store.accounts.get(account_id)

@@ -5,7 +5,7 @@ Strategy: the cookie holds a per-session CSRF token and, once signed in, the key
 by — signed with ``console.session_key`` (itsdangerous, with a timestamp checked
 against ``console.session_max_age``). The key itself is never written anywhere: each
 request looks the hash up again exactly as the API looks up a key
-(``relay.api.auth.verify_hash``, through the API's key cache, which every rotation,
+(``relay.api.bearer.verify_hash``, through the API's key cache, which every rotation,
 revocation and account disable clears), so a rotated key or a disabled account ends
 the session on the next request. A cookie that does not verify (another key, tampered,
 expired) is treated as no cookie.
@@ -32,7 +32,7 @@ _CSRF_BYTES = 32
 
 
 @attrs.frozen
-class Session:
+class ConsoleSession:
     """What a console cookie says."""
 
     csrf: str = attrs.field(repr=False)
@@ -52,9 +52,9 @@ class Session:
         return hmac.compare_digest(self.csrf.encode(), given.encode("utf-8", "replace"))
 
 
-def new_session(kind: str | None = None, key_hash: bytes | None = None) -> Session:
+def new_session(kind: str | None = None, key_hash: bytes | None = None) -> ConsoleSession:
     """A session with a fresh CSRF token."""
-    return Session(secrets.token_hex(_CSRF_BYTES), kind, key_hash)
+    return ConsoleSession(secrets.token_hex(_CSRF_BYTES), kind, key_hash)
 
 
 def new_secret() -> str:
@@ -69,14 +69,14 @@ class SessionCodec:
         self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
         self.max_age = max_age
 
-    def dumps(self, session: Session) -> str:
+    def dumps(self, session: ConsoleSession) -> str:
         return str(self._serializer.dumps({
             "c": session.csrf,
             "k": session.kind,
             "h": session.key_hash.hex() if session.key_hash is not None else None,
         }))
 
-    def loads(self, value: str | None) -> Session | None:
+    def loads(self, value: str | None) -> ConsoleSession | None:
         """The session in a cookie value; ``None`` when it is missing, forged or expired."""
         if not value:
             return None
@@ -88,6 +88,6 @@ class SessionCodec:
             csrf, kind, key_hash = data["c"], data["k"], data["h"]
             if not isinstance(csrf, str) or kind not in (None, "operator", "account"):
                 return None
-            return Session(csrf, kind, None if key_hash is None else bytes.fromhex(key_hash))
+            return ConsoleSession(csrf, kind, None if key_hash is None else bytes.fromhex(key_hash))
         except (KeyError, TypeError, ValueError):
             return None

@@ -1,7 +1,7 @@
 """Sign-in with an API key, sign-out, and the 404 page for any other console path.
 
 The pasted key is verified exactly as the API verifies a ``Bearer`` key
-(``relay.api.auth.verify_key``, the same key cache) and under the same per-address
+(``relay.api.bearer.verify_key``, the same key cache) and under the same per-address
 failure budget (``api.auth_failures_per_minute``): a token is spent before the lookup
 and given back only when the key is good or the lookup could not tell.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from quart import Response, request
 
-from ..api import auth, context
+from ..api import bearer, context
 from ..api.problems import Problem
 from . import web
 from .session import new_session
@@ -32,7 +32,7 @@ async def sign_in() -> Response:
         raise refused
     api = context.state()
     try:
-        caller = await auth.verify_key(api.runtime.storage, token, api.keys)
+        caller = await bearer.verify_key(api.runtime.storage, token, api.keys)
     except Problem as exc:
         web.count_auth_failure()
         message = (

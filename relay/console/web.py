@@ -29,14 +29,14 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .. import metrics
-from ..api import auth, context
+from ..api import bearer, context
 from ..api.problems import Problem
 from ..api.ratelimit import client_key
 from ..api.validation import Invalid
 from ..config import Config
 from ..logging import get_logger
 from ..storage import DatabaseUnavailable, StorageError
-from .session import COOKIE, COOKIE_PATH, Session, SessionCodec, new_secret, new_session
+from .session import COOKIE, COOKIE_PATH, ConsoleSession, SessionCodec, new_secret, new_session
 
 log = get_logger("relay.console")
 
@@ -83,17 +83,17 @@ def _state() -> ConsoleState:
     return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
 
 
-def session() -> Session:
+def session() -> ConsoleSession:
     return g.console_session  # type: ignore[no-any-return]
 
 
-def set_session(new: Session | None) -> None:
+def set_session(new: ConsoleSession | None) -> None:
     """Write ``new`` into the cookie with this response (``None``: a fresh, signed-out one)."""
     g.console_session = new or new_session()
     g.console_cookie_changed = True
 
 
-def caller() -> auth.Caller:
+def caller() -> bearer.Caller:
     return context.caller()
 
 
@@ -128,7 +128,7 @@ async def _load_session() -> Response | None:
     assert current.kind is not None and current.key_hash is not None
     api = context.state()
     try:
-        g.caller = await auth.verify_hash(
+        g.caller = await bearer.verify_hash(
             api.runtime.storage, current.kind, current.key_hash, api.keys
         )
     except Problem:

@@ -121,6 +121,7 @@ def prepare(
     Raises:
         HeaderTooLarge: the header block is too long to examine.
     """
+    # Over 40 lines only by its eight arguments and docstring: the body is one pass over the header.
     end = _header_end(raw)
     view = memoryview(raw)
     block = bytes(view[:end])
@@ -137,24 +138,14 @@ def prepare(
         if block and not block.endswith(b"\r\n"):
             kept.append(b"\r\n")  # header fields without a final CRLF: end the last one
     added = []
-    message_id: str | None = None
-    for f in fields:
-        if f.name == b"message-id":
-            message_id = _unfolded_value(f).decode("utf-8", "replace").strip()
-            break
-    else:
+    message_id = _existing_message_id(fields)
+    if message_id is None:
         message_id = f"<{queue_id}@{hostname}>"
         added.append(f"Message-ID: {message_id}\r\n".encode("ascii", "replace"))
     date = email.utils.format_datetime(now)
     if b"date" not in names:
         added.append(f"Date: {date}\r\n".encode("ascii"))
-    # RFC 3848: ESMTP, plus S with TLS, plus A when authenticated.
-    protocol = "ESMTP" + ("S" if tls else "") + ("A" if authenticated else "")
-    received = (
-        f"Received: from {_safe(ehlo_name)} ([{_safe(client_ip)}])\r\n"
-        f"\tby {_safe(hostname)} (relay) with {protocol} id {queue_id};\r\n"
-        f"\t{date}\r\n"
-    ).encode("ascii", "replace")
+    received = _received(ehlo_name, client_ip, hostname, queue_id, tls, authenticated, date)
     from_domains = tuple(
         domain for f in fields if f.name == b"from" for domain in _from_domains(_unfolded_value(f))
     )
@@ -166,6 +157,27 @@ def prepare(
         message_id=message_id,
         from_domains=from_domains,
     )
+
+
+def _existing_message_id(fields: list[_Field]) -> str | None:
+    """The first ``Message-ID:`` field's value, unfolded; ``None`` if there is none."""
+    for f in fields:
+        if f.name == b"message-id":
+            return _unfolded_value(f).decode("utf-8", "replace").strip()
+    return None
+
+
+def _received(
+    ehlo_name: str, client_ip: str, hostname: str, queue_id: str, tls: bool, authenticated: bool, date: str
+) -> bytes:
+    """Our trace field (RFC 5321 4.4), the client's words made safe to write."""
+    # RFC 3848: ESMTP, plus S with TLS, plus A when authenticated.
+    protocol = "ESMTP" + ("S" if tls else "") + ("A" if authenticated else "")
+    return (
+        f"Received: from {_safe(ehlo_name)} ([{_safe(client_ip)}])\r\n"
+        f"\tby {_safe(hostname)} (relay) with {protocol} id {queue_id};\r\n"
+        f"\t{date}\r\n"
+    ).encode("ascii", "replace")
 
 
 # One token of an address list (RFC 5322 §3.2–3.4): white space, a quoted string or
@@ -215,6 +227,7 @@ def _from_domains(value: bytes) -> Iterator[str]:
     ``good@evil``, which no allowed domain matches; two angle addresses in one
     mailbox both count. Never raises; undecodable octets become U+FFFD.
     """
+    # Kept whole: one scanner loop whose three pieces of state every token may change.
     tokens: list[bytes] = []  # the current mailbox outside angle brackets
     angle: list[bytes] | None = None  # inside <…>: the addr-spec so far
     had_angle = False  # the current mailbox had an angle address

@@ -28,7 +28,7 @@ import attrs
 import bcrypt
 import trio
 
-from .. import auth, models
+from .. import hashed_secrets, models
 from ..change_cache import ChangeBoundCache
 from ..storage import Storage
 
@@ -38,8 +38,8 @@ AccountCache = ChangeBoundCache[str, models.Account]
 
 def _bcrypt_check(password: bytes, stored: bytes, dummy: bytes) -> bool:
     """One bcrypt computation whatever the input (runs in a worker thread)."""
-    if len(password) > auth.BCRYPT_MAX_BYTES:
-        bcrypt.checkpw(password[: auth.BCRYPT_MAX_BYTES], dummy)
+    if len(password) > hashed_secrets.BCRYPT_MAX_BYTES:
+        bcrypt.checkpw(password[: hashed_secrets.BCRYPT_MAX_BYTES], dummy)
         return False
     try:
         return bcrypt.checkpw(password, stored)
@@ -69,7 +69,7 @@ class Authenticator:
         *,
         ttl: float,
         accounts: AccountCache | None = None,
-        rounds: int = auth.BCRYPT_ROUNDS,
+        rounds: int = hashed_secrets.BCRYPT_ROUNDS,
     ) -> None:
         self._storage = storage
         self._accounts = accounts

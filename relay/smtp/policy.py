@@ -94,7 +94,7 @@ class Connection(Protocol):
     """The read-only views of ``proto.ServerConnection`` the policy decides by."""
 
     @property
-    def session(self) -> proto.Session: ...
+    def session(self) -> proto.SessionFacts: ...
 
     @property
     def transaction(self) -> proto.Transaction | None: ...
@@ -192,12 +192,8 @@ class SubmissionPolicy:
         if isinstance(event, proto.Data):
             self._buffer(event.data)
             return None
-        if _is_junk(event):
-            self._junk += 1
-            if self._junk > self._shared.settings.max_junk_commands:
-                log.info("too many junk commands", client_ip=self._info.client_ip)
-                self.close_after_reply = True
-                return TOO_MANY_JUNK
+        if _is_junk(event) and self._too_much_junk():
+            return TOO_MANY_JUNK
         if isinstance(event, proto.AuthRequest):
             if self._shared.auth_failures.is_blocked(self._info.client_ip):
                 self.close_after_reply = True
@@ -205,6 +201,31 @@ class SubmissionPolicy:
             return event.reply
         if isinstance(event, proto.AutoReply):  # ProtocolViolation included
             return event.reply
+        if isinstance(event, proto.AuthCredentials):
+            return await self._auth(event)
+        if isinstance(event, proto.MailFrom):
+            return await self._mail(event)
+        if isinstance(event, proto.RcptTo):
+            return await self._rcpt(event)
+        if isinstance(event, proto.DataStart):
+            return self._data_start()
+        if isinstance(event, proto.BdatChunk):
+            return self._bdat_chunk(event)
+        if isinstance(event, proto.EndOfData):
+            return await self._end_of_data(event)
+        return self._session_command(event)
+
+    def _too_much_junk(self) -> bool:
+        """Count a command that moves no mail; past ``max_junk_commands`` the session ends."""
+        self._junk += 1
+        if self._junk > self._shared.settings.max_junk_commands:
+            log.info("too many junk commands", client_ip=self._info.client_ip)
+            self.close_after_reply = True
+            return True
+        return False
+
+    def _session_command(self, event: Any) -> proto.Reply:
+        """EHLO/HELO, STARTTLS, RSET, NOOP and QUIT: none needs the storage."""
         if isinstance(event, (proto.Ehlo, proto.Helo)):
             self.release()
             return _reply(250, None, f"{self._info.hostname} at your service")
@@ -213,31 +234,6 @@ class SubmissionPolicy:
             # session (and with it ``account``) once the handshake is done.
             self.release()
             return _reply(220, "2.0.0", "Ready to start TLS")
-        if isinstance(event, proto.AuthCredentials):
-            return await self._auth(event)
-        if isinstance(event, proto.MailFrom):
-            return await self._mail(event)
-        if isinstance(event, proto.RcptTo):
-            return await self._rcpt(event)
-        if isinstance(event, proto.DataStart):
-            # Reserve before the client sends a byte: a refusal now costs it nothing
-            # and costs us no memory (RFC 1870 SIZE tells how much is coming).
-            declared_size = self._declared_size()
-            if not self._reserve(COPIES * max(declared_size, MIN_RESERVATION)):
-                log.info("message refused", reason="memory budget exhausted",
-                         declared_size=declared_size)
-                return NO_MEMORY
-            return _reply(354, None, "End data with <CR><LF>.<CR><LF>")
-        if isinstance(event, proto.BdatChunk):
-            if event.refusal is not None:
-                self.release()
-                return event.refusal
-            if self._over_budget:
-                self.release()
-                return NO_MEMORY
-            return _reply(250, "2.0.0", f"{event.size} octets received")
-        if isinstance(event, proto.EndOfData):
-            return await self._end_of_data(event)
         if isinstance(event, proto.Rset):
             self.release()
             return _reply(250, "2.0.0", "Ok")
@@ -247,6 +243,25 @@ class SubmissionPolicy:
             self.close_after_reply = True
             return _reply(221, "2.0.0", "Bye")
         raise AssertionError(f"unhandled event {event!r}")
+
+    def _data_start(self) -> proto.Reply:
+        # Reserve before the client sends a byte: a refusal now costs it nothing
+        # and costs us no memory (RFC 1870 SIZE tells how much is coming).
+        declared_size = self._declared_size()
+        if not self._reserve(COPIES * max(declared_size, MIN_RESERVATION)):
+            log.info("message refused", reason="memory budget exhausted",
+                     declared_size=declared_size)
+            return NO_MEMORY
+        return _reply(354, None, "End data with <CR><LF>.<CR><LF>")
+
+    def _bdat_chunk(self, event: proto.BdatChunk) -> proto.Reply:
+        if event.refusal is not None:
+            self.release()
+            return event.refusal
+        if self._over_budget:
+            self.release()
+            return NO_MEMORY
+        return _reply(250, "2.0.0", f"{event.size} octets received")
 
     # ------------------------------------------------------------ AUTH
 
@@ -400,7 +415,6 @@ class SubmissionPolicy:
 
     async def _end_of_data(self, event: proto.EndOfData) -> proto.Reply:
         account = self._sender
-        via_network = self._via_network
         try:
             if event.refusal is not None:
                 log.info("message refused", account_id=str(account.id) if account else None,
@@ -415,31 +429,9 @@ class SubmissionPolicy:
             session = self._conn.session
             recipients = self._accepted_recipients()
             queue_id = uuid.uuid4()
-            # The reservation (COPIES x size) covers the received body and the
-            # prepared copy, and after that the prepared copy and the database
-            # driver's encoding of it; it is released only once the commit returned.
-            body, self._body = self._body, bytearray()
-            try:
-                prepared = prepare(
-                    body,
-                    ehlo_name=session.ehlo_name or "",
-                    client_ip=self._info.client_ip,
-                    hostname=self._info.hostname,
-                    queue_id=str(queue_id),
-                    tls=session.tls,
-                    # RFC 3848: "A" only for SMTP AUTH; an IP credential is ESMTP(S).
-                    authenticated=via_network is None,
-                    now=dt.datetime.now(dt.UTC),
-                )
-            except HeaderTooLarge as exc:
-                log.info("message refused", account_id=str(account.id), reason=str(exc))
-                return HEADER_TOO_LARGE
-            del body
-            if self._shared.settings.check_header_from and not all(
-                domain_allowed(d, account.allowed_domains) for d in prepared.from_domains
-            ):
-                log.info("message refused", account_id=str(account.id), reason="From: domain")
-                return FROM_REFUSED
+            prepared = self._prepare(account, session, queue_id)
+            if isinstance(prepared, proto.Reply):
+                return prepared
             signed = await self._dkim_sign(account, prepared)
             if isinstance(signed, proto.Reply):
                 return signed
@@ -456,22 +448,58 @@ class SubmissionPolicy:
                 tls=session.tls,
                 correlation_id=self._info.correlation_id,
             )
-            try:
-                with metrics.timed(metrics.SMTP_ENQUEUE_SECONDS):
-                    await self._shared.committer.write(message)
-            except StorageError as exc:
-                log.warning("message not stored", account_id=str(account.id), error=str(exc))
-                return STORE_FAILED
-            metrics.SMTP_ENQUEUED.inc()
-            self._shared.account_limits.record_message(account.id, len(recipients))
-            self._junk = 0
-            log.info("message accepted", account_id=str(account.id), queue_id=str(queue_id),
-                     size=message.size, recipients=len(recipients),
-                     auth="ip_credential" if via_network is not None else "smtp_auth",
-                     ip_credential=str(via_network.network) if via_network is not None else None)
-            return _reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+            return await self._enqueue(account, message)
         finally:
             self.release()
+
+    def _prepare(
+        self, account: models.Account, session: proto.SessionFacts, queue_id: uuid.UUID
+    ) -> Prepared | proto.Reply:
+        """The received body with our trace fields, or the refusal of its header."""
+        # The reservation (COPIES x size) covers the received body and the
+        # prepared copy, and after that the prepared copy and the database
+        # driver's encoding of it; it is released only once the commit returned.
+        body, self._body = self._body, bytearray()
+        try:
+            prepared = prepare(
+                body,
+                ehlo_name=session.ehlo_name or "",
+                client_ip=self._info.client_ip,
+                hostname=self._info.hostname,
+                queue_id=str(queue_id),
+                tls=session.tls,
+                # RFC 3848: "A" only for SMTP AUTH; an IP credential is ESMTP(S).
+                authenticated=self._via_network is None,
+                now=dt.datetime.now(dt.UTC),
+            )
+        except HeaderTooLarge as exc:
+            log.info("message refused", account_id=str(account.id), reason=str(exc))
+            return HEADER_TOO_LARGE
+        del body
+        if self._shared.settings.check_header_from and not all(
+            domain_allowed(d, account.allowed_domains) for d in prepared.from_domains
+        ):
+            log.info("message refused", account_id=str(account.id), reason="From: domain")
+            return FROM_REFUSED
+        return prepared
+
+    async def _enqueue(self, account: models.Account, message: models.NewMessage) -> proto.Reply:
+        """Commit the message (group commit); 250 only once it is stored."""
+        try:
+            with metrics.timed(metrics.SMTP_ENQUEUE_SECONDS):
+                await self._shared.committer.write(message)
+        except StorageError as exc:
+            log.warning("message not stored", account_id=str(account.id), error=str(exc))
+            return STORE_FAILED
+        metrics.SMTP_ENQUEUED.inc()
+        self._shared.account_limits.record_message(account.id, len(message.rcpt_to))
+        self._junk = 0
+        via_network = self._via_network
+        log.info("message accepted", account_id=str(account.id), queue_id=str(message.id),
+                 size=message.size, recipients=len(message.rcpt_to),
+                 auth="ip_credential" if via_network is not None else "smtp_auth",
+                 ip_credential=str(via_network.network) if via_network is not None else None)
+        return _reply(250, "2.0.0", f"Ok: queued as {message.id}")
 
     async def _dkim_sign(
         self, account: models.Account, prepared: Prepared

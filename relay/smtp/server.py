@@ -52,7 +52,7 @@ from .limits import (
     TrustedNetworks,
 )
 from .policy import PolicySettings, SessionInfo, Shared, SubmissionPolicy
-from .session import Session, SessionSettings
+from .session import SessionSettings, SubmissionSession
 from .shared_limits import SharedCounts
 from .suppressions import SuppressionCheck
 from .tls import ensure_key_pair, server_context
@@ -94,7 +94,7 @@ class ServerStatistics:
 
 
 @attrs.frozen
-class Bound:
+class SmtpListeners:
     """What ``serve_smtp`` reports once listening: the ports really bound."""
 
     ports: tuple[int, ...]
@@ -167,7 +167,7 @@ class SmtpServer:
             suppressions=SuppressionCheck(storage, ttl=smtp.suppression_cache_ttl),
         )
         self._settings = _session_settings(config, self._hostname, ssl_context is not None)
-        self._sessions: set[Session] = set()
+        self._sessions: set[SubmissionSession] = set()
         #: Set whenever the last session ends; shutdown waits on it.
         self._no_sessions = trio.Event()
         self._connections = 0
@@ -231,7 +231,7 @@ class SmtpServer:
         self,
         shutdown: trio.Event,
         *,
-        task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[SmtpListeners] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         smtp = self._config.smtp
         plain = await self._listen(smtp.listen)
@@ -249,7 +249,7 @@ class SmtpServer:
                     handlers.start_soon(self._accept_loop, listener, handlers, False)
                 for listener in implicit:
                     handlers.start_soon(self._accept_loop, listener, handlers, True)
-                bound = Bound(tuple(map(_port, plain)), tuple(map(_port, implicit)))
+                bound = SmtpListeners(tuple(map(_port, plain)), tuple(map(_port, implicit)))
                 task_status.started(bound)
                 log.info("smtp listening", listen=smtp.listen, ports=list(bound.ports),
                          implicit_tls=smtp.implicit_tls_listen or None,
@@ -377,7 +377,7 @@ class SmtpServer:
         policy = SubmissionPolicy(
             self._shared, SessionInfo(ip, correlation_id, self._hostname), conn
         )
-        session = Session(stream, conn, policy, self._settings, self._ssl_context)
+        session = SubmissionSession(stream, conn, policy, self._settings, self._ssl_context)
         self._sessions.add(session)
         if self._draining:
             session.drain()
@@ -483,7 +483,7 @@ async def serve_smtp(
     *,
     reuse_port: bool = False,
     reloader: Reloader | None = None,
-    task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[SmtpListeners] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the submission service until ``shutdown`` is set (then drain) or cancelled.
 

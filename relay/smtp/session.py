@@ -17,7 +17,7 @@ Time limits are deadlines a trickling client cannot push back (Postfix's
 
 This is also the boundary of one unit of work: an unexpected exception in a session
 is logged with its correlation id, answered ``421 4.3.0`` when the stream still
-works, counted, and ends that session only (``Session.run`` never raises it).
+works, counted, and ends that session only (``SubmissionSession.run`` never raises it).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class SessionSettings:
         )
 
 
-class Session:
+class SubmissionSession:
     """One SMTP session; ``run`` returns when it is over (the caller closes the stream).
 
     ``conn`` (from ``SessionSettings.connection``) is the one the policy was built

@@ -13,7 +13,7 @@ helper thread of trio's, which wakes the host with ``call_soon_threadsafe``.
 Signals: trio keeps its own signal handling. The plain asyncio loop never calls
 ``signal.set_wakeup_fd`` (we never use ``loop.add_signal_handler`` or
 ``asyncio.run``), so trio installs its wake-up socket and ``trio.open_signal_receiver``
-(``relay.app.watch_signals``) and trio's KeyboardInterrupt delivery work as under
+(``relay.composition.watch_signals``) and trio's KeyboardInterrupt delivery work as under
 ``trio.run``. uvloop does install a wake-up fd of its own while it runs; we tell trio
 so (``host_uses_signal_set_wakeup_fd``) and uvloop's wake-up makes the main thread run
 the Python-level handlers that trio installed.
@@ -83,6 +83,7 @@ def run(
     Raises:
         RuntimeError: an asyncio loop is already running in this thread.
     """
+    # Over 40 lines only by its docstring: the body is trio.run's sequence, start to cleanup.
     if loop is None:
         loop = new_host_loop()
     uses_wakeup_fd = host_loop_name(loop) == "uvloop"
@@ -107,16 +108,20 @@ def run(
         loop.run_forever()
         if not done:  # pragma: no cover - only loop.stop() from elsewhere gets here
             raise RuntimeError("the host loop stopped before trio finished")
-        # Trio is done; like asyncio.run, cancel and await what it left on the host.
-        _cancel_leftover_tasks(loop)
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
+        _shut_down_host(loop)
     finally:
         # When the host loop itself was interrupted (a KeyboardInterrupt outside trio),
         # trio never finished: the loop is closed as it is and the exception propagates.
         asyncio.set_event_loop(None)
         loop.close()
     return done[0].unwrap()
+
+
+def _shut_down_host(loop: asyncio.AbstractEventLoop) -> None:
+    """Trio is done; like asyncio.run, cancel and await what it left on the host."""
+    _cancel_leftover_tasks(loop)
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(loop.shutdown_default_executor())
 
 
 def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:

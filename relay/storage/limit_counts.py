@@ -71,80 +71,105 @@ class LimitCountRepository:
         event_rows = [
             (kind, key, n, windows[kind] / BUCKETS_PER_WINDOW) for (kind, key), n in events.items()
         ]
-        kinds = list(windows)
 
         async def exchange(conn: Any) -> OthersCounts:
             async with conn.transaction():
                 if event_rows:
-                    await conn.execute(
-                        """INSERT INTO limit_events (process, kind, key, bucket, n)
-                           SELECT $1, t.kind, t.key,
-                                  date_bin(make_interval(secs => t.bucket), now(),
-                                           timestamptz '2000-01-01'),
-                                  t.n
-                           FROM unnest($2::text[], $3::text[], $4::integer[], $5::float8[])
-                               AS t(kind, key, n, bucket)
-                           ON CONFLICT (process, kind, key, bucket)
-                           DO UPDATE SET n = limit_events.n + excluded.n""",
-                        process, *map(list, zip(*event_rows, strict=True)),
-                    )
+                    await _add_events(conn, process, event_rows)
                 if levels:
-                    await conn.execute(
-                        """WITH given AS (
-                               SELECT * FROM unnest($2::text[], $3::text[], $4::integer[],
-                                                    $5::float8[]) AS t(kind, key, value, ttl)
-                           ), gone AS (
-                               DELETE FROM limit_levels l USING given g
-                               WHERE l.process = $1 AND l.kind = g.kind AND l.key = g.key
-                                 AND g.value = 0
-                           )
-                           INSERT INTO limit_levels (process, kind, key, value, expires_at)
-                           SELECT $1, kind, key, value, now() + make_interval(secs => ttl)
-                           FROM given WHERE value <> 0
-                           ON CONFLICT (process, kind, key) DO UPDATE
-                           SET value = excluded.value, expires_at = excluded.expires_at""",
-                        process,
-                        [lv.kind for lv in levels], [lv.key for lv in levels],
-                        [lv.value for lv in levels], [lv.ttl for lv in levels],
-                    )
+                    await _set_levels(conn, process, levels)
                 if refresh:
-                    await conn.execute(
-                        """UPDATE limit_levels l SET expires_at = now() + make_interval(secs => r.ttl)
-                           FROM unnest($2::text[], $3::float8[]) AS r(kind, ttl)
-                           WHERE l.process = $1 AND l.kind = r.kind""",
-                        process, list(refresh), list(refresh.values()),
-                    )
+                    await _refresh_levels(conn, process, refresh)
                 await conn.execute(
                     """INSERT INTO limit_processes (process, synced_at) VALUES ($1, now())
                        ON CONFLICT (process) DO UPDATE SET synced_at = now()""",
                     process,
                 )
                 if prune:
-                    await conn.execute(
-                        "DELETE FROM limit_events WHERE bucket < now() - make_interval(secs => $1)",
-                        max(windows.values(), default=0.0) + 60.0,
-                    )
-                    await conn.execute("DELETE FROM limit_levels WHERE expires_at < now()")
-                    await conn.execute(
-                        "DELETE FROM limit_processes WHERE synced_at < now() - interval '1 day'"
-                    )
-                counted = await conn.fetch(
-                    """SELECT e.kind, e.key, sum(e.n)::bigint AS total
-                       FROM limit_events e
-                       JOIN unnest($2::text[], $3::float8[]) AS w(kind, secs) ON w.kind = e.kind
-                       WHERE e.process <> $1 AND e.bucket > now() - make_interval(secs => w.secs)
-                       GROUP BY e.kind, e.key""",
-                    process, kinds, [windows[k] for k in kinds],
-                )
-                held = await conn.fetch(
-                    """SELECT kind, key, sum(value)::bigint AS total FROM limit_levels
-                       WHERE process <> $1 AND expires_at > now()
-                       GROUP BY kind, key""",
-                    process,
-                )
-            return OthersCounts(
-                events={(r["kind"], r["key"]): r["total"] for r in counted},
-                levels={(r["kind"], r["key"]): r["total"] for r in held},
-            )
+                    await _prune(conn, max(windows.values(), default=0.0))
+                return await _others(conn, process, windows)
 
         return await self._bridge.run(exchange)
+
+
+async def _add_events(conn: Any, process: str, rows: list[tuple[str, str, int, float]]) -> None:
+    """Add (kind, key, n, bucket seconds) rows to this process's current buckets."""
+    await conn.execute(
+        """INSERT INTO limit_events (process, kind, key, bucket, n)
+           SELECT $1, t.kind, t.key,
+                  date_bin(make_interval(secs => t.bucket), now(),
+                           timestamptz '2000-01-01'),
+                  t.n
+           FROM unnest($2::text[], $3::text[], $4::integer[], $5::float8[])
+               AS t(kind, key, n, bucket)
+           ON CONFLICT (process, kind, key, bucket)
+           DO UPDATE SET n = limit_events.n + excluded.n""",
+        process, *map(list, zip(*rows, strict=True)),
+    )
+
+
+async def _set_levels(conn: Any, process: str, levels: Sequence[Level]) -> None:
+    """Write this process's changed levels; a level of 0 deletes its row."""
+    await conn.execute(
+        """WITH given AS (
+               SELECT * FROM unnest($2::text[], $3::text[], $4::integer[],
+                                    $5::float8[]) AS t(kind, key, value, ttl)
+           ), gone AS (
+               DELETE FROM limit_levels l USING given g
+               WHERE l.process = $1 AND l.kind = g.kind AND l.key = g.key
+                 AND g.value = 0
+           )
+           INSERT INTO limit_levels (process, kind, key, value, expires_at)
+           SELECT $1, kind, key, value, now() + make_interval(secs => ttl)
+           FROM given WHERE value <> 0
+           ON CONFLICT (process, kind, key) DO UPDATE
+           SET value = excluded.value, expires_at = excluded.expires_at""",
+        process,
+        [lv.kind for lv in levels], [lv.key for lv in levels],
+        [lv.value for lv in levels], [lv.ttl for lv in levels],
+    )
+
+
+async def _refresh_levels(conn: Any, process: str, refresh: Mapping[str, float]) -> None:
+    """Keep this process's levels of each kind valid that many seconds longer."""
+    await conn.execute(
+        """UPDATE limit_levels l SET expires_at = now() + make_interval(secs => r.ttl)
+           FROM unnest($2::text[], $3::float8[]) AS r(kind, ttl)
+           WHERE l.process = $1 AND l.kind = r.kind""",
+        process, list(refresh), list(refresh.values()),
+    )
+
+
+async def _prune(conn: Any, longest_window: float) -> None:
+    """Delete any process's rows that no window or level can count any more."""
+    await conn.execute(
+        "DELETE FROM limit_events WHERE bucket < now() - make_interval(secs => $1)",
+        longest_window + 60.0,
+    )
+    await conn.execute("DELETE FROM limit_levels WHERE expires_at < now()")
+    await conn.execute(
+        "DELETE FROM limit_processes WHERE synced_at < now() - interval '1 day'"
+    )
+
+
+async def _others(conn: Any, process: str, windows: Mapping[str, float]) -> OthersCounts:
+    """Every other process's event sums within each kind's window, and live levels."""
+    kinds = list(windows)
+    counted = await conn.fetch(
+        """SELECT e.kind, e.key, sum(e.n)::bigint AS total
+           FROM limit_events e
+           JOIN unnest($2::text[], $3::float8[]) AS w(kind, secs) ON w.kind = e.kind
+           WHERE e.process <> $1 AND e.bucket > now() - make_interval(secs => w.secs)
+           GROUP BY e.kind, e.key""",
+        process, kinds, [windows[k] for k in kinds],
+    )
+    held = await conn.fetch(
+        """SELECT kind, key, sum(value)::bigint AS total FROM limit_levels
+           WHERE process <> $1 AND expires_at > now()
+           GROUP BY kind, key""",
+        process,
+    )
+    return OthersCounts(
+        events={(r["kind"], r["key"]): r["total"] for r in counted},
+        levels={(r["kind"], r["key"]): r["total"] for r in held},
+    )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -69,6 +70,55 @@ def summarize(result: Result) -> str:
     return clip("; ".join(parts))
 
 
+@attrs.define
+class _Tally:
+    """What one attempt has learnt so far, provider by provider."""
+
+    #: Recipients no provider has delivered to or refused for good yet.
+    remaining: tuple[str, ...]
+    delivered: list[str] = attrs.field(factory=list)
+    #: "recipient (the remote's words)" for each permanent refusal.
+    refused: list[str] = attrs.field(factory=list)
+    bounced: list[Bounce] = attrs.field(factory=list)
+    logs: list[AttemptLog] = attrs.field(factory=list)
+    #: The remote's words for the last temporary refusal, when recipients remain.
+    last_temporary: str | None = None
+    #: When each open circuit that made us skip a provider closes again.
+    reopen: list[dt.datetime] = attrs.field(factory=list)
+    #: Some provider was really tried (not every one skipped).
+    tried: bool = False
+    #: A message-level permanent refusal: no failover.
+    stopped: bool = False
+
+    def record(
+        self, message: models.Message, provider_id: uuid.UUID, provider: models.Provider, result: Result,
+        elapsed: int,
+    ) -> None:
+        """One provider's result: its log row, and each recipient's fate."""
+        self.logs.append(AttemptLog(
+            _LOG_OUTCOME[result.verdict], summarize(result), elapsed, provider_id,
+            str(provider.type),
+        ))
+        self.delivered += result.recipients_with(Verdict.DELIVERED)
+        self.refused += [
+            f"{r.recipient} ({r.response})" for r in result.recipients
+            if r.verdict is Verdict.PERMANENT
+        ]
+        # Refused for good because of the address: suppressed with the verdict.
+        self.bounced += [
+            Bounce(message.account_id, r.recipient, r.response, message.id, provider_id,
+                   str(provider.type), message.correlation_id)
+            for r in result.recipients if r.hard_bounce and r.verdict is Verdict.PERMANENT
+        ]
+        temporary = set(result.recipients_with(Verdict.TEMPORARY))
+        self.remaining = tuple(r for r in self.remaining if r in temporary)
+        if self.remaining:
+            self.last_temporary = result.response
+        # A message-level permanent refusal is not failed over: the next
+        # provider would refuse the same message for the same reason.
+        self.stopped = result.verdict is Verdict.PERMANENT and not self.delivered
+
+
 class Attempt:
     """Runs attempts with the worker's shared parts.
 
@@ -97,83 +147,54 @@ class Attempt:
             log = AttemptLog(DeliveryOutcome.FAILED, decision.reason, 0)
             return Outcome(Finish(message.id, MessageStatus.FAILED, (log,), decision.reason))
 
-        remaining = tuple(dict.fromkeys(message.rcpt_to))
-        delivered: list[str] = []
-        refused: list[str] = []
-        bounced: list[Bounce] = []
-        logs: list[AttemptLog] = []
-        last_temporary: str | None = None
-        reopen: list[dt.datetime] = []
-        tried = False
-        stopped = False
+        tally = _Tally(remaining=tuple(dict.fromkeys(message.rcpt_to)))
         for provider_id in decision.provider_ids:
-            if not remaining or stopped:
+            if not tally.remaining or tally.stopped:
                 break
             provider = routing.providers.get(provider_id)
-            if provider is None or not provider.enabled:
-                why = "deleted" if provider is None else "disabled"
-                logs.append(AttemptLog(
-                    DeliveryOutcome.DEFERRED, f"skipped: provider {why}", 0, provider_id,
-                    None if provider is None else str(provider.type),
-                ))
+            if self._skipped(provider_id, provider, tally):
                 continue
-            if not self._breakers.allow(provider_id, self._now()):
-                until = self._breakers.reopens_at(provider_id)
-                if until is not None:
-                    reopen.append(until)
-                logs.append(AttemptLog(
-                    DeliveryOutcome.DEFERRED,
-                    f"skipped: {self._breakers.describe(provider_id)}", 0, provider_id,
-                    str(provider.type),
-                ))
-                continue
-            tried = True
-            envelope = Envelope(message.id, message.mail_from, remaining, message.raw or b"")
+            assert provider is not None
+            tally.tried = True
+            envelope = Envelope(message.id, message.mail_from, tally.remaining, message.raw or b"")
             started = trio.current_time()
             result = await self._send(provider, envelope)
             elapsed = int((trio.current_time() - started) * 1000)
-            logs.append(AttemptLog(
-                _LOG_OUTCOME[result.verdict], summarize(result), elapsed, provider_id,
-                str(provider.type),
-            ))
             if result.verdict is Verdict.TEMPORARY:
                 self._breakers.failure(provider_id, self._now(), result.response)
             else:
                 self._breakers.success(provider_id, self._now())
-            delivered += result.recipients_with(Verdict.DELIVERED)
-            refused += [
-                f"{r.recipient} ({r.response})" for r in result.recipients
-                if r.verdict is Verdict.PERMANENT
-            ]
-            # Refused for good because of the address: suppressed with the verdict.
-            bounced += [
-                Bounce(message.account_id, r.recipient, r.response, message.id, provider_id,
-                       str(provider.type), message.correlation_id)
-                for r in result.recipients if r.hard_bounce and r.verdict is Verdict.PERMANENT
-            ]
-            temporary = set(result.recipients_with(Verdict.TEMPORARY))
-            remaining = tuple(r for r in remaining if r in temporary)
-            if remaining:
-                last_temporary = result.response
-            # A message-level permanent refusal is not failed over: the next
-            # provider would refuse the same message for the same reason.
-            stopped = result.verdict is Verdict.PERMANENT and not delivered
-        outcome = self._decide(message, remaining, delivered, refused, logs, last_temporary, tried, reopen)
-        if bounced:
-            outcome = attrs.evolve(outcome, finish=attrs.evolve(outcome.finish, suppress=tuple(bounced)))
+            tally.record(message, provider_id, provider, result, elapsed)
+        outcome = self._decide(message, tally)
+        if tally.bounced:
+            outcome = attrs.evolve(outcome, finish=attrs.evolve(outcome.finish, suppress=tuple(tally.bounced)))
         return outcome
 
-    def _decide(
-        self,
-        message: models.Message,
-        remaining: tuple[str, ...],
-        delivered: list[str],
-        refused: list[str],
-        logs: list[AttemptLog],
-        last_temporary: str | None,
-        tried: bool,
-        reopen: list[dt.datetime],
-    ) -> Outcome:
+    def _skipped(self, provider_id: uuid.UUID, provider: models.Provider | None, tally: _Tally) -> bool:
+        """Whether the provider is passed over (deleted, disabled, circuit open); its
+        log row says which, and an open circuit's reopening time is noted."""
+        if provider is None or not provider.enabled:
+            why = "deleted" if provider is None else "disabled"
+            tally.logs.append(AttemptLog(
+                DeliveryOutcome.DEFERRED, f"skipped: provider {why}", 0, provider_id,
+                None if provider is None else str(provider.type),
+            ))
+            return True
+        if not self._breakers.allow(provider_id, self._now()):
+            until = self._breakers.reopens_at(provider_id)
+            if until is not None:
+                tally.reopen.append(until)
+            tally.logs.append(AttemptLog(
+                DeliveryOutcome.DEFERRED,
+                f"skipped: {self._breakers.describe(provider_id)}", 0, provider_id,
+                str(provider.type),
+            ))
+            return True
+        return False
+
+    def _decide(self, message: models.Message, tally: _Tally) -> Outcome:
+        remaining, delivered, refused, logs = tally.remaining, tally.delivered, tally.refused, tally.logs
+        last_temporary, tried, reopen = tally.last_temporary, tally.tried, tally.reopen
         refused_text = "refused: " + "; ".join(refused) if refused else None
         if not remaining:
             if delivered:

@@ -1,7 +1,7 @@
 """Queue housekeeping: return lapsed claims, delete finished messages past retention
 (and suppression-list entries past their expiry).
 
-Moved here from ``relay.app`` because it is the worker's job: a message whose
+Moved here from ``relay.composition`` because it is the worker's job: a message whose
 worker died is usually taken over by another worker's next claim once its lease
 lapses; ``reclaim_expired`` also puts lapsed ones back in the queue (as deferred,
 with a log row) when no worker has room to claim, so the queue shows what happened.

@@ -303,26 +303,14 @@ class Worker:
             finally:
                 del self._deliveries[message.id]
             if not scope.cancelled_caught:
-                log.info(
-                    "message delivered" if outcome.finish.status is models.MessageStatus.SENT
-                    else f"message {outcome.finish.status}",
-                    attempt=message.attempts, error=outcome.finish.error,
-                    providers=[a.provider_type for a in outcome.finish.logs if a.provider_type],
-                )
+                _log_verdict(message, outcome)
         if scope.cancelled_caught:
             # The lease was lost: the new owner delivers it; nothing of ours is written.
             self._claimed.pop(message.id, None)
             self._notify_progress()
             return
         metrics.QUEUE_PROCESSING_SECONDS.observe(time.perf_counter() - started)
-        for attempt in outcome.finish.logs:
-            metrics.DELIVERY_ATTEMPTS.labels(
-                attempt.provider_type or "none", str(attempt.outcome)
-            ).inc()
-            if attempt.provider_id is not None:
-                metrics.PROVIDER_CIRCUIT.labels(str(attempt.provider_id)).set(
-                    metrics.CIRCUIT_VALUES[str(self._breakers.state(attempt.provider_id))]
-                )
+        self._count_attempts(outcome)
         # Fence the verdict to this claim, so it can never land on a later one; its
         # webhook events are written with it, and only if it applies.
         finish = attrs.evolve(
@@ -331,6 +319,17 @@ class Worker:
         )
         self._pending.append(attrs.evolve(outcome, finish=finish))
         self._have_pending.set()
+
+    def _count_attempts(self, outcome: Outcome) -> None:
+        """Each attempt row in the metrics, and the circuit state of each provider tried."""
+        for attempt in outcome.finish.logs:
+            metrics.DELIVERY_ATTEMPTS.labels(
+                attempt.provider_type or "none", str(attempt.outcome)
+            ).inc()
+            if attempt.provider_id is not None:
+                metrics.PROVIDER_CIRCUIT.labels(str(attempt.provider_id)).set(
+                    metrics.CIRCUIT_VALUES[str(self._breakers.state(attempt.provider_id))]
+                )
 
     def _crashed(self, message: models.Message, exc: Exception) -> Outcome:
         error = f"internal error in the worker ({type(exc).__name__}: {exc}); will retry"
@@ -546,6 +545,15 @@ class Worker:
             log.warning("cannot record provider health", error=str(exc))
 
 
+def _log_verdict(message: models.Message, outcome: Outcome) -> None:
+    log.info(
+        "message delivered" if outcome.finish.status is models.MessageStatus.SENT
+        else f"message {outcome.finish.status}",
+        attempt=message.attempts, error=outcome.finish.error,
+        providers=[a.provider_type for a in outcome.finish.logs if a.provider_type],
+    )
+
+
 def verdict_events(message: models.Message, finish: Finish, at: dt.datetime) -> tuple[models.Event, ...]:
     """The webhook events a verdict reports: ``message.sent`` for each provider attempt
     that delivered, then ``message.deferred`` or ``message.failed`` for the verdict."""
@@ -587,23 +595,17 @@ async def run_worker(
         runtime: the process's config and storage (``relay.runtime``).
         stop: when set, stop claiming, finish in-flight deliveries and return.
         run_housekeeping: also run lapsed-lease reclaim and retention purging here (the
-            ``housekeeping`` task that ``relay.app`` started before the worker existed).
+            ``housekeeping`` task that ``relay.composition`` started before the worker existed).
 
     Reports the ``Worker`` (for ``statistics()``) through ``task_status`` once the
     first claim can happen. On cancellation in-flight deliveries are abandoned, and
     their claims released, before this returns.
     """
+    # Over 40 lines only by its docstring: the body is the service's lifecycle, start to cleanup.
     config: WorkerConfig = runtime.config.worker
-    hostname = runtime.config.smtp.hostname or socket.getfqdn()
     timeout = httpx.Timeout(config.send_timeout, connect=config.connect_timeout)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
-        context = providers.Context(
-            http=http, connect_timeout=config.connect_timeout,
-            send_timeout=config.send_timeout, hostname=hostname,
-            # An idle session for each delivery a provider may have in flight.
-            smtp_pool=providers.SmtpPool(max_idle_per_key=config.per_provider_concurrency,
-                                         max_idle=max(64, config.concurrency)),
-        )
+        context = _provider_context(runtime, http)
         worker = Worker(runtime.storage, config, context, worker_id=worker_id)
         #: Webhook events go out beside mail, with their own client and limits.
         worker.webhooks = WebhookSender(runtime.storage, runtime.config.webhooks)
@@ -628,3 +630,15 @@ async def run_worker(
             with trio.CancelScope(shield=True):
                 await context.smtp_pool.aclose()
             log.info("worker stopped", **attrs.asdict(worker.statistics(), recurse=False))
+
+
+def _provider_context(runtime: Runtime, http: httpx.AsyncClient) -> providers.Context:
+    """What every provider shares: the HTTP client, time limits, our name, the SMTP pool."""
+    config = runtime.config.worker
+    return providers.Context(
+        http=http, connect_timeout=config.connect_timeout,
+        send_timeout=config.send_timeout, hostname=runtime.config.smtp.hostname or socket.getfqdn(),
+        # An idle session for each delivery a provider may have in flight.
+        smtp_pool=providers.SmtpPool(max_idle_per_key=config.per_provider_concurrency,
+                                     max_idle=max(64, config.concurrency)),
+    )

@@ -17,7 +17,7 @@ def test_starttls_handoff_and_session_reset() -> None:
     assert conn.next_event() is proto.PAUSED
     assert conn.tls_established() == 0
     assert conn.state is proto.COMMAND
-    assert conn.session == proto.Session(tls=True)
+    assert conn.session == proto.SessionFacts(tls=True)
     t = drive(conn, [b"MAIL FROM:<a@b.example>\r\n" + EHLO])
     assert t.codes == [503, 250]  # a new EHLO is required
     assert b"STARTTLS" not in t.output

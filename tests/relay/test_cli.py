@@ -26,7 +26,7 @@ import psycopg2
 import pytest
 import trio
 
-from relay import auth
+from relay import hashed_secrets
 from relay.config import load, redacted
 from relay.storage import Storage
 
@@ -239,7 +239,7 @@ async def test_accounts_create_prints_id_and_key_and_stores_only_hashes(
     printed = json.loads(result.stdout)
     account_id = uuid.UUID(printed["id"])
     api_key = printed["api_key"]
-    assert api_key.startswith(auth.ACCOUNT_KEY_PREFIX)
+    assert api_key.startswith(hashed_secrets.ACCOUNT_KEY_PREFIX)
     assert printed["email"] == "Alice@Example.com"
 
     account = await storage.accounts.get(account_id)
@@ -248,8 +248,8 @@ async def test_accounts_create_prints_id_and_key_and_stores_only_hashes(
     assert account.allowed_domains == ("example.com",)
     assert account.password_hash.startswith("$2b$")
     assert PASSWORD not in account.password_hash
-    assert await trio.to_thread.run_sync(auth.check_password, PASSWORD, account.password_hash)
-    assert account.api_key_prefix == api_key[: auth.VISIBLE_CHARS]
+    assert await trio.to_thread.run_sync(hashed_secrets.check_password, PASSWORD, account.password_hash)
+    assert account.api_key_prefix == api_key[: hashed_secrets.VISIBLE_CHARS]
     by_key = await storage.accounts.get_by_api_key_hash(hashlib.sha256(api_key.encode()).digest())
     assert by_key is not None and by_key.id == account_id
 
@@ -301,8 +301,8 @@ def test_admin_key_create_prints_the_key_and_stores_only_its_sha256(
     result = relay(_env(database_url, tmp_path), "admin-key", "create", "--name", "ops")
     assert result.returncode == 0, result.stderr
     [secret] = _lines(result.stdout)
-    assert secret.startswith(auth.OPERATOR_KEY_PREFIX)
-    assert len(secret) > len(auth.OPERATOR_KEY_PREFIX) + 32
+    assert secret.startswith(hashed_secrets.OPERATOR_KEY_PREFIX)
+    assert len(secret) > len(hashed_secrets.OPERATOR_KEY_PREFIX) + 32
     assert secret not in result.stderr
 
     [(name, key_hash, key_prefix, row_text)] = _query(
@@ -311,7 +311,7 @@ def test_admin_key_create_prints_the_key_and_stores_only_its_sha256(
     )
     assert name == "ops"
     assert bytes(key_hash) == hashlib.sha256(secret.encode()).digest()
-    assert key_prefix == secret[: auth.VISIBLE_CHARS]
+    assert key_prefix == secret[: hashed_secrets.VISIBLE_CHARS]
     assert secret not in row_text
 
 

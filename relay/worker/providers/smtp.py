@@ -104,7 +104,7 @@ class _Failed(Exception):
         self.reply = reply
 
 
-class Session:
+class UpstreamSession:
     """One SMTP session to one upstream: a trio stream and the proto client driving it.
 
     Owned by one delivery at a time (or parked in the pool). Every method raises
@@ -231,7 +231,7 @@ class Smtp:
     async def deliver(self, envelope: Envelope) -> Result:
         session = self._pool.take(self._key)
         if session is not None:
-            assert isinstance(session, Session)
+            assert isinstance(session, UpstreamSession)
             try:
                 return await self._deliver_on(session, envelope, reused=True)
             except _DeadReused:
@@ -242,7 +242,7 @@ class Smtp:
             return Result.whole(Verdict.TEMPORARY, exc.words, envelope.rcpt_to, unreachable=True)
         return await self._deliver_on(session, envelope, reused=False)
 
-    async def _deliver_on(self, session: Session, envelope: Envelope, *, reused: bool) -> Result:
+    async def _deliver_on(self, session: UpstreamSession, envelope: Envelope, *, reused: bool) -> Result:
         """One transaction; parks the session if it is still usable, else closes it."""
         park = False
         progress = _Progress()
@@ -275,7 +275,7 @@ class Smtp:
         return _combine(tuple(results), exc.words)
 
     async def _transaction(
-        self, session: Session, envelope: Envelope, reused: bool, progress: _Progress
+        self, session: UpstreamSession, envelope: Envelope, reused: bool, progress: _Progress
     ) -> Result:
         caps = session.conn.capabilities or proto.Capabilities()
         parsed = _addresses(envelope)
@@ -290,36 +290,9 @@ class Smtp:
                 f"{self._settings.peer} does not offer SMTPUTF8, which these addresses need (RFC 6531)",
                 envelope.rcpt_to,
             )
-        params: dict[str, str | None] = {}
-        if caps.size is not None:
-            params["SIZE"] = str(len(envelope.raw))
-        if caps.eightbitmime and not envelope.raw.isascii():
-            params["BODY"] = "8BITMIME"
-        if needs_utf8:
-            params["SMTPUTF8"] = None
-        mail = proto.MailFrom(reverse_path, params)
+        mail = proto.MailFrom(reverse_path, _mail_params(envelope, caps, needs_utf8))
         rcpts = [proto.RcptTo(address) for _, address in forward_paths]
-        try:
-            with trio.fail_after(self._send_timeout):
-                # A reused session first gets RSET: a clean slate, and the probe that
-                # finds a parked session dead. With PIPELINING it rides in the same
-                # group as MAIL and the RCPTs (RFC 2920), costing no round trip.
-                lead = [proto.Rset()] if reused else []
-                if caps.pipelining:
-                    await session.send(*lead, mail, *rcpts)
-                    replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts))]
-                else:
-                    replies = [await session.command(lead[0])] if lead else []
-                    if not replies or replies[0].is_positive:
-                        replies.append(await session.command(mail))
-                        if replies[-1].is_positive:
-                            replies += [await session.command(r) for r in rcpts]
-                if lead:
-                    rset, replies = replies[0], replies[1:]
-                    if not rset.is_positive:  # a 421: the upstream is closing the session
-                        raise _Failed(f"{self._settings.peer} refused RSET: {words(rset)}", rset)
-        except trio.TooSlowError:
-            raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (MAIL/RCPT)") from None
+        replies = await self._envelope_replies(session, mail, rcpts, caps, reused)
         progress.session_ok = True
         mail_reply = replies[0]
         if not mail_reply.is_positive:
@@ -345,8 +318,41 @@ class Smtp:
             recipients[rcpt] = RecipientResult(rcpt, verdict(final), words(final))
         return _combine(tuple(recipients[r] for r in envelope.rcpt_to), words(final))
 
+    async def _envelope_replies(
+        self,
+        session: UpstreamSession,
+        mail: proto.MailFrom,
+        rcpts: list[proto.RcptTo],
+        caps: proto.Capabilities,
+        reused: bool,
+    ) -> list[proto.Reply]:
+        """The replies to MAIL and to each RCPT sent (none after a refused MAIL, or
+        after the first refused RCPT without PIPELINING)."""
+        try:
+            with trio.fail_after(self._send_timeout):
+                # A reused session first gets RSET: a clean slate, and the probe that
+                # finds a parked session dead. With PIPELINING it rides in the same
+                # group as MAIL and the RCPTs (RFC 2920), costing no round trip.
+                lead = [proto.Rset()] if reused else []
+                if caps.pipelining:
+                    await session.send(*lead, mail, *rcpts)
+                    replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts))]
+                else:
+                    replies = [await session.command(lead[0])] if lead else []
+                    if not replies or replies[0].is_positive:
+                        replies.append(await session.command(mail))
+                        if replies[-1].is_positive:
+                            replies += [await session.command(r) for r in rcpts]
+                if lead:
+                    rset, replies = replies[0], replies[1:]
+                    if not rset.is_positive:  # a 421: the upstream is closing the session
+                        raise _Failed(f"{self._settings.peer} refused RSET: {words(rset)}", rset)
+        except trio.TooSlowError:
+            raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (MAIL/RCPT)") from None
+        return replies
+
     async def _send_message(
-        self, session: Session, raw: bytes, caps: proto.Capabilities, progress: _Progress
+        self, session: UpstreamSession, raw: bytes, caps: proto.Capabilities, progress: _Progress
     ) -> proto.Reply:
         """DATA (or BDAT): the reply that decides for every accepted recipient."""
         try:
@@ -366,7 +372,7 @@ class Smtp:
 
     # ------------------------------------------------------------ opening
 
-    async def _open(self) -> Session:
+    async def _open(self) -> UpstreamSession:
         """TCP, TLS, EHLO/HELO, STARTTLS, AUTH within ``connect_timeout``.
 
         Raises:
@@ -388,7 +394,7 @@ class Smtp:
         except OSError as exc:
             raise _Failed(f"cannot connect to {s.peer}: {exc.strerror or exc}") from exc
 
-    async def _handshake(self, stream: trio.abc.Stream) -> Session:
+    async def _handshake(self, stream: trio.abc.Stream) -> UpstreamSession:
         s = self._settings
         implicit = s.tls == "implicit"
         if implicit:
@@ -396,7 +402,7 @@ class Smtp:
         # RFC 5322 §2.1.1: no line over 998 octets on the wire; smtp.long_line_policy
         # "split" accepted such lines, so break them here as Postfix does.
         conn = proto.ClientConnection(tls_active=implicit, long_line_policy="split")
-        session = Session(stream, conn, s.peer)
+        session = UpstreamSession(stream, conn, s.peer)
         try:
             greeting = await session.reply()
             if greeting.code != 220:
@@ -436,14 +442,14 @@ class Smtp:
             raise _Failed(f"TLS handshake with {self._settings.peer} failed: {_cause(exc)}") from exc
         return tls
 
-    async def _hello(self, session: Session, *, allow_helo: bool = True) -> None:
+    async def _hello(self, session: UpstreamSession, *, allow_helo: bool = True) -> None:
         reply = await session.command(proto.Ehlo(self._hostname))
         if reply.is_permanent and reply.code != 421 and allow_helo and self._settings.tls != "starttls":
             reply = await session.command(proto.Helo(self._hostname))  # RFC 5321 3.2
         if not reply.is_positive:
             raise _Failed(f"{self._settings.peer} refused EHLO: {words(reply)}", reply)
 
-    async def _auth(self, session: Session) -> None:
+    async def _auth(self, session: UpstreamSession) -> None:
         s = self._settings
         assert s.username is not None and s.password is not None
         offered = (session.conn.capabilities or proto.Capabilities()).auth
@@ -477,6 +483,18 @@ def _combine(recipients: tuple[RecipientResult, ...], response: str) -> Result:
     return Result(verdict=overall, response=clip(response), recipients=recipients)
 
 
+def _mail_params(envelope: Envelope, caps: proto.Capabilities, needs_utf8: bool) -> dict[str, str | None]:
+    """MAIL's parameters: SIZE, BODY and SMTPUTF8 where the upstream offers them."""
+    params: dict[str, str | None] = {}
+    if caps.size is not None:
+        params["SIZE"] = str(len(envelope.raw))
+    if caps.eightbitmime and not envelope.raw.isascii():
+        params["BODY"] = "8BITMIME"
+    if needs_utf8:
+        params["SMTPUTF8"] = None
+    return params
+
+
 def _addresses(
     envelope: Envelope,
 ) -> Result | tuple[proto.Address | None, list[tuple[str, proto.Address]], dict[str, RecipientResult]]:
@@ -502,4 +520,4 @@ def _addresses(
     return reverse_path, forward, invalid
 
 
-__all__ = ["Session", "Smtp", "address_refused", "ssl_context", "verdict", "words"]
+__all__ = ["Smtp", "UpstreamSession", "address_refused", "ssl_context", "verdict", "words"]

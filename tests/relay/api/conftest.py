@@ -16,16 +16,16 @@ import httpx
 import pytest
 import trio
 
-from relay import auth, models
+from relay import hashed_secrets, models
 from relay.api.app import create_app
-from relay.api.server import Bound, serve_api
-from relay.app import Runtime
+from relay.api.server import ApiListener, serve_api
+from relay.composition import Runtime
 from relay.config import ApiConfig, Config
 from relay.storage import Storage
 
 from .openapi_check import check_reply
 
-PASSWORD_HASH = auth.hash_password("correct horse", rounds=4)
+PASSWORD_HASH = hashed_secrets.hash_password("correct horse", rounds=4)
 _MISSING = object()
 
 
@@ -126,7 +126,7 @@ async def api(request: pytest.FixtureRequest, runtime: Runtime) -> AsyncIterator
         return
 
     async with trio.open_nursery() as nursery:
-        bound: Bound = await nursery.start(serve_api, runtime)
+        bound: ApiListener = await nursery.start(serve_api, runtime)
         async with httpx.AsyncClient(base_url=bound.url, timeout=30) as http:
 
             async def send_socket(method: str, path: str, headers: dict[str, str],
@@ -156,7 +156,7 @@ class Tenant:
 async def make_tenant(storage: Storage, email: str | None = None, **fields: Any) -> Tenant:
     import uuid
 
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     account = await storage.accounts.create(
         name="Tenant", email=email or f"{uuid.uuid4().hex[:8]}@example.com",
         password_hash=PASSWORD_HASH, api_key_hash=key.hash, api_key_prefix=key.prefix,
@@ -169,7 +169,7 @@ async def make_tenant(storage: Storage, email: str | None = None, **fields: Any)
 
 @pytest.fixture
 async def operator_key(storage: Storage) -> str:
-    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     await storage.admin_keys.create(name="test", key_hash=key.hash, key_prefix=key.prefix)
     return key.secret
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from relay import auth
+from relay import hashed_secrets
 from relay.storage import Storage
 
 from .conftest import Api, Tenant, make_tenant
@@ -25,7 +25,7 @@ async def test_create_returns_account_and_key_once(api: Api, operator_key: str, 
     body = reply.json
     assert body["email"] == "ops@acme.example"
     assert body["allowed_domains"] == ["acme.example", "*.acme.example"]
-    assert body["api_key"].startswith(auth.ACCOUNT_KEY_PREFIX)
+    assert body["api_key"].startswith(hashed_secrets.ACCOUNT_KEY_PREFIX)
     assert body["api_key"].startswith(body["api_key_prefix"])
     assert reply.headers["location"] == f"/api/v1/accounts/{body['id']}"
     assert NEW["password"] not in reply.body.decode()
@@ -34,7 +34,7 @@ async def test_create_returns_account_and_key_once(api: Api, operator_key: str, 
     stored = await storage.accounts.get(uuid.UUID(body["id"]))
     assert stored is not None
     assert stored.password_hash.startswith("$2b$12$")  # real bcrypt, default cost
-    assert auth.check_password(NEW["password"], stored.password_hash)
+    assert hashed_secrets.check_password(NEW["password"], stored.password_hash)
 
     # The key works at once, and is never shown again.
     own = await api.get(f"/api/v1/accounts/{body['id']}", key=body["api_key"])
@@ -167,7 +167,7 @@ async def test_password_change_is_hashed(api: Api, tenant: Tenant, storage: Stor
                             json={"password": "a brand new one"})
     assert reply.status == 200
     stored = await storage.accounts.get(tenant.account.id)
-    assert stored is not None and auth.check_password("a brand new one", stored.password_hash)
+    assert stored is not None and hashed_secrets.check_password("a brand new one", stored.password_hash)
 
 
 async def test_account_key_cannot_change_operator_fields(api: Api, tenant: Tenant) -> None:
@@ -214,7 +214,7 @@ async def test_rotate_key_stops_the_old_key_at_once(api: Api, tenant: Tenant) ->
     reply = await api.post(path + "/rotate-key", key=tenant.key)
     assert reply.status == 200, reply.body
     new_key = reply.json["api_key"]
-    assert new_key.startswith(auth.ACCOUNT_KEY_PREFIX) and new_key != tenant.key
+    assert new_key.startswith(hashed_secrets.ACCOUNT_KEY_PREFIX) and new_key != tenant.key
     old = await api.get(path, key=tenant.key)
     assert old.status == 401
     assert old.headers["www-authenticate"].startswith("Bearer")

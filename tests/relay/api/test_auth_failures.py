@@ -19,8 +19,8 @@ import pytest
 import trio
 
 from relay.api.ratelimit import client_key
-from relay.api.server import Bound, serve_api
-from relay.app import Runtime
+from relay.api.server import ApiListener, serve_api
+from relay.composition import Runtime
 from relay.config import Config
 
 from .conftest import Tenant, api_config
@@ -43,14 +43,14 @@ def config() -> Config:
 
 
 @pytest.fixture
-async def bound(runtime: Runtime) -> AsyncIterator[Bound]:
+async def bound(runtime: Runtime) -> AsyncIterator[ApiListener]:
     async with trio.open_nursery() as nursery:
         yield await nursery.start(serve_api, runtime)
         nursery.cancel_scope.cancel()
 
 
 @contextlib.asynccontextmanager
-async def client(bound: Bound, local_address: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+async def client(bound: ApiListener, local_address: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.AsyncHTTPTransport(local_address=local_address)
     async with httpx.AsyncClient(base_url=bound.url, transport=transport, timeout=10) as http:
         yield http
@@ -76,7 +76,7 @@ def database_refusing(pg_server_url: str, database_url: str) -> Iterator[None]:
 
 
 async def test_bad_keys_are_refused_without_a_lookup_once_the_budget_is_spent(
-    bound: Bound, tenant: Tenant, pg_server_url: str, database_url: str,
+    bound: ApiListener, tenant: Tenant, pg_server_url: str, database_url: str,
 ) -> None:
     async with client(bound) as http:
         for headers in BAD_HEADERS:
@@ -105,7 +105,7 @@ async def test_bad_keys_are_refused_without_a_lookup_once_the_budget_is_spent(
         assert (await http.get("/healthz")).status_code == 200
 
 
-async def test_budget_is_per_address_and_spent_only_by_failures(bound: Bound, tenant: Tenant) -> None:
+async def test_budget_is_per_address_and_spent_only_by_failures(bound: ApiListener, tenant: Tenant) -> None:
     good = {"Authorization": f"Bearer {tenant.key}"}
     async with client(bound) as http, client(bound, OTHER_ADDRESS) as elsewhere:
         # Successes hand their token back: many more than the budget pass.
@@ -120,7 +120,7 @@ async def test_budget_is_per_address_and_spent_only_by_failures(bound: Bound, te
         assert (await elsewhere.get("/api/v1/providers", headers=BAD_HEADERS[2])).status_code == 401
 
 
-async def test_concurrent_attempts_never_start_more_lookups_than_the_budget(bound: Bound) -> None:
+async def test_concurrent_attempts_never_start_more_lookups_than_the_budget(bound: ApiListener) -> None:
     statuses: list[int] = []
     async with client(bound) as http:
 

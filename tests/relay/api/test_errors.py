@@ -9,7 +9,7 @@ import uuid
 import pytest
 import structlog
 
-from relay import auth
+from relay import hashed_secrets
 from relay.storage import DatabaseUnavailable, Storage
 
 from .conftest import Api, Tenant
@@ -30,7 +30,7 @@ async def test_bad_keys_are_401_with_a_challenge(api: Api, header: str | None) -
 
 
 async def test_revoked_operator_key_stops(api: Api, storage: Storage) -> None:
-    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     admin = await storage.admin_keys.create(name="t", key_hash=key.hash, key_prefix=key.prefix)
     assert (await api.get("/api/v1/accounts", key=key.secret)).status == 200
     await storage.admin_keys.revoke(admin.id)

@@ -19,22 +19,22 @@ import trio
 import trio.testing
 
 from relay.api import server
-from relay.api.server import Bound, serve_api
-from relay.app import Runtime
+from relay.api.server import ApiListener, serve_api
+from relay.composition import Runtime
 
 #: Far longer than any answer takes here; a hang shows as TooSlowError, not a stuck run.
 DEADLINE = 5.0
 
 
 @pytest.fixture
-async def bound(runtime: Runtime) -> AsyncIterator[Bound]:
+async def bound(runtime: Runtime) -> AsyncIterator[ApiListener]:
     async with trio.open_nursery() as nursery:
         yield await nursery.start(serve_api, runtime)
         nursery.cancel_scope.cancel()
 
 
 @pytest.fixture
-async def connection(bound: Bound) -> AsyncIterator[trio.SocketStream]:
+async def connection(bound: ApiListener) -> AsyncIterator[trio.SocketStream]:
     stream = await trio.open_tcp_stream(bound.host, bound.port)
     try:
         yield stream

@@ -19,12 +19,12 @@ import psycopg2
 import pytest
 import trio
 
-from relay import auth
+from relay import hashed_secrets
 from relay.api.app import create_app
-from relay.api.auth import Caller
+from relay.api.bearer import Caller
 from relay.api.context import EXTENSION
 from relay.api.keycache import KeyCache
-from relay.app import Runtime
+from relay.composition import Runtime
 from relay.storage import Storage, key_changes
 
 from ..test_cli import TIMEOUT, _env, start_relay
@@ -117,7 +117,7 @@ async def test_a_hit_costs_no_lookup(app: App, tenant: Tenant, lookups: Lookups)
 
 
 async def test_a_wrong_key_is_always_looked_up(app: App, tenant: Tenant, lookups: Lookups) -> None:
-    bad = auth.new_key(auth.ACCOUNT_KEY_PREFIX).secret
+    bad = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX).secret
     for _ in range(2):
         assert await app.status("GET", PATH.format(tenant.id), bad) == 401
     assert lookups.count == 2
@@ -146,7 +146,7 @@ async def test_rotated_key_and_disabled_account_act_on_the_next_request(
 
 
 async def test_revoked_operator_key_is_refused_at_once(app: App, runtime: Runtime) -> None:
-    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     admin = await runtime.storage.admin_keys.create(
         name="short-lived", key_hash=key.hash, key_prefix=key.prefix
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.app import Runtime
+from relay.composition import Runtime
 from relay.config import Config
 from relay.storage import Storage
 

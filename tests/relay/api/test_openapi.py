@@ -21,7 +21,7 @@ from quart_trio import QuartTrio
 import relay.api
 from relay.api import openapi, operations, scrape, shapes
 from relay.api.app import PUBLIC, create_app, register_api
-from relay.app import Runtime
+from relay.composition import Runtime
 from relay.config import Config
 
 from . import openapi_check

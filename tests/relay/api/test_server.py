@@ -8,8 +8,8 @@ import httpx
 import pytest
 import trio
 
-from relay.api.server import Bound, serve_api
-from relay.app import Runtime
+from relay.api.server import ApiListener, serve_api
+from relay.composition import Runtime
 from relay.config import Config
 
 from .conftest import api_config
@@ -18,7 +18,7 @@ from .conftest import api_config
 async def test_reports_the_bound_port_and_serves(runtime: Runtime) -> None:
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(serve_api, runtime)
-        assert isinstance(bound, Bound)
+        assert isinstance(bound, ApiListener)
         assert bound.host == "127.0.0.1" and bound.port > 0
         async with httpx.AsyncClient(base_url=bound.url) as client:
             reply = await client.get("/healthz")

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trustme
 
-from relay.app import Runtime
+from relay.composition import Runtime
 from relay.config import ApiConfig, Config, SmtpConfig, TlsConfig
 from relay.smtp.server import serve_smtp
 

@@ -15,7 +15,7 @@ import pytest
 from quart_trio import QuartTrio
 
 from relay.api.app import create_app
-from relay.app import Runtime
+from relay.composition import Runtime
 from relay.config import ApiConfig, Config, ConsoleConfig
 from relay.storage import Storage
 

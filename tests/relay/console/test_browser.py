@@ -1,6 +1,6 @@
 """The console in a real headless Chromium, against a whole relay.
 
-The relay runs as ``relay serve`` does (``app.serve`` with smtp, api and worker); the
+The relay runs as ``relay serve`` does (``composition.serve`` with smtp, api and worker); the
 upstream is aiosmtpd with STARTTLS and AUTH (``tests/relay/worker/upstream.py``). The
 browser signs in with the operator key that start-up announces, creates an account, a
 provider and a routing rule through the console's forms, a message is submitted with
@@ -37,7 +37,7 @@ import pytest
 import trio
 import trustme
 
-from relay import app
+from relay import composition
 from relay.config import Config
 
 from ..smtp import conftest as smtp_fixtures
@@ -174,8 +174,8 @@ async def test_the_console_end_to_end(
     try:
         async with aiosmtpd_upstream(ca, refuse={REFUSED: "550 5.1.1 no such user"}) as up, \
                 trio.open_nursery() as nursery:
-            started: app.Started = await nursery.start(functools.partial(
-                app.serve, relay_config, services=("smtp", "api", "worker"), handle_signals=False,
+            started: composition.Started = await nursery.start(functools.partial(
+                composition.serve, relay_config, services=("smtp", "api", "worker"), handle_signals=False,
                 announce=announced.append,
             ))
             [operator_key] = announced  # what `relay serve` prints at first start

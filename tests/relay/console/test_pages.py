@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from relay import auth, models
-from relay.app import Runtime
+from relay import hashed_secrets, models
+from relay.composition import Runtime
 from relay.console.session import COOKIE
 from relay.models import MessageStatus, ProviderType
 from relay.storage import Storage
@@ -81,7 +81,7 @@ async def test_the_cookie_is_secure_over_tls(browser: Browser, operator_key: str
 async def test_a_rotated_key_ends_the_session(browser: Browser, tenant: Tenant, storage: Storage) -> None:
     assert (await browser.sign_in(tenant.key)).status == 303
     assert (await browser.get("/console/messages")).status == 200
-    new = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    new = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     assert await storage.accounts.set_api_key(tenant.account.id, api_key_hash=new.hash, api_key_prefix=new.prefix)
     page = await browser.get("/console/messages")
     assert page.status == 303 and page.location.endswith("/console/sign-in?ended=1")
@@ -326,8 +326,8 @@ async def test_accounts_create_disable_rotate(browser: Browser, storage: Storage
     page = await browser.post(f"/console/accounts/{account.id}/rotate-key")
     new = re.search(r'value="(rk_live_[^"]+)"', page.text)
     assert page.status == 200 and new is not None and new.group(1) != key.group(1)
-    assert await storage.accounts.get_by_api_key_hash(auth.hash_key(key.group(1))) is None
-    assert await storage.accounts.get_by_api_key_hash(auth.hash_key(new.group(1))) is not None
+    assert await storage.accounts.get_by_api_key_hash(hashed_secrets.hash_key(key.group(1))) is None
+    assert await storage.accounts.get_by_api_key_hash(hashed_secrets.hash_key(new.group(1))) is not None
 
 
 async def test_providers_create_validate_toggle_delete(browser: Browser, tenant: Tenant, storage: Storage) -> None:

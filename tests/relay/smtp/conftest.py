@@ -14,7 +14,7 @@ import pytest
 import trio
 import trustme
 
-from relay import app, auth, models
+from relay import composition, hashed_secrets, models
 from relay.config import Config, load
 from relay.storage import Storage
 
@@ -24,7 +24,7 @@ PASSWORD = "correct horse battery"
 @attrs.frozen
 class Relay:
     port: int
-    started: app.Started
+    started: composition.Started
     client_context: ssl.SSLContext
     account: models.Account
 
@@ -98,9 +98,9 @@ async def create_account(
     storage: Storage, email: str = "app@example.com", domains: tuple[str, ...] = ("example.com",),
     password: str = PASSWORD, **changes: Any,
 ) -> models.Account:
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     account = await storage.accounts.create(
-        name="App", email=email, password_hash=await auth.hash_password_async(password, rounds=4),
+        name="App", email=email, password_hash=await hashed_secrets.hash_password_async(password, rounds=4),
         api_key_hash=key.hash, api_key_prefix=key.prefix, allowed_domains=domains,
     )
     if changes:
@@ -112,8 +112,8 @@ async def create_account(
 async def relay(
     nursery: trio.Nursery, relay_config: Config, client_context: ssl.SSLContext
 ) -> AsyncIterator[Relay]:
-    started: app.Started = await nursery.start(
-        functools.partial(app.serve, relay_config, services=("smtp",), handle_signals=False)
+    started: composition.Started = await nursery.start(
+        functools.partial(composition.serve, relay_config, services=("smtp",), handle_signals=False)
     )
     account = await create_account(started.runtime.storage)
     yield Relay(started.smtp.ports[0], started, client_context, account)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from relay import auth
+from relay import hashed_secrets
 from relay.storage import Storage
 
 from ..api.test_key_cache import wait_heard, wait_listening
@@ -136,7 +136,7 @@ async def test_a_password_changed_through_another_pool_acts_on_the_next_login(
     assert await in_thread(lambda: _login(relay)) == 235
 
     heard = relay.storage.key_changes.received
-    new_hash = await auth.hash_password_async("another password", rounds=4)
+    new_hash = await hashed_secrets.hash_password_async("another password", rounds=4)
     assert await storage.accounts.update(relay.account.id, password_hash=new_hash)
     await wait_heard(relay.storage, heard)
     assert await in_thread(lambda: _login(relay)) == 535

@@ -20,7 +20,7 @@ import trio.testing
 import proto
 from relay.config import Config
 from relay.smtp.policy import SubmissionPolicy
-from relay.smtp.server import Bound, SmtpServer
+from relay.smtp.server import SmtpListeners, SmtpServer
 from relay.storage import Storage
 
 from .conftest import PASSWORD, create_account
@@ -44,18 +44,18 @@ def config(relay_config: Config) -> Config:
 
 async def serve(
     config: Config, storage: Storage, nursery: trio.Nursery, context: ssl.SSLContext
-) -> tuple[SmtpServer, trio.Event, Bound, trio.Event]:
+) -> tuple[SmtpServer, trio.Event, SmtpListeners, trio.Event]:
     """A listening server; the last event is set once ``serve`` has returned."""
     server = SmtpServer(config, storage, context)
     shutdown, stopped = trio.Event(), trio.Event()
 
-    async def run(task_status: trio.TaskStatus[Bound]) -> None:
+    async def run(task_status: trio.TaskStatus[SmtpListeners]) -> None:
         try:
             await server.serve(shutdown, task_status=task_status)
         finally:
             stopped.set()
 
-    bound: Bound = await nursery.start(run)
+    bound: SmtpListeners = await nursery.start(run)
     return server, shutdown, bound, stopped
 
 

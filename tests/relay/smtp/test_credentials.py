@@ -35,9 +35,9 @@ async def test_cache_never_accepts_a_wrong_password_or_an_old_one(storage: Stora
     auth = Authenticator(storage, ttl=60, rounds=4)
     assert await auth.verify(account.email, PASSWORD) is not None
     assert await auth.verify(account.email, "wrong") is None
-    from relay import auth as relay_auth
+    from relay import hashed_secrets
 
-    await storage.accounts.update(account.id, password_hash=relay_auth.hash_password("new password", rounds=4))
+    await storage.accounts.update(account.id, password_hash=hashed_secrets.hash_password("new password", rounds=4))
     assert await auth.verify(account.email, PASSWORD) is None
     assert await auth.verify(account.email, "new password") is not None
 

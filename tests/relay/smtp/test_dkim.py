@@ -18,7 +18,7 @@ import dkim as dkimpy
 import pytest
 import trio
 
-from relay import auth, dkim
+from relay import dkim, hashed_secrets
 from relay.api.app import create_app
 from relay.smtp.dkim import DkimSigner, KeysUnavailable
 from relay.storage import Storage
@@ -44,7 +44,7 @@ def smtp_env() -> dict[str, str]:
 
 async def make_key(relay: Relay, account_id: uuid.UUID, **body: Any) -> dict[str, Any]:
     """A key made by ``POST /api/v1/accounts/{id}/dkim-keys`` (operator key)."""
-    operator = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    operator = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     await relay.storage.admin_keys.create(name="t", key_hash=operator.hash, key_prefix=operator.prefix)
     client = create_app(relay.started.runtime).test_client()
     response = await client.post(

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 
-from relay import auth, models
+from relay import hashed_secrets, models
 from relay.storage import Storage
 
 # A real bcrypt hash, computed once at the cheapest cost: tests store it, never check it.
-PASSWORD_HASH = auth.hash_password("correct horse", rounds=4)
+PASSWORD_HASH = hashed_secrets.hash_password("correct horse", rounds=4)
 
 
 async def make_account(
     storage: Storage, email: str | None = None, domains: tuple[str, ...] = ("example.com",)
 ) -> models.Account:
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     return await storage.accounts.create(
         name="Test",
         email=email or f"{uuid.uuid4().hex[:8]}@example.com",

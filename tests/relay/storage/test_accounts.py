@@ -3,7 +3,7 @@ import uuid
 import psycopg2
 import pytest
 
-from relay import auth
+from relay import hashed_secrets
 from relay.storage import Conflict, Storage
 
 from .helpers import PASSWORD_HASH, make_account
@@ -31,13 +31,13 @@ async def test_duplicate_email_in_other_case_conflicts(storage: Storage) -> None
 
 
 async def test_find_by_api_key_hash_and_rotate(storage: Storage) -> None:
-    key = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     account = await storage.accounts.create(
         name="K", email="k@example.com", password_hash=PASSWORD_HASH,
         api_key_hash=key.hash, api_key_prefix=key.prefix,
     )
-    assert (await storage.accounts.get_by_api_key_hash(auth.hash_key(key.secret))).id == account.id
-    new = auth.new_key(auth.ACCOUNT_KEY_PREFIX)
+    assert (await storage.accounts.get_by_api_key_hash(hashed_secrets.hash_key(key.secret))).id == account.id
+    new = hashed_secrets.new_key(hashed_secrets.ACCOUNT_KEY_PREFIX)
     assert await storage.accounts.set_api_key(account.id, api_key_hash=new.hash, api_key_prefix=new.prefix)
     assert await storage.accounts.get_by_api_key_hash(key.hash) is None
     rotated = await storage.accounts.get_by_api_key_hash(new.hash)
@@ -77,10 +77,10 @@ async def test_password_hash_not_in_repr(storage: Storage) -> None:
 
 async def test_admin_keys(storage: Storage) -> None:
     assert await storage.admin_keys.count_active() == 0
-    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     created = await storage.admin_keys.create(name="ops", key_hash=key.hash, key_prefix=key.prefix)
     assert created.last_used_at is None
-    found = await storage.admin_keys.find_active(auth.hash_key(key.secret))
+    found = await storage.admin_keys.find_active(hashed_secrets.hash_key(key.secret))
     assert found is not None and found.id == created.id and found.last_used_at is not None
     assert await storage.admin_keys.count_active() == 1
     assert [k.id for k in await storage.admin_keys.list()] == [created.id]
@@ -92,7 +92,7 @@ async def test_admin_keys(storage: Storage) -> None:
 async def test_an_operator_key_s_last_use_is_written_at_most_once_a_minute(
     storage: Storage, database_url: str
 ) -> None:
-    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     await storage.admin_keys.create(name="ops", key_hash=key.hash, key_prefix=key.prefix)
     first = await storage.admin_keys.find_active(key.hash)
     assert first is not None and first.last_used_at is not None

@@ -105,7 +105,7 @@ def test_host_run_returns_and_raises_like_trio_run() -> None:
 
 
 def test_host_run_delivers_signals_to_trio() -> None:
-    """``relay.app.watch_signals`` relies on ``trio.open_signal_receiver`` under the guest run."""
+    """``relay.composition.watch_signals`` relies on ``trio.open_signal_receiver`` under the guest run."""
 
     async def main() -> int:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:

@@ -17,7 +17,7 @@ import pytest
 import trio
 import trustme
 
-from relay import app, dkim
+from relay import composition, dkim
 from relay.config import Config
 from relay.models import MessageStatus, ProviderType
 
@@ -62,8 +62,8 @@ async def test_delivered_message_still_verifies(
     kek = dkim.KeyEncryption.from_setting(KEK)
     assert kek is not None
     async with aiosmtpd_upstream(ca) as up, trio.open_nursery() as nursery:
-        started: app.Started = await nursery.start(
-            functools.partial(app.serve, relay_config, services=("smtp", "worker"), handle_signals=False)
+        started: composition.Started = await nursery.start(
+            functools.partial(composition.serve, relay_config, services=("smtp", "worker"), handle_signals=False)
         )
         storage = started.runtime.storage
         account = await create_account(storage)

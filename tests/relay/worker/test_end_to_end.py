@@ -1,6 +1,6 @@
 """The whole path: smtplib → ``relay smtp`` (STARTTLS + AUTH) → queue → worker → aiosmtpd.
 
-The relay runs as ``relay serve`` does (``app.serve`` with the smtp and worker
+The relay runs as ``relay serve`` does (``composition.serve`` with the smtp and worker
 services); the upstream is aiosmtpd with STARTTLS (trustme) and AUTH, configured as the
 account's default provider through storage. Delivery happens on real sockets in the
 background, so the test polls the database in small steps under ``fail_after``.
@@ -18,7 +18,7 @@ import structlog
 import trio
 import trustme
 
-from relay import app
+from relay import composition
 from relay.config import Config
 from relay.models import DeliveryOutcome, MessageStatus, ProviderType
 
@@ -64,8 +64,8 @@ async def test_submitted_mail_reaches_the_upstream_provider(
     capture = structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars])
     with capture as lines:
         async with aiosmtpd_upstream(ca) as up, trio.open_nursery() as nursery:
-            started: app.Started = await nursery.start(
-                functools.partial(app.serve, relay_config, services=("smtp", "worker"), handle_signals=False)
+            started: composition.Started = await nursery.start(
+                functools.partial(composition.serve, relay_config, services=("smtp", "worker"), handle_signals=False)
             )
             storage = started.runtime.storage
             account = await create_account(storage)

@@ -19,7 +19,7 @@ import pytest
 import trio
 import trustme
 
-from relay import app
+from relay import composition
 from relay.config import Config
 from relay.models import MessageStatus, ProviderType, SuppressionSource
 
@@ -69,8 +69,8 @@ async def test_a_hard_bounce_suppresses_the_address_and_a_policy_refusal_does_no
     url = relay_config.database.url
     refuse = {GONE: "550 5.1.1 no such user", BLOCKED: "550 5.7.1 relaying denied"}
     async with aiosmtpd_upstream(ca, refuse=refuse) as up, trio.open_nursery() as nursery:
-        started: app.Started = await nursery.start(
-            functools.partial(app.serve, relay_config, services=("smtp", "worker"), handle_signals=False)
+        started: composition.Started = await nursery.start(
+            functools.partial(composition.serve, relay_config, services=("smtp", "worker"), handle_signals=False)
         )
         storage = started.runtime.storage
         account = await create_account(storage)

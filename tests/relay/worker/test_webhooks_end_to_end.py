@@ -25,7 +25,7 @@ import httpx
 import pytest
 import trio
 
-from relay import app, auth, webhooks
+from relay import composition, hashed_secrets, webhooks
 from relay.config import Config
 from relay.models import EventKind, MessageStatus, ProviderType, WebhookDeliveryStatus
 from relay.storage import Storage
@@ -64,8 +64,8 @@ async def test_mail_submitted_over_smtp_produces_signed_queued_and_sent_events(
 ) -> None:
     receiver = await httpserver.start(nursery)
     async with aiosmtpd_upstream(None, tls="none", auth=False) as up, trio.open_nursery() as inner:
-        started: app.Started = await inner.start(functools.partial(
-            app.serve, relay_config, services=("smtp", "api", "worker"), handle_signals=False,
+        started: composition.Started = await inner.start(functools.partial(
+            composition.serve, relay_config, services=("smtp", "api", "worker"), handle_signals=False,
         ))
         storage = started.runtime.storage
         account = await create_account(storage)
@@ -121,7 +121,7 @@ async def test_mail_submitted_over_smtp_produces_signed_queued_and_sent_events(
 
 
 async def _operator_key(storage: Storage) -> str:
-    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     await storage.admin_keys.create(name="test", key_hash=key.hash, key_prefix=key.prefix)
     return key.secret
 

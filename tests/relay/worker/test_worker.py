@@ -261,14 +261,14 @@ async def test_cancellation_releases_in_flight_claims(storage: Storage, nursery:
 
 
 async def test_run_worker_stops_gracefully_when_told(storage: Storage, database_url: str, nursery: trio.Nursery) -> None:
-    from relay import app
+    from relay import composition
     from relay.config import Config
     from relay.worker import run_worker
 
     server = await httpserver.start(nursery, answers=[ACCEPTED])
     account, _ = await with_default(storage, server)
     await storage.messages.enqueue_many([message(account, i) for i in range(10)])
-    runtime = app.Runtime(config=Config(worker=worker_config()), database_url=database_url, storage=storage)
+    runtime = composition.Runtime(config=Config(worker=worker_config()), database_url=database_url, storage=storage)
     stop = trio.Event()
     async with trio.open_nursery() as inner:
         worker = await inner.start(lambda task_status: run_worker(runtime, stop=stop, task_status=task_status))

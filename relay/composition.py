@@ -20,7 +20,7 @@ import attrs
 import prometheus_client
 import trio
 
-from . import auth, metrics, sampling
+from . import hashed_secrets, metrics, sampling
 from . import logging as relay_logging
 from .api import server as api_server
 from .config import Config, parse_listen
@@ -32,7 +32,7 @@ from .storage import Storage
 from .worker import Worker, run_worker
 
 # ``Runtime``, ``open_runtime`` and ``open_database`` live in the leaf ``relay.runtime``;
-# they are named here too for callers that start from ``relay.app``.
+# they are named here too for callers that start from ``relay.composition``.
 __all__ = [
     "SERVICES",
     "Runtime",
@@ -52,7 +52,7 @@ async def ensure_operator_key(storage: Storage) -> str | None:
     """Create an operator key when none is active; returns its secret (shown once)."""
     if await storage.admin_keys.count_active():
         return None
-    key = auth.new_key(auth.OPERATOR_KEY_PREFIX)
+    key = hashed_secrets.new_key(hashed_secrets.OPERATOR_KEY_PREFIX)
     await storage.admin_keys.create(name="bootstrap", key_hash=key.hash, key_prefix=key.prefix)
     return key.secret
 
@@ -93,11 +93,11 @@ class Started:
     runtime: Runtime
     shutdown: trio.Event
     #: The ports SMTP bound, when SMTP runs.
-    smtp: smtp_server.Bound | None = None
+    smtp: smtp_server.SmtpListeners | None = None
     #: The delivery worker, when it runs.
     worker: Worker | None = None
     #: The port the API bound, when the API runs.
-    api: api_server.Bound | None = None
+    api: api_server.ApiListener | None = None
     #: Applies a re-read configuration to the running services (``relay.reload``).
     reloader: Reloader | None = None
 
@@ -130,42 +130,15 @@ async def serve(
         reloader = Reloader(config, config_path)
         reloader.register("logging", lambda new: relay_logging.reconfigure(new.logging))
         async with trio.open_nursery() as background:
-            if handle_signals:
-                background.start_soon(watch_signals, shutdown)
-                await background.start(reloader.watch)
-            await background.start(
-                functools.partial(
-                    sampling.sample_forever, runtime.storage, queue="worker" in services,
-                    interval=config.metrics.sample_interval,
-                )
+            await _start_background(
+                background, runtime, services, shutdown, reloader, handle_signals=handle_signals
             )
-            if config.metrics.listen and "api" not in services:
-                background.start_soon(serve_metrics, config.metrics.listen)
             async with trio.open_nursery() as front:
-                smtp_bound: smtp_server.Bound | None = None
-                api_bound: api_server.Bound | None = None
-                worker: Worker | None = None
-                if "smtp" in services:
-                    smtp_bound = await front.start(functools.partial(
-                        smtp_server.serve_smtp, runtime, shutdown, reuse_port=reuse_port,
-                        reloader=reloader,
-                    ))
-                if "api" in services:
-                    api_bound = await front.start(functools.partial(
-                        api_server.serve_api, runtime, shutdown=shutdown, reuse_port=reuse_port,
-                        reloader=reloader,
-                    ))
-                if "worker" in services:
-                    worker = running = await front.start(
-                        functools.partial(run_worker, runtime, stop=shutdown)
-                    )
-                    reloader.register("worker", lambda new: running.reload(new.worker))
-                    reloader.register("webhooks", lambda new: running.webhooks.reload(new.webhooks))
+                started = await _start_services(
+                    front, runtime, services, shutdown, reloader, reuse_port=reuse_port
+                )
                 log.info("relay ready", services=list(services))
-                task_status.started(Started(
-                    runtime, shutdown, smtp=smtp_bound, worker=worker, api=api_bound,
-                    reloader=reloader,
-                ))
+                task_status.started(started)
                 await shutdown.wait()
                 # Bound the drain: SMTP has smtp.shutdown_timeout; the worker gets its
                 # send timeout, after which its claims are released.
@@ -174,3 +147,63 @@ async def serve(
                 ) + 5
             background.cancel_scope.cancel()
     log.info("stopped")
+
+
+async def _start_background(
+    nursery: trio.Nursery,
+    runtime: Runtime,
+    services: tuple[str, ...],
+    shutdown: trio.Event,
+    reloader: Reloader,
+    *,
+    handle_signals: bool,
+) -> None:
+    """What runs beside the services and is cancelled after they drain: signals,
+    SIGHUP reloads, the gauges' sampler and (without the API) the metrics endpoint."""
+    config = runtime.config
+    if handle_signals:
+        nursery.start_soon(watch_signals, shutdown)
+        await nursery.start(reloader.watch)
+    await nursery.start(
+        functools.partial(
+            sampling.sample_forever, runtime.storage, queue="worker" in services,
+            interval=config.metrics.sample_interval,
+        )
+    )
+    if config.metrics.listen and "api" not in services:
+        nursery.start_soon(serve_metrics, config.metrics.listen)
+
+
+async def _start_services(
+    nursery: trio.Nursery,
+    runtime: Runtime,
+    services: tuple[str, ...],
+    shutdown: trio.Event,
+    reloader: Reloader,
+    *,
+    reuse_port: bool,
+) -> Started:
+    """Start each of ``services`` and wait until it is ready (listening, or claiming);
+    the worker's settings join the reloader."""
+    smtp_bound: smtp_server.SmtpListeners | None = None
+    api_bound: api_server.ApiListener | None = None
+    worker: Worker | None = None
+    if "smtp" in services:
+        smtp_bound = await nursery.start(functools.partial(
+            smtp_server.serve_smtp, runtime, shutdown, reuse_port=reuse_port,
+            reloader=reloader,
+        ))
+    if "api" in services:
+        api_bound = await nursery.start(functools.partial(
+            api_server.serve_api, runtime, shutdown=shutdown, reuse_port=reuse_port,
+            reloader=reloader,
+        ))
+    if "worker" in services:
+        worker = running = await nursery.start(
+            functools.partial(run_worker, runtime, stop=shutdown)
+        )
+        reloader.register("worker", lambda new: running.reload(new.worker))
+        reloader.register("webhooks", lambda new: running.webhooks.reload(new.webhooks))
+    return Started(
+        runtime, shutdown, smtp=smtp_bound, worker=worker, api=api_bound, reloader=reloader,
+    )

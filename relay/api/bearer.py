@@ -15,7 +15,7 @@ cannot help.
 
 from __future__ import annotations
 
-from .. import auth
+from .. import hashed_secrets
 from ..storage import Storage
 from .caller import Caller
 from .keycache import KeyCache
@@ -68,9 +68,9 @@ async def authenticate(
 
 def key_kind(token: str) -> str | None:
     """``"operator"`` or ``"account"`` by the key's prefix; ``None``: not one of ours."""
-    if token.startswith(auth.OPERATOR_KEY_PREFIX):
+    if token.startswith(hashed_secrets.OPERATOR_KEY_PREFIX):
         return "operator"
-    if token.startswith(auth.ACCOUNT_KEY_PREFIX):
+    if token.startswith(hashed_secrets.ACCOUNT_KEY_PREFIX):
         return "account"
     return None
 
@@ -84,7 +84,7 @@ async def verify_key(storage: Storage, token: str, cache: KeyCache | None = None
     kind = key_kind(token)
     if kind is None or len(token) > MAX_KEY_LENGTH or not token.isascii():
         raise _refused()
-    return await verify_hash(storage, kind, auth.hash_key(token), cache)
+    return await verify_hash(storage, kind, hashed_secrets.hash_key(token), cache)
 
 
 async def verify_hash(
