@@ -104,6 +104,15 @@ def _members(shape: type) -> tuple[_Member, ...]:
     return tuple(members)
 
 
+@functools.cache
+def _plan(shape: type) -> tuple[frozenset[str], tuple[tuple[str, bool], ...]]:
+    """What ``dump`` needs of ``shape``: its member names, and each (name, optional)
+    in order — worked out once per shape, since ``dump`` runs for every object of
+    every response."""
+    members = _members(shape)
+    return frozenset(m.name for m in members), tuple((m.name, m.optional) for m in members)
+
+
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -118,6 +127,10 @@ class Extended:
 
 
 # ---------------------------------------------------------------- JSON values
+
+
+#: ``dump``'s marker for "the source has no such attribute" (``None`` is a value).
+_ABSENT = object()
 
 
 def _plain(value: Any) -> Any:
@@ -139,21 +152,18 @@ def dump(shape: type, source: object = None, /, **given: Any) -> dict[str, Any]:
         TypeError: ``given`` names a member the shape does not have, or a required
             member has no value — the view and the document disagree.
     """
-    members = _members(shape)
-    unknown = set(given) - {m.name for m in members}
-    if unknown:
-        raise TypeError(f"{shape.__name__} has no member {sorted(unknown)[0]!r}")
+    names, members = _plan(shape)
+    if given and not names.issuperset(given):
+        unknown = sorted(set(given) - names)
+        raise TypeError(f"{shape.__name__} has no member {unknown[0]!r}")
     result: dict[str, Any] = {}
-    for m in members:
-        if m.name in given:
-            value = given[m.name]
-        elif source is not None and hasattr(source, m.name):
-            value = getattr(source, m.name)
-        elif m.optional:
-            continue
-        else:
-            raise TypeError(f"{shape.__name__}.{m.name}: no value")
-        result[m.name] = _plain(value)
+    for name, optional in members:
+        value = given[name] if name in given else getattr(source, name, _ABSENT)
+        if value is _ABSENT:
+            if optional:
+                continue
+            raise TypeError(f"{shape.__name__}.{name}: no value")
+        result[name] = _plain(value)
     return result
 
 
