@@ -40,20 +40,20 @@ class Reads:
         return counted
 
 
+def _count(monkeypatch: pytest.MonkeyPatch, repo: object, method: str) -> Reads:
+    reads = Reads()
+    monkeypatch.setattr(repo, method, reads.wrap(getattr(repo, method)))
+    return reads
+
+
 @pytest.fixture
 def credential_reads(relay: Relay, monkeypatch: pytest.MonkeyPatch) -> Reads:
-    reads = Reads()
-    repo = relay.storage.ip_credentials
-    monkeypatch.setattr(repo, "match", reads.wrap(repo.match))
-    return reads
+    return _count(monkeypatch, relay.storage.ip_credentials, "match")
 
 
 @pytest.fixture
 def login_reads(relay: Relay, monkeypatch: pytest.MonkeyPatch) -> Reads:
-    reads = Reads()
-    repo = relay.storage.accounts
-    monkeypatch.setattr(repo, "get_by_email", reads.wrap(repo.get_by_email))
-    return reads
+    return _count(monkeypatch, relay.storage.accounts, "get_by_email")
 
 
 def _submit_without_auth(relay: Relay) -> int:
