@@ -34,6 +34,7 @@ import proto
 from .. import dkim, metrics
 from ..change_cache import ChangeBoundCache
 from ..config import Config, parse_listen
+from ..limiting import SlidingWindow
 from ..logging import bind, get_logger
 from ..reload import Reloader
 from ..runtime import Runtime
@@ -48,7 +49,6 @@ from .limits import (
     ConcurrencyPerIp,
     ConnectionRateLimiter,
     MemoryBudget,
-    SlidingWindow,
     TrustedNetworks,
 )
 from .policy import PolicySettings, SessionInfo, Shared, SubmissionPolicy

@@ -76,7 +76,7 @@ class SessionSettings:
             self.hostname,
             limits=self.limits,
             extensions=extensions,
-            bare_line_ending_policy=self.bare_line_ending_policy,
+            bare_line_ending_policy="normalize" if self.bare_line_ending_policy == "normalize" else "reject",
             long_line_policy="reject" if self.long_line_policy == "reject" else "accept",
             tls_active=tls_active,
             auth_requires_tls=self.auth_requires_tls,

@@ -25,6 +25,7 @@ service group commit (``batches.BatchWriter``) over the same insert.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import enum
 import uuid
@@ -448,7 +449,7 @@ class MessageRepository:
 
         return Query(self._bridge, fetch)
 
-    def per_minute(self, *, account_id: uuid.UUID | None = None) -> Query[list[tuple[dt.datetime, int]]]:
+    def per_minute(self, *, account_id: uuid.UUID | None = None) -> Query[builtins.list[tuple[dt.datetime, int]]]:
         """Messages accepted in each minute of the last hour (minutes without any are
         absent), oldest first: one range scan of an index on ``created_at``
         (``messages_created_idx``, or per tenant ``messages_account_created_idx``)."""
