@@ -219,7 +219,7 @@ def form_uuid(form: Mapping[str, str], name: str) -> uuid.UUID | None:
         raise Invalid(name, "expected an id from the list") from None
 
 
-def form_int(form: Mapping[str, str], name: str) -> Any:
+def form_int(form: Mapping[str, str], name: str) -> int | str | None:
     """The field as an int when it is one; else as sent, for the schema to name."""
     text = (form.get(name) or "").strip()
     if not text:

@@ -23,7 +23,6 @@ works, counted, and ends that session only (``SubmissionSession.run`` never rais
 from __future__ import annotations
 
 import ssl
-from typing import Any
 
 import attrs
 import trio
@@ -280,6 +279,6 @@ class SubmissionSession:
         log.info("tls established", version=self._tls_version(tls_stream))
 
     @staticmethod
-    def _tls_version(stream: trio.SSLStream[Any]) -> str | None:
+    def _tls_version(stream: trio.SSLStream[trio.abc.Stream]) -> str | None:
         version = stream.version()
         return None if version is None else str(version)
