@@ -38,7 +38,7 @@ class ReceiveBuffer:
     def __bool__(self) -> bool:
         return bool(self._data)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | bytearray) -> None:
         """Add received bytes at the end."""
         self._data += data
 

@@ -211,7 +211,7 @@ class ServerConnection:
 
     # ------------------------------------------------------------------ input
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the peer; ``b""`` means the peer closed its side.
 
         Bytes arriving in ``TLS_HANDOFF`` are counted and dropped; after ``CLOSING``

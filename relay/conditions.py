@@ -54,11 +54,12 @@ import email.parser
 import email.policy
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
+from .jsonvalue import JSON
 from .syntax import is_host_name
 
 __all__ = [
@@ -298,6 +299,9 @@ def matches(condition: Condition, facts: MessageFacts) -> bool:
 
 # ---------------------------------------------------------------- parsing
 
+#: Checks and normalizes one string of a condition (``_text``, ``_domain``, ``_address``).
+TextCheck = Callable[[JSON, str], str]
+
 _LEAVES = (
     "recipient_domain", "every_recipient_domain", "sender_domain", "sender", "header", "size"
 )
@@ -307,7 +311,7 @@ _GLOB_DOMAIN = re.compile(r"^[a-z0-9*?.\-]+$")
 _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
 
 
-def json_kind(value: Any) -> str:
+def json_kind(value: object) -> str:
     """How an error message names the JSON type of ``value`` ("a string", "null")."""
     if value is None:
         return "null"
@@ -328,7 +332,7 @@ class _Parser:
     def __init__(self) -> None:
         self.nodes = 0
 
-    def condition(self, data: Any, path: str, depth: int) -> Condition:
+    def condition(self, data: JSON, path: str, depth: int) -> Condition:
         if not isinstance(data, dict):
             raise ConditionError(path, f"expected a condition object, got {json_kind(data)}")
         self.nodes += 1
@@ -372,7 +376,7 @@ class _Parser:
         )
 
     def items(
-        self, value: Any, path: str, depth: int, *, allow_empty: bool
+        self, value: JSON, path: str, depth: int, *, allow_empty: bool
     ) -> tuple[Condition, ...]:
         if not isinstance(value, list):
             raise ConditionError(path, f"expected a list of conditions, got {json_kind(value)}")
@@ -385,7 +389,7 @@ class _Parser:
         )
 
     def text_test(
-        self, value: Any, path: str, check: Any, operators: tuple[str, ...]
+        self, value: JSON, path: str, check: TextCheck, operators: tuple[str, ...]
     ) -> TextTest:
         if isinstance(value, str):
             return TextTest("equals", (check(value, path),))
@@ -398,7 +402,7 @@ class _Parser:
         return self.operand(operator, operand, f"{path}.{operator}", check, operators)
 
     def operand(
-        self, operator: str, operand: Any, path: str, check: Any, operators: tuple[str, ...]
+        self, operator: str, operand: JSON, path: str, check: TextCheck, operators: tuple[str, ...]
     ) -> TextTest:
         if operator not in operators:
             parent = path.rpartition(".")[0]
@@ -421,7 +425,7 @@ class _Parser:
             return TextTest("glob", (_glob(operand, path, check),))
         return TextTest(operator, (check(operand, path),))
 
-    def header(self, value: Any, path: str) -> Header:
+    def header(self, value: JSON, path: str) -> Header:
         if not isinstance(value, dict):
             raise ConditionError(
                 path, f'expected an object such as {{"name": "X-Campaign", "equals": "spring"}}, got {json_kind(value)}'
@@ -442,7 +446,7 @@ class _Parser:
             name.lower(), self.operand(operator, operand, f"{path}.{operator}", _text, operators)
         )
 
-    def size(self, value: Any, path: str) -> Size:
+    def size(self, value: JSON, path: str) -> Size:
         if not isinstance(value, dict) or not value:
             raise ConditionError(
                 path, 'expected an object such as {"greater_than": 1000000}'
@@ -459,7 +463,7 @@ class _Parser:
         return Size(**bounds)
 
 
-def _text(value: Any, path: str) -> str:
+def _text(value: JSON, path: str) -> str:
     if not isinstance(value, str):
         raise ConditionError(path, f"expected a string, got {json_kind(value)}")
     if len(value) > MAX_TEXT:
@@ -467,7 +471,7 @@ def _text(value: Any, path: str) -> str:
     return value.lower().strip()
 
 
-def _domain(value: Any, path: str) -> str:
+def _domain(value: JSON, path: str) -> str:
     if not isinstance(value, str):
         raise ConditionError(path, f"expected a domain name, got {json_kind(value)}")
     domain = value.lower().rstrip(".")
@@ -481,7 +485,7 @@ def _domain(value: Any, path: str) -> str:
     return domain
 
 
-def _address(value: Any, path: str) -> str:
+def _address(value: JSON, path: str) -> str:
     if not isinstance(value, str):
         raise ConditionError(path, f"expected an address, got {json_kind(value)}")
     local, at, domain = value.rpartition("@")
@@ -490,7 +494,7 @@ def _address(value: Any, path: str) -> str:
     return f"{local.lower()}@{_domain(domain, path)}"
 
 
-def _glob(value: Any, path: str, check: Any) -> str:
+def _glob(value: JSON, path: str, check: TextCheck) -> str:
     if not isinstance(value, str) or not value:
         raise ConditionError(path, 'expected a pattern such as "*.example.com"')
     pattern = value.lower()
@@ -503,7 +507,7 @@ def _glob(value: Any, path: str, check: Any) -> str:
     return pattern
 
 
-def parse(data: Any, *, root: str = "$") -> Condition:
+def parse(data: JSON, *, root: str = "$") -> Condition:
     """Check and compile a rule's ``conditions``.
 
     Args:

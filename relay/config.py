@@ -18,7 +18,7 @@ import json
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -91,7 +91,7 @@ def _fraction(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
         raise _InvalidValue(attribute.name, f"must be above 0 and at most 1; got {value}")
 
 
-def _one_of(*choices: str) -> Any:
+def _one_of(*choices: str) -> Callable[[Any, attrs.Attribute[Any], str], None]:
     def check(inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
         if value not in choices:
             raise _InvalidValue(

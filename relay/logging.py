@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import random
 import sys
-from collections.abc import Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
+from typing import TextIO
 
 import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from .config import LoggingConfig
 
@@ -23,8 +24,11 @@ unbind = structlog.contextvars.unbind_contextvars
 bound = structlog.contextvars.bound_contextvars
 
 
-def get_logger(name: str) -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str) -> FilteringBoundLogger:
+    # configure() makes every logger a filtering bound logger; structlog's lazy proxy
+    # is declared Any.
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger
 
 
 #: One line per unit of work at a busy relay: ``logging.sample_rate`` keeps that share
@@ -34,12 +38,10 @@ HIGH_VOLUME = frozenset({"message accepted", "request", "message delivered"})
 
 def sampler(
     rate: float, draw: Callable[[], float] = random.random
-) -> Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]:
+) -> Callable[[WrappedLogger, str, EventDict], EventDict]:
     """A structlog processor keeping ``rate`` of the high-volume info lines."""
 
-    def sample(
-        logger: Any, method: str, event: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
+    def sample(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
         high_volume = method in ("info", "debug") and event.get("event") in HIGH_VOLUME
         if rate < 1.0 and high_volume and draw() >= rate:
             raise structlog.DropEvent
@@ -48,7 +50,7 @@ def sampler(
     return sample
 
 
-_stream: Any = None
+_stream: TextIO | None = None
 
 
 def reconfigure(config: LoggingConfig) -> None:
@@ -56,14 +58,14 @@ def reconfigure(config: LoggingConfig) -> None:
     configure(config, _stream)
 
 
-def configure(config: LoggingConfig, stream: Any = None) -> None:
+def configure(config: LoggingConfig, stream: TextIO | None = None) -> None:
     global _stream
     stream = sys.stdout if stream is None else stream
     _stream = stream
     as_json = config.format == "json" or (
         config.format == "auto" and not getattr(stream, "isatty", lambda: False)()
     )
-    renderer: Any = (
+    renderer: Processor = (
         structlog.processors.JSONRenderer()
         if as_json
         else structlog.dev.ConsoleRenderer(colors=False)

@@ -125,7 +125,8 @@ def scrape_registry() -> CollectorRegistry:
     if not directory:
         return REGISTRY
     registry = CollectorRegistry()
-    _multiprocess.MultiProcessCollector(registry, path=directory)
+    # prometheus_client's multiprocess module has no annotations.
+    _multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return registry
 
 
@@ -137,7 +138,7 @@ def exposition() -> tuple[bytes, str]:
 def process_gone(pid: int) -> None:
     """A child process ended: its live gauges stop counting."""
     if os.environ.get(MULTIPROC_ENV):
-        _multiprocess.mark_process_dead(pid)
+        _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 _LOCALS = re.compile(r"\.<locals>")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -67,7 +67,7 @@ class Reloader:
     def register(self, name: str, apply: Callable[[Config], None]) -> None:
         self._appliers.append((name, apply))
 
-    def reload(self, environ: Any = None) -> bool:
+    def reload(self, environ: Mapping[str, str] | None = None) -> bool:
         """Re-read and apply; False (and nothing changed) when the file is refused."""
         try:
             new = config_mod.load(self._path, environ)

@@ -31,16 +31,23 @@ may have arrived but not reached the app yet), which costs a reconnect, never a 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 import trio
-from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGIReceiveEvent,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
 
 #: HTTP versions whose responses may carry ``Connection`` (RFC 9113 §8.2.2 forbids it in h2).
 _HTTP1 = frozenset({"1.0", "1.1"})
 
 
-def _declares_body(headers: Any) -> bool:
+def _declares_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name.lower() == b"transfer-encoding":
             return True
@@ -55,20 +62,20 @@ class ConnectionGuard:
     def __init__(self, app: ASGIFramework) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         body_received = not _declares_body(scope["headers"])
 
-        async def tracked_receive() -> Any:
+        async def tracked_receive() -> ASGIReceiveEvent:
             nonlocal body_received
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
                 body_received = True
             return message
 
-        async def guarded_send(message: Any) -> None:
+        async def guarded_send(message: ASGISendEvent) -> None:
             if (
                 message["type"] == "http.response.start"
                 and not body_received

@@ -54,7 +54,7 @@ def caller() -> Caller:
     return g.caller  # type: ignore[no-any-return]
 
 
-def _default(value: Any) -> Any:
+def _default(value: object) -> str | list[object]:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

@@ -25,6 +25,7 @@ import trio
 from quart import Blueprint, Response
 
 from .. import dkim, models
+from ..jsonvalue import JSON
 from ..storage import InvalidReference, SelectorTaken, TooManyDkimKeys
 from .context import json_response, no_content, read_body, state, storage
 from .ip_credentials import visible
@@ -59,7 +60,7 @@ PRIVATE_KEY_SCHEMA: dict[str, Any] = {
 }
 
 
-def _selector(value: Any, path: str) -> str:
+def _selector(value: JSON, path: str) -> str:
     if not isinstance(value, str) or not dkim.selector_valid(value.lower()):
         raise Invalid(
             path, "expected a selector such as 2026a: letters, digits, hyphens and dots,"
@@ -68,7 +69,7 @@ def _selector(value: Any, path: str) -> str:
     return value.lower()
 
 
-def _private_key(value: Any, path: str) -> dkim.KeyPair:
+def _private_key(value: JSON, path: str) -> dkim.KeyPair:
     if not isinstance(value, str):
         raise Invalid(path, "expected a PEM private key as a string")
     try:

@@ -22,6 +22,7 @@ import attrs
 from quart import Blueprint, Response
 
 from .. import models, networks
+from ..jsonvalue import JSON
 from ..storage import InvalidReference, NetworkOverlap, TooManyCredentials
 from .context import caller, json_response, no_content, read_body, storage
 from .operations import Reply, operation
@@ -43,7 +44,7 @@ NETWORK_SCHEMA: dict[str, Any] = {
 }
 
 
-def _network(value: Any, path: str) -> networks.Network:
+def _network(value: JSON, path: str) -> networks.Network:
     if not isinstance(value, str) or len(value) > NETWORK_SCHEMA["maxLength"]:
         raise Invalid(path, "expected a CIDR network such as 192.0.2.0/24")
     try:

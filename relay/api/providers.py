@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import attrs
 from quart import Blueprint, Response, request
@@ -65,7 +65,7 @@ _CONFIG_ANY = Custom(
 )
 
 
-def _not_object(path: str) -> Any:
+def _not_object(path: str) -> NoReturn:
     raise Invalid(path, "expected a JSON object")
 
 

@@ -18,6 +18,7 @@ import attrs
 from quart import Blueprint, Response, request
 
 from .. import conditions, models
+from ..jsonvalue import JSON
 from ..storage import InvalidReference
 from .context import (
     json_response,
@@ -54,12 +55,13 @@ MAX_FALLBACKS = 10
 PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 
 
-def _conditions(value: Any, path: str) -> dict[str, Any]:
+def _conditions(value: JSON, path: str) -> dict[str, Any]:
     try:
         conditions.parse(value, root=path)
     except conditions.ConditionError as exc:
         raise Invalid(exc.path, exc.problem) from None
-    return value  # type: ignore[no-any-return]
+    assert isinstance(value, dict)  # parse accepts nothing but an object
+    return value
 
 
 CONDITIONS_SCHEMA: dict[str, Any] = {

@@ -24,6 +24,7 @@ import attrs
 from quart import Blueprint, Response, request
 
 from .. import models
+from ..jsonvalue import JSON
 from ..storage import InvalidReference
 from ..storage.suppressions import MAX_REASON
 from .context import json_response, no_content, read_body, storage
@@ -67,7 +68,7 @@ EXPIRES_SCHEMA: dict[str, Any] = {
 }
 
 
-def _expires(value: Any, path: str) -> dt.datetime | None:
+def _expires(value: JSON, path: str) -> dt.datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):

@@ -18,11 +18,12 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 import attrs
 
 from ..conditions import json_kind
+from ..jsonvalue import JSON
 from ..syntax import MAX_DOMAIN, MAX_EMAIL, check_domain, check_email
 
 __all__ = [
@@ -59,6 +60,14 @@ class Invalid(Exception):
         self.status = status
 
 
+class ValueType(Protocol):
+    """What a ``Field`` holds: checks one member's JSON value and describes it in JSON Schema."""
+
+    def parse(self, value: JSON, path: str, /) -> object: ...
+
+    def schema(self) -> dict[str, Any]: ...
+
+
 # ---------------------------------------------------------------- scalar types
 
 
@@ -68,7 +77,7 @@ class String:
     min_length: int = 1
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> str:
+    def parse(self, value: JSON, path: str) -> str:
         if not isinstance(value, str):
             raise Invalid(path, f"expected a string, got {json_kind(value)}")
         if len(value) > self.max_length:
@@ -95,7 +104,7 @@ class Password:
 
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> str:
+    def parse(self, value: JSON, path: str) -> str:
         if not isinstance(value, str):
             raise Invalid(path, f"expected a string, got {json_kind(value)}")
         if len(value) < MIN_PASSWORD:
@@ -118,7 +127,7 @@ class Domain:
     wildcard: bool = False
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> str:
+    def parse(self, value: JSON, path: str) -> str:
         if not isinstance(value, str):
             raise Invalid(path, f"expected a domain name, got {json_kind(value)}")
         base = value[2:] if self.wildcard and value.startswith("*.") else value
@@ -143,7 +152,7 @@ class Email:
 
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> str:
+    def parse(self, value: JSON, path: str) -> str:
         if not isinstance(value, str):
             raise Invalid(path, f"expected an email address, got {json_kind(value)}")
         if not check_email(value):
@@ -162,7 +171,7 @@ class Integer:
     maximum: int
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> int:
+    def parse(self, value: JSON, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid(path, f"expected a whole number, got {json_kind(value)}")
         if not self.minimum <= value <= self.maximum:
@@ -180,7 +189,7 @@ class Integer:
 class Boolean:
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> bool:
+    def parse(self, value: JSON, path: str) -> bool:
         if not isinstance(value, bool):
             raise Invalid(path, f"expected true or false, got {json_kind(value)}")
         return value
@@ -193,7 +202,7 @@ class Boolean:
 class Uuid:
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> uuid.UUID:
+    def parse(self, value: JSON, path: str) -> uuid.UUID:
         if isinstance(value, str):
             try:
                 return uuid.UUID(value)
@@ -210,7 +219,7 @@ class Enum:
     choices: tuple[str, ...]
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> str:
+    def parse(self, value: JSON, path: str) -> str:
         if value not in self.choices or not isinstance(value, str):
             raise Invalid(path, f"must be one of {', '.join(self.choices)}; got {_describe(value)}")
         return value
@@ -223,10 +232,10 @@ class Enum:
 class Custom:
     """A value checked by a function (e.g. routing conditions), with a hand-written schema."""
 
-    check: Callable[[Any, str], Any]
+    check: Callable[[JSON, str], object]
     json_schema: Mapping[str, Any]
 
-    def parse(self, value: Any, path: str) -> Any:
+    def parse(self, value: JSON, path: str) -> object:
         return self.check(value, path)
 
     def schema(self) -> dict[str, Any]:
@@ -238,9 +247,9 @@ class Custom:
 
 @attrs.frozen
 class Nullable:
-    inner: Any
+    inner: ValueType
 
-    def parse(self, value: Any, path: str) -> Any:
+    def parse(self, value: JSON, path: str) -> object:
         return None if value is None else self.inner.parse(value, path)
 
     def schema(self) -> dict[str, Any]:
@@ -253,19 +262,19 @@ class Nullable:
 
 @attrs.frozen
 class ListOf:
-    item: Any
+    item: ValueType
     max_items: int
     unique: bool = True
     description: str = ""
 
-    def parse(self, value: Any, path: str) -> list[Any]:
+    def parse(self, value: JSON, path: str) -> list[object]:
         if not isinstance(value, list):
             raise Invalid(path, f"expected a list, got {json_kind(value)}")
         if len(value) > self.max_items:
             raise Invalid(path, f"too many items: {len(value)}, at most {self.max_items}")
         items = [self.item.parse(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if self.unique:
-            seen: set[Any] = set()
+            seen: set[object] = set()
             for i, item in enumerate(items):
                 if item in seen:
                     raise Invalid(f"{path}[{i}]", f"{str(item)!r} is listed twice")
@@ -284,7 +293,7 @@ _MISSING = object()
 
 @attrs.frozen
 class Field:
-    type: Any
+    type: ValueType
     required: bool = False
     #: What ``create``/``replace`` fill in when the member is absent (``_MISSING``: nothing).
     default: Any = _MISSING
@@ -296,7 +305,7 @@ class Object:
     fields: Mapping[str, Field]
     description: str = ""
 
-    def parse(self, data: Any, path: str = "", *, partial: bool = False) -> dict[str, Any]:
+    def parse(self, data: JSON, path: str = "", *, partial: bool = False) -> dict[str, Any]:
         """Check ``data`` and return its members as Python values.
 
         Args:
@@ -350,7 +359,7 @@ def _described(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return schema
 
 
-def _describe(value: Any) -> str:
+def _describe(value: JSON) -> str:
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -358,8 +367,8 @@ def _describe(value: Any) -> str:
 # ---------------------------------------------------------------- bodies and queries
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+def _refuse_duplicates(pairs: list[tuple[str, JSON]]) -> dict[str, JSON]:
+    result: dict[str, JSON] = {}
     for key, value in pairs:
         if key in result:
             raise Invalid(key, "appears twice in the same object", status=400)
@@ -367,11 +376,11 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     raise Invalid("body", f"{name} is not valid JSON", status=400)
 
 
-def decode_json(body: bytes, content_type: str | None) -> Any:
+def decode_json(body: bytes, content_type: str | None) -> dict[str, JSON]:
     """The JSON value of a request body.
 
     Raises:

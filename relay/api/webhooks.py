@@ -22,6 +22,7 @@ import attrs
 from quart import Blueprint, Response, request
 
 from .. import events, models, webhooks
+from ..jsonvalue import JSON
 from .context import json_response, no_content, read_body, state, storage
 from .ip_credentials import visible
 from .messages import decode_cursor, encode_cursor
@@ -65,7 +66,7 @@ URL_SCHEMA: dict[str, Any] = {
 }
 
 
-def _url(value: Any, path: str) -> str:
+def _url(value: JSON, path: str) -> str:
     if not isinstance(value, str) or not value or len(value) > URL_SCHEMA["maxLength"]:
         raise Invalid(path, "expected an https:// URL of at most 2048 characters")
     # ``Custom`` skips ``String``'s checks: a NUL reached PostgreSQL (a 500), and

@@ -15,6 +15,7 @@ from .. import models
 from ..api import context
 from ..api.providers import CREATE, check_config, redacted_config
 from ..api.validation import Invalid
+from ..jsonvalue import JSON
 from ..storage import InvalidReference
 from . import web
 from .web import blueprint
@@ -22,10 +23,11 @@ from .web import blueprint
 TYPES = tuple(str(t) for t in models.ProviderType)
 
 
-def parse_json(text: str, field: str) -> object:
+def parse_json(text: str, field: str) -> JSON:
     """Raises: Invalid naming ``field``."""
     try:
-        return json.loads(text or "{}")
+        value: JSON = json.loads(text or "{}")
+        return value
     except json.JSONDecodeError as exc:
         raise Invalid(field, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
 

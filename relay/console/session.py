@@ -81,7 +81,8 @@ class SessionCodec:
         if not value:
             return None
         try:
-            data = self._serializer.loads(value, max_age=self.max_age)
+            # itsdangerous annotates max_age as int; it only compares the token's age with it.
+            data = self._serializer.loads(value, max_age=self.max_age)  # type: ignore[arg-type]
         except BadSignature:  # includes SignatureExpired
             return None
         try:

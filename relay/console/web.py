@@ -124,7 +124,7 @@ async def _load_session() -> Response | None:
         return None
     current = session()
     if not current.signed_in:
-        return redirect(url_for(f"{NAME}.sign_in_form"), 303)
+        return see_other(f"{NAME}.sign_in_form")
     assert current.kind is not None and current.key_hash is not None
     api = context.state()
     try:
@@ -134,7 +134,7 @@ async def _load_session() -> Response | None:
     except Problem:
         # Rotated, revoked, or the account disabled: the session ends here.
         set_session(None)
-        return redirect(url_for(f"{NAME}.sign_in_form", ended="1"), 303)
+        return see_other(f"{NAME}.sign_in_form", ended="1")
     decision = api.limiter.take(g.caller.key_hash)
     if not decision.allowed:
         raise Problem(
@@ -193,6 +193,7 @@ async def render(template: str, status: int = 200, **values: Any) -> Response:
 
 def see_other(endpoint: str, **values: Any) -> Response:
     """303 to a page after a POST (so reloading it does not post again)."""
+    # quart annotates redirect() as werkzeug's Response; it builds the app's response_class.
     return redirect(url_for(endpoint, **values), 303)  # type: ignore[return-value]
 
 
@@ -218,7 +219,7 @@ def form_uuid(form: Mapping[str, str], name: str) -> uuid.UUID | None:
         raise Invalid(name, "expected an id from the list") from None
 
 
-def form_int(form: Mapping[str, str], name: str) -> Any:
+def form_int(form: Mapping[str, str], name: str) -> int | str | None:
     """The field as an int when it is one; else as sent, for the schema to name."""
     text = (form.get(name) or "").strip()
     if not text:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 import trio
@@ -187,7 +187,7 @@ class SubmissionPolicy:
 
     # ------------------------------------------------------------ dispatch
 
-    async def respond(self, event: Any) -> proto.Reply | None:
+    async def respond(self, event: proto.Event) -> proto.Reply | None:
         """The reply to send for ``event``, or None when none is owed (Data)."""
         if isinstance(event, proto.Data):
             self._buffer(event.data)
@@ -224,7 +224,7 @@ class SubmissionPolicy:
             return True
         return False
 
-    def _session_command(self, event: Any) -> proto.Reply:
+    def _session_command(self, event: proto.Event) -> proto.Reply:
         """EHLO/HELO, STARTTLS, RSET, NOOP and QUIT: none needs the storage."""
         if isinstance(event, (proto.Ehlo, proto.Helo)):
             self.release()

@@ -24,7 +24,6 @@ import errno
 import socket
 import ssl
 import uuid
-from typing import Any
 
 import attrs
 import trio
@@ -32,8 +31,9 @@ import trio
 import proto
 
 from .. import dkim, metrics
-from ..change_cache import ChangeBoundCache
+from ..change_cache import ChangeBoundCache, K, V
 from ..config import Config, parse_listen
+from ..limiting import SlidingWindow
 from ..logging import bind, get_logger
 from ..reload import Reloader
 from ..runtime import Runtime
@@ -48,7 +48,6 @@ from .limits import (
     ConcurrencyPerIp,
     ConnectionRateLimiter,
     MemoryBudget,
-    SlidingWindow,
     TrustedNetworks,
 )
 from .policy import PolicySettings, SessionInfo, Shared, SubmissionPolicy
@@ -141,7 +140,7 @@ class SmtpServer:
         self.committer = storage.messages.writer(
             max_batch_bytes=max(1, smtp.memory_budget // BATCH_SHARE)
         )
-        def cache() -> ChangeBoundCache[Any, Any]:
+        def cache() -> ChangeBoundCache[K, V]:
             return ChangeBoundCache(
                 storage.key_changes, ttl=smtp.account_cache_ttl,
                 max_entries=ACCOUNT_CACHE_ENTRIES, clock=trio.current_time,
@@ -344,7 +343,7 @@ class SmtpServer:
             self._refusals_logged.add(ip)
             log.info(event, client_ip=ip)
 
-    async def _refuse(self, stream: Any, reply: proto.Reply, implicit_tls: bool) -> None:
+    async def _refuse(self, stream: trio.abc.Stream, reply: proto.Reply, implicit_tls: bool) -> None:
         """Say why and close, bounded in time and in how many run at once."""
         if self._refusing >= MAX_REFUSALS_IN_FLIGHT:
             return
@@ -355,7 +354,7 @@ class SmtpServer:
             self._refusing -= 1
 
     async def run_session(
-        self, stream: Any, ip: str, correlation_id: str, implicit_tls: bool
+        self, stream: trio.abc.Stream, ip: str, correlation_id: str, implicit_tls: bool
     ) -> None:
         """One admitted connection, from greeting to close (also used by tests with
         in-memory streams). Faults inside the session are contained and counted here."""
@@ -405,7 +404,7 @@ def _port(listener: trio.SocketListener) -> int:
     return int(listener.socket.getsockname()[1])
 
 
-async def _refuse(stream: Any, reply: proto.Reply, ssl_context: ssl.SSLContext | None) -> None:
+async def _refuse(stream: trio.abc.Stream, reply: proto.Reply, ssl_context: ssl.SSLContext | None) -> None:
     """Say why, without starting a session (bounded in time); the caller closes."""
     with trio.move_on_after(REFUSAL_TIMEOUT):
         try:

@@ -23,7 +23,6 @@ works, counted, and ends that session only (``SubmissionSession.run`` never rais
 from __future__ import annotations
 
 import ssl
-from typing import Any
 
 import attrs
 import trio
@@ -76,7 +75,7 @@ class SessionSettings:
             self.hostname,
             limits=self.limits,
             extensions=extensions,
-            bare_line_ending_policy=self.bare_line_ending_policy,
+            bare_line_ending_policy="normalize" if self.bare_line_ending_policy == "normalize" else "reject",
             long_line_policy="reject" if self.long_line_policy == "reject" else "accept",
             tls_active=tls_active,
             auth_requires_tls=self.auth_requires_tls,
@@ -280,6 +279,6 @@ class SubmissionSession:
         log.info("tls established", version=self._tls_version(tls_stream))
 
     @staticmethod
-    def _tls_version(stream: trio.SSLStream[Any]) -> str | None:
+    def _tls_version(stream: trio.SSLStream[trio.abc.Stream]) -> str | None:
         version = stream.version()
         return None if version is None else str(version)

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import attrs
 import trio
 
 from .. import metrics
-from ._bridge import Bridge, BridgeStatistics
+from ._bridge import Bridge, BridgeStatistics, Connection, run_plain
 from .accounts import AccountRepository
 from .admin_keys import AdminKeyRepository
 from .batches import BatchStatistics, BatchWriter
@@ -35,6 +35,9 @@ from .rules import RoutingRuleRepository
 from .suppressions import Added, Bounce, SuppressionRepository
 from .webhooks import DueDelivery, Settlement, WebhookRepository
 from .worker_state import WorkerStateRepository
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = [
     "Added",
@@ -130,7 +133,7 @@ class Storage:
                 repository call; with a transaction, nothing of it was committed.
         """
 
-        async def together(conn: Any) -> tuple[Any, ...]:
+        async def together(conn: Connection) -> tuple[Any, ...]:
             if snapshot:
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     return tuple([await q.on_connection(conn) for q in queries])
@@ -158,7 +161,7 @@ class Storage:
     async def ping(self) -> None:
         """Raises: DatabaseUnavailable: the database did not answer ``SELECT 1``."""
 
-        async def select_one(conn: Any) -> Any:
+        async def select_one(conn: Connection) -> Any:
             return await conn.fetchval("SELECT 1")
 
         await self._bridge.run(select_one)
@@ -183,14 +186,14 @@ class Storage:
         )
 
 
-async def _reset_connection(conn: Any) -> None:
+async def _reset_connection(conn: asyncpg.Connection) -> None:
     """Cheaper than asyncpg's default reset (a round trip on every release): we never
     LISTEN, SET or take advisory locks, so only an abandoned transaction needs undoing."""
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
 
 
-async def _init_connection(conn: Any) -> None:
+async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
             name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
@@ -249,9 +252,7 @@ async def _open_pool(
 ) -> AsyncIterator[Storage]:
     import asyncpg  # only here and in the repositories' asyncio side
 
-    bridge_for_errors = Bridge(loop, None, settings.acquire_timeout)  # type: ignore[arg-type]
-
-    async def create() -> Any:
+    async def create() -> asyncpg.Pool:
         return await asyncpg.create_pool(
             url,
             min_size=settings.min_size,
@@ -263,7 +264,7 @@ async def _open_pool(
             reset=_reset_connection,
         )
 
-    pool = await bridge_for_errors.run_plain(create)
+    pool = await run_plain(loop, create)
     key_changes = KeyChanges(loop, url, settings.connect_timeout)
     try:
         yield Storage(Bridge(loop, pool, settings.acquire_timeout), key_changes)
@@ -278,7 +279,7 @@ async def _open_pool(
                 pool.terminate()
 
         with trio.CancelScope(shield=True):
-            await bridge_for_errors.run_plain(close)
+            await run_plain(loop, close)
 
 
 #: Seconds ``pool.close()`` may take (waiting for released connections) before terminate.

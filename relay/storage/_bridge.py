@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeAlias, TypeVar, TypeVarTuple
 
 import asyncpg
 import attrs
@@ -40,6 +40,12 @@ from .. import metrics
 from .errors import Conflict, DatabaseUnavailable, InvalidReference, StorageError
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+#: A pooled connection: what the asyncio side of every repository method is handed.
+Connection: TypeAlias = asyncpg.pool.PoolConnectionProxy
+#: A result row (``conn.fetch``, ``conn.fetchrow``); ``relay.storage._rows`` maps it to a model.
+Record: TypeAlias = asyncpg.Record
 
 #: Errors that mean "the database could not be reached or dropped us", not "bad query".
 _UNAVAILABLE = (
@@ -85,7 +91,7 @@ class Bridge:
         return self._pool
 
     async def run(
-        self, fn: Callable[..., Awaitable[T]], *args: Any, operation: str | None = None
+        self, fn: Callable[[Connection, *Ts], Awaitable[T]], *args: *Ts, operation: str | None = None
     ) -> T:
         """Run ``fn(connection, *args)`` on the asyncio side with one pooled connection.
 
@@ -104,14 +110,14 @@ class Bridge:
         name = operation or metrics.operation_name(fn)
         started = time.perf_counter()
         try:
-            return await self.run_plain(functools.partial(self.with_connection, fn, *args))
+            return await run_plain(self._loop, functools.partial(self.with_connection, fn, *args))
         except StorageError:
             metrics.DB_ERRORS.labels(name).inc()
             raise
         finally:
             metrics.DB_QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
 
-    async def with_connection(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def with_connection(self, fn: Callable[[Connection, *Ts], Awaitable[T]], *args: *Ts) -> T:
         """The asyncio side of ``run``, on the host loop: ``fn(connection, *args)``.
 
         The wait for a connection is bounded with ``asyncio.timeout`` rather than
@@ -134,29 +140,32 @@ class Bridge:
         finally:
             await self._pool.release(conn, timeout=self._acquire_timeout)
 
-    async def run_plain(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run an asyncio coroutine function on the host loop from trio, mapping database errors.
 
-        Raises:
-            DatabaseUnavailable, Conflict, InvalidReference, StorageError: as ``run``.
+async def run_plain(loop: asyncio.AbstractEventLoop, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an asyncio coroutine function on the host loop from trio, mapping database errors.
 
-        On cancellation the asyncio task is cancelled and awaited for up to
-        ``CANCEL_GRACE`` seconds before the cancellation propagates.
-        """
-        task = await run_on_host(self._loop, fn)
-        try:
-            return task.result()
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(exc.constraint_name or "unique constraint") from None
-        except asyncpg.ForeignKeyViolationError as exc:
-            raise InvalidReference(exc.constraint_name or "foreign key") from None
-        except _UNAVAILABLE as exc:
-            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except asyncio.CancelledError as exc:
-            # Only the host loop shutting down cancels our tasks without us asking.
-            raise DatabaseUnavailable("database unavailable: the host loop is stopping") from exc
-        except asyncpg.PostgresError as exc:
-            raise StorageError(f"database error: {exc.sqlstate} {type(exc).__name__}") from exc
+    Needs no pool: opening and closing one go through it too.
+
+    Raises:
+        DatabaseUnavailable, Conflict, InvalidReference, StorageError: as ``Bridge.run``.
+
+    On cancellation the asyncio task is cancelled and awaited for up to
+    ``CANCEL_GRACE`` seconds before the cancellation propagates.
+    """
+    task = await run_on_host(loop, fn)
+    try:
+        return task.result()
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(exc.constraint_name or "unique constraint") from None
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise InvalidReference(exc.constraint_name or "foreign key") from None
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except asyncio.CancelledError as exc:
+        # Only the host loop shutting down cancels our tasks without us asking.
+        raise DatabaseUnavailable("database unavailable: the host loop is stopping") from exc
+    except asyncpg.PostgresError as exc:
+        raise StorageError(f"database error: {exc.sqlstate} {type(exc).__name__}") from exc
 
 
 #: Seconds a cancelled operation gets to finish (roll back, release its connection).
@@ -164,7 +173,7 @@ CANCEL_GRACE = 10.0
 
 
 async def run_on_host(
-    loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[T]]
+    loop: asyncio.AbstractEventLoop, fn: Callable[[], Coroutine[Any, Any, T]]
 ) -> asyncio.Task[T]:
     """Run ``fn()`` as an asyncio task on ``loop`` (the host loop) and return the finished task.
 
@@ -184,7 +193,7 @@ async def run_on_host(
             pass
 
     # A direct call: this trio code is running inside a host-loop callback, on its thread.
-    task: asyncio.Task[T] = loop.create_task(fn())  # type: ignore[arg-type]
+    task = loop.create_task(fn())
     task.add_done_callback(wake_trio)
     try:
         await finished.wait()

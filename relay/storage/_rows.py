@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
 
 from .. import models
+from ._bridge import Record
 
 
-def account(row: Any) -> models.Account:
+def account(row: Record) -> models.Account:
     return models.Account(
         id=row["id"],
         name=row["name"],
@@ -26,7 +26,7 @@ def account(row: Any) -> models.Account:
     )
 
 
-def admin_key(row: Any) -> models.AdminKey:
+def admin_key(row: Record) -> models.AdminKey:
     return models.AdminKey(
         id=row["id"],
         name=row["name"],
@@ -37,7 +37,7 @@ def admin_key(row: Any) -> models.AdminKey:
     )
 
 
-def provider(row: Any) -> models.Provider:
+def provider(row: Record) -> models.Provider:
     return models.Provider(
         id=row["id"],
         account_id=row["account_id"],
@@ -50,7 +50,7 @@ def provider(row: Any) -> models.Provider:
     )
 
 
-def routing_rule(row: Any) -> models.RoutingRule:
+def routing_rule(row: Record) -> models.RoutingRule:
     return models.RoutingRule(
         id=row["id"],
         account_id=row["account_id"],
@@ -65,7 +65,7 @@ def routing_rule(row: Any) -> models.RoutingRule:
     )
 
 
-def message(row: Any) -> models.Message:
+def message(row: Record) -> models.Message:
     keys = row.keys()
     return models.Message(
         id=row["id"],
@@ -89,7 +89,7 @@ def message(row: Any) -> models.Message:
     )
 
 
-def delivery_log(row: Any) -> models.DeliveryLog:
+def delivery_log(row: Record) -> models.DeliveryLog:
     return models.DeliveryLog(
         id=row["id"],
         message_id=row["message_id"],
@@ -102,7 +102,7 @@ def delivery_log(row: Any) -> models.DeliveryLog:
     )
 
 
-def ip_credential(row: Any) -> models.IpCredential:
+def ip_credential(row: Record) -> models.IpCredential:
     return models.IpCredential(
         id=row["id"],
         account_id=row["account_id"],
@@ -112,7 +112,7 @@ def ip_credential(row: Any) -> models.IpCredential:
     )
 
 
-def suppression(row: Any) -> models.Suppression:
+def suppression(row: Record) -> models.Suppression:
     return models.Suppression(
         id=row["id"],
         account_id=row["account_id"],
@@ -127,7 +127,7 @@ def suppression(row: Any) -> models.Suppression:
     )
 
 
-def webhook_endpoint(row: Any, *, with_secret: bool = False) -> models.WebhookEndpoint:
+def webhook_endpoint(row: Record, *, with_secret: bool = False) -> models.WebhookEndpoint:
     return models.WebhookEndpoint(
         id=row["id"],
         account_id=row["account_id"],
@@ -141,7 +141,7 @@ def webhook_endpoint(row: Any, *, with_secret: bool = False) -> models.WebhookEn
     )
 
 
-def webhook_delivery(row: Any) -> models.WebhookDelivery:
+def webhook_delivery(row: Record) -> models.WebhookDelivery:
     attempts = row["attempt_rows"]
     if isinstance(attempts, str):  # json_agg arrives as text without a codec
         attempts = json.loads(attempts)
@@ -167,7 +167,7 @@ def webhook_delivery(row: Any) -> models.WebhookDelivery:
     )
 
 
-def dkim_key(row: Any) -> models.DkimKey:
+def dkim_key(row: Record) -> models.DkimKey:
     return models.DkimKey(
         id=row["id"],
         account_id=row["account_id"],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+
+from ._bridge import Connection, Record
 
 
 def update_set(
-    allowed: Iterable[str], fields: dict[str, Any], first_param: int
-) -> tuple[str, list[Any]]:
+    allowed: Iterable[str], fields: Mapping[str, object], first_param: int
+) -> tuple[str, list[object]]:
     """Build ``SET a = $n, b = $n+1, updated_at = now()`` for the given fields.
 
     Raises:
@@ -25,3 +26,11 @@ def update_set(
         values.append(value)
     parts.append("updated_at = now()")
     return ", ".join(parts), values
+
+
+async def returned_row(conn: Connection, query: str, *args: object) -> Record:
+    """The row of an ``INSERT … RETURNING`` (an upsert's too): there always is one,
+    which ``conn.fetchrow``'s type (``Record | None``) cannot know."""
+    row = await conn.fetchrow(query, *args)
+    assert row is not None, "INSERT … RETURNING returned no row"
+    return row

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .. import models
 from . import _rows
-from ._bridge import Bridge
-from ._sql import update_set
+from ._bridge import Bridge, Connection, Record
+from ._sql import returned_row, update_set
 from .errors import InvalidReference
 from .key_changes import KeyChanges, notify
 from .query import Query
@@ -51,8 +51,9 @@ class AccountRepository:
             Conflict: the email (compared case-insensitively) or key hash is taken.
         """
 
-        async def insert(conn: Any) -> Any:
-            return await conn.fetchrow(
+        async def insert(conn: Connection) -> Record:
+            return await returned_row(
+                conn,
                 """INSERT INTO accounts (id, name, email, password_hash, api_key_hash,
                                          api_key_prefix, allowed_domains, disabled,
                                          messages_per_minute, recipients_per_hour)
@@ -65,7 +66,7 @@ class AccountRepository:
         return _rows.account(await self._bridge.run(insert))
 
     def get(self, account_id: uuid.UUID) -> Query[models.Account | None]:
-        async def fetch(conn: Any) -> models.Account | None:
+        async def fetch(conn: Connection) -> models.Account | None:
             row = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
             return None if row is None else _rows.account(row)
 
@@ -74,7 +75,7 @@ class AccountRepository:
     async def get_by_email(self, email: str) -> models.Account | None:
         """Case-insensitive lookup by login."""
 
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> Record | None:
             return await conn.fetchrow(
                 "SELECT * FROM accounts WHERE lower(email) = lower($1)", email
             )
@@ -83,7 +84,7 @@ class AccountRepository:
         return None if row is None else _rows.account(row)
 
     async def get_by_api_key_hash(self, key_hash: bytes) -> models.Account | None:
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> Record | None:
             return await conn.fetchrow(
                 "SELECT * FROM accounts WHERE api_key_hash = $1", key_hash
             )
@@ -96,7 +97,7 @@ class AccountRepository:
     ) -> list[models.Account]:
         """Accounts ordered by id; ``after`` is the last id of the previous page."""
 
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch(
                 """SELECT * FROM accounts WHERE $1::uuid IS NULL OR id > $1
                    ORDER BY id LIMIT $2""",
@@ -118,7 +119,7 @@ class AccountRepository:
 
         default_provider = fields.get("default_provider_id")
 
-        async def change(conn: Any) -> Any:
+        async def change(conn: Connection) -> Record | Literal["bad-provider"] | None:
             async with conn.transaction():
                 if default_provider is not None and not await conn.fetchval(
                     "SELECT 1 FROM esp_providers WHERE id = $1 AND account_id = $2",
@@ -152,7 +153,7 @@ class AccountRepository:
         """Replace the API key; the old one stops matching at once, in every process
         (the change is announced to key caches in the same transaction)."""
 
-        async def change(conn: Any) -> bool:
+        async def change(conn: Connection) -> bool:
             async with conn.transaction():
                 changed = await conn.fetchval(
                     """UPDATE accounts SET api_key_hash = $2, api_key_prefix = $3,
@@ -171,7 +172,7 @@ class AccountRepository:
     async def delete(self, account_id: uuid.UUID) -> bool:
         """Delete the account with its providers, rules and messages."""
 
-        async def remove(conn: Any) -> bool:
+        async def remove(conn: Connection) -> bool:
             async with conn.transaction():
                 deleted = await conn.fetchval(
                     "DELETE FROM accounts WHERE id = $1 RETURNING id", account_id

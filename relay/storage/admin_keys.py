@@ -7,7 +7,8 @@ from typing import Any
 
 from .. import models
 from . import _rows
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection, Record
+from ._sql import returned_row
 from .key_changes import KeyChanges, notify
 
 #: Seconds within which a key's ``last_used_at`` is not written again.
@@ -20,8 +21,9 @@ class AdminKeyRepository:
         self._key_changes = key_changes
 
     async def create(self, *, name: str, key_hash: bytes, key_prefix: str) -> models.AdminKey:
-        async def insert(conn: Any) -> Any:
-            return await conn.fetchrow(
+        async def insert(conn: Connection) -> Record:
+            return await returned_row(
+                conn,
                 """INSERT INTO admin_keys (id, name, key_hash, key_prefix)
                    VALUES ($1, $2, $3, $4) RETURNING *""",
                 uuid.uuid4(), name, key_hash, key_prefix,
@@ -36,7 +38,7 @@ class AdminKeyRepository:
         lookup within the minute changes no row), so authentication is a read.
         """
 
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> Record | None:
             return await conn.fetchrow(
                 """WITH found AS (
                        SELECT * FROM admin_keys WHERE key_hash = $1 AND revoked_at IS NULL
@@ -58,13 +60,13 @@ class AdminKeyRepository:
         return None if row is None else _rows.admin_key(row)
 
     async def list(self) -> list[models.AdminKey]:
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch("SELECT * FROM admin_keys ORDER BY created_at, id")
 
         return [_rows.admin_key(r) for r in await self._bridge.run(fetch)]
 
     async def count_active(self) -> int:
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> Any:
             return await conn.fetchval(
                 "SELECT count(*) FROM admin_keys WHERE revoked_at IS NULL"
             )
@@ -74,7 +76,7 @@ class AdminKeyRepository:
     async def revoke(self, key_id: uuid.UUID) -> bool:
         """Revoke the key, announcing it to every process's key cache in the same transaction."""
 
-        async def change(conn: Any) -> bool:
+        async def change(conn: Connection) -> bool:
             async with conn.transaction():
                 revoked = await conn.fetchval(
                     """UPDATE admin_keys SET revoked_at = now()

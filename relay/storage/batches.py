@@ -30,13 +30,13 @@ Any storage module can offer a writer for its own rows (``MessageRepository.writ
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import attrs
 import trio
 
 from ..logging import get_logger
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection
 from .errors import DatabaseUnavailable, StorageError
 
 log = get_logger("relay.storage.batches")
@@ -44,7 +44,7 @@ log = get_logger("relay.storage.batches")
 T = TypeVar("T")
 
 #: Asyncio side: write these items on this connection (the writer opens the transaction).
-WriteMany = Callable[[Any, Sequence[T]], Awaitable[None]]
+WriteMany = Callable[[Connection, Sequence[T]], Awaitable[None]]
 
 
 @attrs.define
@@ -203,7 +203,7 @@ class BatchWriter(Generic[T]):
         finally:
             pending.done.set()
 
-    async def _in_transaction(self, conn: Any, items: Sequence[T]) -> None:
+    async def _in_transaction(self, conn: Connection, items: Sequence[T]) -> None:
         async with conn.transaction():
             await self._write_many(conn, items)
 

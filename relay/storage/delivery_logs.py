@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
 from .. import models
 from . import _rows
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection
 from .query import Query
 
 
@@ -26,7 +25,7 @@ class AttemptLog:
 
 
 async def insert_attempt_logs(
-    conn: Any, logs: Sequence[tuple[uuid.UUID, AttemptLog]]
+    conn: Connection, logs: Sequence[tuple[uuid.UUID, AttemptLog]]
 ) -> None:
     """Asyncio side: insert (message id, attempt) rows inside the caller's transaction."""
     if logs:
@@ -49,7 +48,7 @@ class DeliveryLogRepository:
     def list_for_message(self, message_id: uuid.UUID) -> Query[list[models.DeliveryLog]]:
         """Attempts in the order they happened."""
 
-        async def fetch(conn: Any) -> list[models.DeliveryLog]:
+        async def fetch(conn: Connection) -> list[models.DeliveryLog]:
             rows = await conn.fetch(
                 "SELECT * FROM delivery_logs WHERE message_id = $1 ORDER BY id", message_id
             )

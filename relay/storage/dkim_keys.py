@@ -16,7 +16,8 @@ import asyncpg
 
 from .. import models
 from . import _rows
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection, Record
+from ._sql import returned_row
 from .errors import Conflict, InvalidReference, StorageError
 from .query import Query
 
@@ -55,7 +56,7 @@ class DkimKeyRepository:
             InvalidReference: no such account.
         """
 
-        async def insert(conn: Any) -> Any:
+        async def insert(conn: Connection) -> Record:
             try:
                 async with conn.transaction():
                     if not await conn.fetchval(
@@ -67,7 +68,8 @@ class DkimKeyRepository:
                     )
                     if count >= limit:
                         raise TooManyDkimKeys(limit)
-                    return await conn.fetchrow(
+                    return await returned_row(
+                        conn,
                         """INSERT INTO dkim_keys (id, account_id, domain, selector, algorithm,
                                                   private_key, public_key, enabled)
                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
@@ -82,7 +84,7 @@ class DkimKeyRepository:
     def get(
         self, key_id: uuid.UUID, *, account_id: uuid.UUID | None = None
     ) -> Query[models.DkimKey | None]:
-        async def fetch(conn: Any) -> models.DkimKey | None:
+        async def fetch(conn: Connection) -> models.DkimKey | None:
             row = await conn.fetchrow(
                 """SELECT * FROM dkim_keys
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
@@ -96,7 +98,7 @@ class DkimKeyRepository:
         """Every enabled key of the account, all domains, oldest first: what the SMTP
         side caches (one indexed query per account per cache period)."""
 
-        async def fetch(conn: Any) -> list[models.DkimKey]:
+        async def fetch(conn: Connection) -> list[models.DkimKey]:
             rows = await conn.fetch(
                 """SELECT * FROM dkim_keys WHERE account_id = $1 AND enabled
                    ORDER BY created_at, id""",
@@ -109,7 +111,7 @@ class DkimKeyRepository:
     def list(self, *, account_id: uuid.UUID | None = None) -> Query[list[models.DkimKey]]:
         """Keys oldest first (all accounts' when ``account_id`` is None)."""
 
-        async def fetch(conn: Any) -> list[models.DkimKey]:
+        async def fetch(conn: Connection) -> list[models.DkimKey]:
             rows = await conn.fetch(
                 """SELECT * FROM dkim_keys WHERE ($1::uuid IS NULL OR account_id = $1)
                    ORDER BY created_at, id""",
@@ -124,7 +126,7 @@ class DkimKeyRepository:
     ) -> models.DkimKey | None:
         """The key as changed, or None when there is no such key (in that account)."""
 
-        async def update(conn: Any) -> Any:
+        async def update(conn: Connection) -> Record | None:
             return await conn.fetchrow(
                 """UPDATE dkim_keys SET enabled = $3, updated_at = now()
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING *""",
@@ -135,7 +137,7 @@ class DkimKeyRepository:
         return None if row is None else _rows.dkim_key(row)
 
     async def delete(self, key_id: uuid.UUID, *, account_id: uuid.UUID | None = None) -> bool:
-        async def remove(conn: Any) -> Any:
+        async def remove(conn: Connection) -> Any:
             return await conn.fetchval(
                 """DELETE FROM dkim_keys
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING id""",

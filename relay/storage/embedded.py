@@ -39,10 +39,10 @@ def start(data_dir: Path) -> EmbeddedDatabase:
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import get_server
 
         try:
-            server = pgserver.get_server(data_dir, cleanup_mode="stop")
+            server = get_server(data_dir, cleanup_mode="stop")
         except Exception as exc:  # noqa: BLE001 - pgserver raises anything; we say what to do
             raise DatabaseUnavailable(
                 f"the embedded PostgreSQL in {data_dir} did not start ({exc});"

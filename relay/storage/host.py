@@ -27,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 import outcome
 import trio
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 #: Set to ``0`` to keep the plain asyncio loop even when uvloop is installed.
 UVLOOP_ENV = "RELAY_UVLOOP"
@@ -62,8 +63,8 @@ def host_loop_name(loop: asyncio.AbstractEventLoop) -> str:
 
 
 def run(
-    async_fn: Callable[..., Awaitable[T]],
-    *args: Any,
+    async_fn: Callable[[*Ts], Awaitable[T]],
+    *args: *Ts,
     clock: trio.abc.Clock | None = None,
     instruments: Sequence[trio.abc.Instrument] = (),
     loop: asyncio.AbstractEventLoop | None = None,

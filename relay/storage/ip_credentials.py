@@ -20,7 +20,8 @@ import asyncpg
 
 from .. import models
 from . import _rows
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection, Record
+from ._sql import returned_row
 from .errors import Conflict, InvalidReference, StorageError
 from .key_changes import KeyChanges, notify
 from .query import Query
@@ -67,7 +68,7 @@ class IpCredentialRepository:
             InvalidReference: no such account.
         """
 
-        async def insert(conn: Any) -> Any:
+        async def insert(conn: Connection) -> Record:
             try:
                 async with conn.transaction():
                     if not await conn.fetchval(
@@ -79,7 +80,8 @@ class IpCredentialRepository:
                     )
                     if count >= limit:
                         raise TooManyCredentials(limit)
-                    row = await conn.fetchrow(
+                    row = await returned_row(
+                        conn,
                         """INSERT INTO ip_credentials (id, account_id, network, description)
                            VALUES ($1, $2, $3, $4) RETURNING *""",
                         uuid.uuid4(), account_id, network, description,
@@ -102,7 +104,7 @@ class IpCredentialRepository:
     def get(
         self, credential_id: uuid.UUID, *, account_id: uuid.UUID | None = None
     ) -> Query[models.IpCredential | None]:
-        async def fetch(conn: Any) -> models.IpCredential | None:
+        async def fetch(conn: Connection) -> models.IpCredential | None:
             row = await conn.fetchrow(
                 """SELECT * FROM ip_credentials
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
@@ -115,7 +117,7 @@ class IpCredentialRepository:
     def list(self, *, account_id: uuid.UUID | None = None) -> Query[list[models.IpCredential]]:
         """Credentials oldest first (all accounts' when ``account_id`` is None)."""
 
-        async def fetch(conn: Any) -> list[models.IpCredential]:
+        async def fetch(conn: Connection) -> list[models.IpCredential]:
             rows = await conn.fetch(
                 """SELECT * FROM ip_credentials WHERE ($1::uuid IS NULL OR account_id = $1)
                    ORDER BY created_at, id""",
@@ -128,7 +130,7 @@ class IpCredentialRepository:
     async def delete(
         self, credential_id: uuid.UUID, *, account_id: uuid.UUID | None = None
     ) -> bool:
-        async def remove(conn: Any) -> Any:
+        async def remove(conn: Connection) -> Any:
             async with conn.transaction():
                 deleted = await conn.fetchval(
                     """DELETE FROM ip_credentials
@@ -155,7 +157,7 @@ class IpCredentialRepository:
             DatabaseUnavailable, StorageError: as every repository call.
         """
 
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> Record | None:
             return await conn.fetchrow(
                 """SELECT c.id AS credential_id, c.network, c.description,
                           c.created_at AS credential_created_at, a.*

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import asyncpg
 
 from ..logging import get_logger
+from ._bridge import Connection
 
 log = get_logger("relay.storage.key_changes")
 
@@ -49,7 +49,7 @@ RETRY_FIRST = 0.05
 RETRY_MAX = 5.0
 
 
-async def notify(conn: Any, what: str) -> None:
+async def notify(conn: Connection, what: str) -> None:
     """Announce a key change on ``conn``; call it inside the transaction of the write."""
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, what)
 
@@ -96,7 +96,7 @@ class KeyChanges:
         self.listening = False
         self.epoch += 1
 
-    def _heard(self, *_: Any) -> None:
+    def _heard(self, *_: object) -> None:
         self.received += 1
         self.epoch += 1
 

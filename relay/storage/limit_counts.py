@@ -16,11 +16,10 @@ that dies stops refreshing its rows, and they stop counting when they expire.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import attrs
 
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection
 
 #: Buckets per window: a one-minute window counts in 5-second buckets.
 BUCKETS_PER_WINDOW = 12
@@ -72,7 +71,7 @@ class LimitCountRepository:
             (kind, key, n, windows[kind] / BUCKETS_PER_WINDOW) for (kind, key), n in events.items()
         ]
 
-        async def exchange(conn: Any) -> OthersCounts:
+        async def exchange(conn: Connection) -> OthersCounts:
             async with conn.transaction():
                 if event_rows:
                     await _add_events(conn, process, event_rows)
@@ -92,7 +91,7 @@ class LimitCountRepository:
         return await self._bridge.run(exchange)
 
 
-async def _add_events(conn: Any, process: str, rows: list[tuple[str, str, int, float]]) -> None:
+async def _add_events(conn: Connection, process: str, rows: list[tuple[str, str, int, float]]) -> None:
     """Add (kind, key, n, bucket seconds) rows to this process's current buckets."""
     await conn.execute(
         """INSERT INTO limit_events (process, kind, key, bucket, n)
@@ -108,7 +107,7 @@ async def _add_events(conn: Any, process: str, rows: list[tuple[str, str, int, f
     )
 
 
-async def _set_levels(conn: Any, process: str, levels: Sequence[Level]) -> None:
+async def _set_levels(conn: Connection, process: str, levels: Sequence[Level]) -> None:
     """Write this process's changed levels; a level of 0 deletes its row."""
     await conn.execute(
         """WITH given AS (
@@ -130,7 +129,7 @@ async def _set_levels(conn: Any, process: str, levels: Sequence[Level]) -> None:
     )
 
 
-async def _refresh_levels(conn: Any, process: str, refresh: Mapping[str, float]) -> None:
+async def _refresh_levels(conn: Connection, process: str, refresh: Mapping[str, float]) -> None:
     """Keep this process's levels of each kind valid that many seconds longer."""
     await conn.execute(
         """UPDATE limit_levels l SET expires_at = now() + make_interval(secs => r.ttl)
@@ -140,7 +139,7 @@ async def _refresh_levels(conn: Any, process: str, refresh: Mapping[str, float])
     )
 
 
-async def _prune(conn: Any, longest_window: float) -> None:
+async def _prune(conn: Connection, longest_window: float) -> None:
     """Delete any process's rows that no window or level can count any more."""
     await conn.execute(
         "DELETE FROM limit_events WHERE bucket < now() - make_interval(secs => $1)",
@@ -152,7 +151,7 @@ async def _prune(conn: Any, longest_window: float) -> None:
     )
 
 
-async def _others(conn: Any, process: str, windows: Mapping[str, float]) -> OthersCounts:
+async def _others(conn: Connection, process: str, windows: Mapping[str, float]) -> OthersCounts:
     """Every other process's event sums within each kind's window, and live levels."""
     kinds = list(windows)
     counted = await conn.fetch(

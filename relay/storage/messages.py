@@ -25,6 +25,7 @@ service group commit (``batches.BatchWriter``) over the same insert.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import enum
 import uuid
@@ -35,7 +36,7 @@ import attrs
 
 from .. import events, models
 from . import _rows
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection, Record
 from .batches import BatchWriter
 from .delivery_logs import AttemptLog, insert_attempt_logs
 from .query import Query
@@ -98,7 +99,7 @@ class MessageRepository:
         if not messages:
             return []
 
-        async def insert(conn: Any) -> None:
+        async def insert(conn: Connection) -> None:
             async with conn.transaction():
                 await _insert_messages(conn, messages)
 
@@ -138,7 +139,7 @@ class MessageRepository:
                 if their lease lapsed (the worker's heartbeat will renew it).
         """
 
-        async def take(conn: Any) -> Any:
+        async def take(conn: Connection) -> list[Record]:
             # Each arm scans its own partial index in order and locks only the rows
             # it returns (CTEs are read lazily): messages_locked_idx for lapsed
             # leases, messages_due_idx for due messages.
@@ -193,7 +194,7 @@ class MessageRepository:
         if not message_ids:
             return set()
 
-        async def extend(conn: Any) -> Any:
+        async def extend(conn: Connection) -> list[Record]:
             return await conn.fetch(
                 """UPDATE messages m
                    SET locked_until = now() + make_interval(secs => $3)
@@ -233,7 +234,7 @@ class MessageRepository:
         # In id order too: a log row takes a key-share lock on its message.
         logs = sorted(((r.message_id, log) for r in results for log in r.logs), key=lambda x: x[0])
 
-        async def write(conn: Any) -> set[uuid.UUID]:
+        async def write(conn: Connection) -> set[uuid.UUID]:
             async with conn.transaction():
                 await insert_attempt_logs(conn, logs)
                 rows = await conn.fetch(
@@ -272,7 +273,7 @@ class MessageRepository:
     async def release(self, worker_id: str, message_ids: Sequence[uuid.UUID]) -> int:
         """Give back claims not attempted (graceful shutdown); the attempt is not counted."""
 
-        async def give_back(conn: Any) -> Any:
+        async def give_back(conn: Connection) -> Any:
             return await conn.fetchval(
                 """WITH given AS (
                    UPDATE messages m
@@ -298,7 +299,7 @@ class MessageRepository:
         renewed or taken over) are skipped; they are not lapsed, or no longer.
         """
 
-        async def reclaim(conn: Any) -> Any:
+        async def reclaim(conn: Connection) -> Any:
             return await conn.fetchval(
                 """WITH lapsed AS (
                        SELECT id, locked_by FROM messages
@@ -326,7 +327,7 @@ class MessageRepository:
     async def purge_finished(self, older_than: dt.timedelta) -> int:
         """Delete sent and failed messages (and their logs) finished before now - older_than."""
 
-        async def purge(conn: Any) -> Any:
+        async def purge(conn: Connection) -> Any:
             return await conn.fetchval(
                 """WITH gone AS (
                        DELETE FROM messages WHERE status IN ('sent', 'failed')
@@ -350,7 +351,7 @@ class MessageRepository:
     ) -> Query[models.Message | None]:
         columns = "*" if with_raw else _LIST_COLUMNS
 
-        async def fetch(conn: Any) -> models.Message | None:
+        async def fetch(conn: Connection) -> models.Message | None:
             row = await conn.fetchrow(
                 f"""SELECT {columns} FROM messages
                     WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
@@ -378,7 +379,7 @@ class MessageRepository:
         """
         before_at, before_id = before if before else (None, None)
 
-        async def fetch(conn: Any) -> list[models.Message]:
+        async def fetch(conn: Connection) -> list[models.Message]:
             rows = await conn.fetch(
                 f"""SELECT {_LIST_COLUMNS} FROM messages
                     WHERE ($1::uuid IS NULL OR account_id = $1)
@@ -403,7 +404,7 @@ class MessageRepository:
         """The first ``limit`` octets of a message as stored (``None``: no such message
         for this tenant); only that much leaves the database, whatever the message size."""
 
-        async def fetch(conn: Any) -> bytes | None:
+        async def fetch(conn: Connection) -> bytes | None:
             row = await conn.fetchrow(
                 """SELECT substring(raw FROM 1 FOR $3) AS head FROM messages
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
@@ -423,7 +424,7 @@ class MessageRepository:
         tenant = "" if account_id is None else "AND account_id = $1"
         args = () if account_id is None else (account_id,)
 
-        async def fetch(conn: Any) -> QueueSummary:
+        async def fetch(conn: Connection) -> QueueSummary:
             rows = await conn.fetch(
                 # One arm per partial index, each predicate that index's own.
                 f"""SELECT status, count(*) AS n,
@@ -448,14 +449,14 @@ class MessageRepository:
 
         return Query(self._bridge, fetch)
 
-    def per_minute(self, *, account_id: uuid.UUID | None = None) -> Query[list[tuple[dt.datetime, int]]]:
+    def per_minute(self, *, account_id: uuid.UUID | None = None) -> Query[builtins.list[tuple[dt.datetime, int]]]:
         """Messages accepted in each minute of the last hour (minutes without any are
         absent), oldest first: one range scan of an index on ``created_at``
         (``messages_created_idx``, or per tenant ``messages_account_created_idx``)."""
         tenant = "" if account_id is None else "AND account_id = $1"
         args = () if account_id is None else (account_id,)
 
-        async def fetch(conn: Any) -> list[tuple[dt.datetime, int]]:
+        async def fetch(conn: Connection) -> list[tuple[dt.datetime, int]]:
             rows = await conn.fetch(
                 f"""SELECT date_trunc('minute', created_at) AS minute, count(*) AS n
                     FROM messages
@@ -496,7 +497,7 @@ class MessageRepository:
         message of this tenant, locked first so the answer says why nothing changed.
         Joins the caller's transaction in ``Storage.run(..., transaction=True)``."""
 
-        async def run(conn: Any) -> Change:
+        async def run(conn: Connection) -> Change:
             async with conn.transaction():
                 found = await conn.fetchval(
                     """SELECT 1 FROM messages
@@ -513,7 +514,7 @@ class MessageRepository:
     async def count_by_status(
         self, *, account_id: uuid.UUID | None = None
     ) -> dict[models.MessageStatus, int]:
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch(
                 """SELECT status, count(*) AS n FROM messages
                    WHERE $1::uuid IS NULL OR account_id = $1 GROUP BY status""",
@@ -529,7 +530,7 @@ class MessageRepository:
         """Messages per status and the oldest waiting one, in one statement (for the
         ``queue_depth`` and ``queue_oldest_message_age_seconds`` metrics)."""
 
-        async def fetch(conn: Any) -> Any:
+        async def fetch(conn: Connection) -> list[Record]:
             return await conn.fetch(
                 """SELECT status, count(*) AS n,
                           extract(epoch FROM now() - min(created_at)) AS oldest
@@ -539,7 +540,7 @@ class MessageRepository:
         return _summary(await self._bridge.run(fetch))
 
 
-def _summary(rows: Any) -> QueueSummary:
+def _summary(rows: Sequence[Record]) -> QueueSummary:
     counts = {s: 0 for s in models.MessageStatus}
     oldest = 0.0
     for row in rows:
@@ -557,7 +558,7 @@ class QueueSummary:
     oldest_waiting_seconds: float
 
 
-async def _insert_messages(conn: Any, messages: Sequence[models.NewMessage]) -> None:
+async def _insert_messages(conn: Connection, messages: Sequence[models.NewMessage]) -> None:
     """Asyncio side: insert ``messages``, and their ``message.queued`` events, inside
     the caller's transaction."""
     await conn.executemany(

@@ -7,8 +7,8 @@ from typing import Any
 
 from .. import models
 from . import _rows
-from ._bridge import Bridge
-from ._sql import update_set
+from ._bridge import Bridge, Connection, Record
+from ._sql import returned_row, update_set
 from .query import Query
 
 _UPDATABLE = ("name", "type", "config", "enabled")
@@ -32,8 +32,9 @@ class ProviderRepository:
     ) -> models.Provider:
         """Raises: InvalidReference: the account does not exist."""
 
-        async def insert(conn: Any) -> Any:
-            return await conn.fetchrow(
+        async def insert(conn: Connection) -> Record:
+            return await returned_row(
+                conn,
                 """INSERT INTO esp_providers (id, account_id, name, type, config, enabled)
                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
                 uuid.uuid4(), account_id, name, str(type), config, enabled,
@@ -44,7 +45,7 @@ class ProviderRepository:
     def get(
         self, provider_id: uuid.UUID, *, account_id: uuid.UUID | None = None
     ) -> Query[models.Provider | None]:
-        async def fetch(conn: Any) -> models.Provider | None:
+        async def fetch(conn: Connection) -> models.Provider | None:
             row = await conn.fetchrow(
                 """SELECT * FROM esp_providers
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
@@ -59,7 +60,7 @@ class ProviderRepository:
     ) -> Query[list[models.Provider]]:
         """Oldest first; ``limit`` ``None`` = all."""
 
-        async def fetch(conn: Any) -> list[models.Provider]:
+        async def fetch(conn: Connection) -> list[models.Provider]:
             rows = await conn.fetch(
                 """SELECT * FROM esp_providers WHERE $1::uuid IS NULL OR account_id = $1
                    ORDER BY created_at, id LIMIT $2""",
@@ -76,7 +77,7 @@ class ProviderRepository:
             fields["type"] = str(fields["type"])
         assignments, values = update_set(_UPDATABLE, fields, first_param=3)
 
-        async def change(conn: Any) -> Any:
+        async def change(conn: Connection) -> Record | None:
             return await conn.fetchrow(
                 f"""UPDATE esp_providers SET {assignments}
                     WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING *""",
@@ -91,7 +92,7 @@ class ProviderRepository:
     ) -> bool:
         """Delete the provider; rules that name it go with it."""
 
-        async def remove(conn: Any) -> Any:
+        async def remove(conn: Connection) -> Any:
             return await conn.fetchval(
                 """DELETE FROM esp_providers
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING id""",

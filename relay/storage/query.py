@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection
 
 T = TypeVar("T")
 
@@ -28,7 +28,7 @@ class Query(Generic[T]):
 
     __slots__ = ("_bridge", "on_connection")
 
-    def __init__(self, bridge: Bridge, on_connection: Callable[[Any], Awaitable[T]]) -> None:
+    def __init__(self, bridge: Bridge, on_connection: Callable[[Connection], Awaitable[T]]) -> None:
         self._bridge = bridge
         #: Asyncio side: ``await query.on_connection(conn)`` does the SQL and returns the result.
         self.on_connection = on_connection

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .. import models
 from . import _rows
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection, Record
 from ._sql import update_set
 from .errors import InvalidReference
 from .query import Query
@@ -41,7 +41,7 @@ class RoutingRuleRepository:
         """Raises: InvalidReference: a provider is not one of this account's."""
         fallbacks = list(fallback_provider_ids)
 
-        async def insert(conn: Any) -> Any:
+        async def insert(conn: Connection) -> Record | None:
             async with conn.transaction():
                 if not await conn.fetchval(_OWNED, [provider_id, *fallbacks], account_id):
                     return None
@@ -61,7 +61,7 @@ class RoutingRuleRepository:
     def get(
         self, rule_id: uuid.UUID, *, account_id: uuid.UUID | None = None
     ) -> Query[models.RoutingRule | None]:
-        async def fetch(conn: Any) -> models.RoutingRule | None:
+        async def fetch(conn: Connection) -> models.RoutingRule | None:
             row = await conn.fetchrow(
                 """SELECT * FROM routing_rules
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)""",
@@ -77,7 +77,7 @@ class RoutingRuleRepository:
     ) -> Query[list[models.RoutingRule]]:
         """Rules in evaluation order: priority, then age; ``limit`` ``None`` = all."""
 
-        async def fetch(conn: Any) -> list[models.RoutingRule]:
+        async def fetch(conn: Connection) -> list[models.RoutingRule]:
             rows = await conn.fetch(
                 """SELECT * FROM routing_rules
                    WHERE ($1::uuid IS NULL OR account_id = $1) AND (NOT $2 OR enabled)
@@ -96,7 +96,7 @@ class RoutingRuleRepository:
             fields["fallback_provider_ids"] = list(fields["fallback_provider_ids"])
         assignments, values = update_set(_UPDATABLE, fields, first_param=2)
 
-        async def change(conn: Any) -> Any:
+        async def change(conn: Connection) -> Record | Literal["bad-provider"] | None:
             async with conn.transaction():
                 current = await conn.fetchrow(
                     """SELECT * FROM routing_rules
@@ -120,7 +120,7 @@ class RoutingRuleRepository:
         return None if row is None else _rows.routing_rule(row)
 
     async def delete(self, rule_id: uuid.UUID, *, account_id: uuid.UUID | None = None) -> bool:
-        async def remove(conn: Any) -> Any:
+        async def remove(conn: Connection) -> Any:
             return await conn.fetchval(
                 """DELETE FROM routing_rules
                    WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) RETURNING id""",

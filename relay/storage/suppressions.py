@@ -34,7 +34,8 @@ import attrs
 
 from .. import events, models
 from . import _rows
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection
+from ._sql import returned_row
 from .errors import InvalidReference
 from .query import Query
 from .webhooks import record_events
@@ -100,7 +101,7 @@ def _text(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-async def _upsert(conn: Any, entries: Sequence[_Entry]) -> list[Added]:
+async def _upsert(conn: Connection, entries: Sequence[_Entry]) -> list[Added]:
     """Asyncio side, inside the caller's transaction: add or refresh each entry and
     record a ``recipient.suppressed`` event for each newly suppressed address.
 
@@ -109,7 +110,8 @@ async def _upsert(conn: Any, entries: Sequence[_Entry]) -> list[Added]:
     """
     added: list[Added] = []
     for e in entries:
-        row = await conn.fetchrow(
+        row = await returned_row(
+            conn,
             f"""WITH old AS (
                     SELECT expires_at FROM suppressions
                     WHERE account_id = $2 AND lower(address) = lower($3)
@@ -144,7 +146,7 @@ async def _upsert(conn: Any, entries: Sequence[_Entry]) -> list[Added]:
     return added
 
 
-async def insert_bounces(conn: Any, bounces: Sequence[Bounce]) -> None:
+async def insert_bounces(conn: Connection, bounces: Sequence[Bounce]) -> None:
     """Asyncio side, inside ``MessageRepository.finish``'s transaction: put each
     bounced address on its account's list (no expiry). An address too long for the
     table is skipped: it cannot have been submitted over SMTP (RFC 5321 §4.5.3.1.3)."""
@@ -185,7 +187,7 @@ class SuppressionRepository:
             source=models.SuppressionSource.MANUAL, expires_at=expires_at,
         )
 
-        async def write(conn: Any) -> Added:
+        async def write(conn: Connection) -> Added:
             async with conn.transaction():
                 return (await _upsert(conn, [entry]))[0]
 
@@ -203,7 +205,7 @@ class SuppressionRepository:
         ``before`` is the (created_at, id) of the previous page's last entry."""
         before_at, before_id = before if before else (None, None)
 
-        async def fetch(conn: Any) -> list[models.Suppression]:
+        async def fetch(conn: Connection) -> list[models.Suppression]:
             rows = await conn.fetch(
                 f"""SELECT * FROM suppressions
                     WHERE account_id = $1 AND {_LIVE}
@@ -222,7 +224,7 @@ class SuppressionRepository:
     def get(
         self, entry_id: uuid.UUID, *, account_id: uuid.UUID
     ) -> Query[models.Suppression | None]:
-        async def fetch(conn: Any) -> models.Suppression | None:
+        async def fetch(conn: Connection) -> models.Suppression | None:
             row = await conn.fetchrow(
                 f"SELECT * FROM suppressions WHERE id = $1 AND account_id = $2 AND {_LIVE}",
                 entry_id, account_id,
@@ -235,7 +237,7 @@ class SuppressionRepository:
         """Lift a suppression: the next RCPT TO for the address is accepted. False when
         there is no such live entry of this account."""
 
-        async def remove(conn: Any) -> Any:
+        async def remove(conn: Connection) -> Any:
             return await conn.fetchval(
                 f"""DELETE FROM suppressions WHERE id = $1 AND account_id = $2 AND {_LIVE}
                     RETURNING id""",
@@ -251,7 +253,7 @@ class SuppressionRepository:
         indexed lookup per address (``suppressions_address_idx``); the case folding
         is PostgreSQL's on both sides, so it agrees with the unique index."""
 
-        async def fetch(conn: Any) -> dict[str, models.Suppression]:
+        async def fetch(conn: Connection) -> dict[str, models.Suppression]:
             rows = await conn.fetch(
                 f"""SELECT a.given, s.* FROM unnest($2::text[]) AS a(given)
                     JOIN suppressions s
@@ -266,7 +268,7 @@ class SuppressionRepository:
     async def has_entries(self, account_id: uuid.UUID) -> bool:
         """Whether the account has any live entry (one index probe)."""
 
-        async def fetch(conn: Any) -> bool:
+        async def fetch(conn: Connection) -> bool:
             return bool(await conn.fetchval(
                 f"SELECT EXISTS (SELECT 1 FROM suppressions s WHERE s.account_id = $1 AND {_live('s')})",
                 account_id,
@@ -281,7 +283,7 @@ class SuppressionRepository:
     async def purge_expired(self) -> int:
         """Delete entries whose expiry has passed (they already count as absent)."""
 
-        async def purge(conn: Any) -> Any:
+        async def purge(conn: Connection) -> Any:
             return await conn.fetchval(
                 """WITH gone AS (
                        DELETE FROM suppressions WHERE expires_at <= now() RETURNING 1)

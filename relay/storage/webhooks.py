@@ -27,13 +27,14 @@ import attrs
 
 from .. import models
 from . import _rows
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection, Record
+from ._sql import returned_row
 from .query import Query
 
 _ENDPOINT_COLUMNS = "id, account_id, url, events, enabled, description, created_at, updated_at"
 
 
-async def record_events(conn: Any, events: Sequence[models.Event]) -> None:
+async def record_events(conn: Connection, events: Sequence[models.Event]) -> None:
     """Asyncio side: put ``events`` in the outbox inside the caller's transaction.
 
     Only events an enabled endpoint of their account subscribes to are stored, each
@@ -104,7 +105,7 @@ class WebhookRepository:
         """None when the account already has ``limit`` endpoints (checked under a lock
         on the account row, so two concurrent creates cannot both pass)."""
 
-        async def insert(conn: Any) -> models.WebhookEndpoint | None:
+        async def insert(conn: Connection) -> models.WebhookEndpoint | None:
             async with conn.transaction():
                 count = await conn.fetchval(
                     """SELECT count(*) FROM webhook_endpoints
@@ -113,7 +114,8 @@ class WebhookRepository:
                 )
                 if count >= limit:
                     return None
-                row = await conn.fetchrow(
+                row = await returned_row(
+                    conn,
                     """INSERT INTO webhook_endpoints (id, account_id, url, events, enabled,
                                                       secret, description)
                        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
@@ -127,7 +129,7 @@ class WebhookRepository:
     def get(
         self, endpoint_id: uuid.UUID, *, account_id: uuid.UUID
     ) -> Query[models.WebhookEndpoint | None]:
-        async def fetch(conn: Any) -> models.WebhookEndpoint | None:
+        async def fetch(conn: Connection) -> models.WebhookEndpoint | None:
             row = await conn.fetchrow(
                 f"""SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints
                     WHERE id = $1 AND account_id = $2""",
@@ -141,7 +143,7 @@ class WebhookRepository:
         self, endpoint_id: uuid.UUID, *, account_id: uuid.UUID, url: str,
         events: Sequence[models.EventKind], enabled: bool, description: str,
     ) -> Query[models.WebhookEndpoint | None]:
-        async def write(conn: Any) -> models.WebhookEndpoint | None:
+        async def write(conn: Connection) -> models.WebhookEndpoint | None:
             row = await conn.fetchrow(
                 f"""UPDATE webhook_endpoints
                     SET url = $3, events = $4, enabled = $5, description = $6, updated_at = now()
@@ -158,7 +160,7 @@ class WebhookRepository:
     ) -> Query[models.WebhookEndpoint | None]:
         """A new signing key; deliveries attempted from now on are signed with it."""
 
-        async def write(conn: Any) -> models.WebhookEndpoint | None:
+        async def write(conn: Connection) -> models.WebhookEndpoint | None:
             row = await conn.fetchrow(
                 """UPDATE webhook_endpoints SET secret = $3, updated_at = now()
                    WHERE id = $1 AND account_id = $2 RETURNING *""",
@@ -171,7 +173,7 @@ class WebhookRepository:
     def delete(self, endpoint_id: uuid.UUID, *, account_id: uuid.UUID) -> Query[bool]:
         """Its pending deliveries go with it."""
 
-        async def remove(conn: Any) -> bool:
+        async def remove(conn: Connection) -> bool:
             row = await conn.fetchval(
                 "DELETE FROM webhook_endpoints WHERE id = $1 AND account_id = $2 RETURNING 1",
                 endpoint_id, account_id,
@@ -184,7 +186,7 @@ class WebhookRepository:
         """Queue ``event`` for this one endpoint (enabled or not, whatever it subscribes
         to); returns the delivery's id."""
 
-        async def write(conn: Any) -> uuid.UUID:
+        async def write(conn: Connection) -> uuid.UUID:
             async with conn.transaction():
                 await conn.execute(
                     "INSERT INTO webhook_events (id, account_id, kind, body) VALUES ($1, $2, $3, $4)",
@@ -206,7 +208,7 @@ class WebhookRepository:
         """Newest first, each with its attempts (oldest first); ``before`` pages."""
         before_at, before_id = before if before else (None, None)
 
-        async def fetch(conn: Any) -> list[models.WebhookDelivery]:
+        async def fetch(conn: Connection) -> list[models.WebhookDelivery]:
             rows = await conn.fetch(
                 """SELECT d.*, e.kind, e.body,
                           coalesce((SELECT json_agg(json_build_object(
@@ -241,7 +243,7 @@ class WebhookRepository:
         caller's endpoints already at their limit), so one endpoint with a backlog
         cannot take every slot."""
 
-        async def take(conn: Any) -> Any:
+        async def take(conn: Connection) -> list[Record]:
             return await conn.fetch(
                 """WITH candidates AS (
                        SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
@@ -290,7 +292,7 @@ class WebhookRepository:
         if not results:
             return
 
-        async def write(conn: Any) -> None:
+        async def write(conn: Connection) -> None:
             async with conn.transaction():
                 await conn.executemany(
                     """INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error,
@@ -319,7 +321,7 @@ class WebhookRepository:
         """Delete events (and their deliveries and attempts) older than ``older_than``
         whose every delivery is settled."""
 
-        async def purge(conn: Any) -> Any:
+        async def purge(conn: Connection) -> Any:
             return await conn.fetchval(
                 """WITH gone AS (
                        DELETE FROM webhook_events e
@@ -336,7 +338,7 @@ class WebhookRepository:
 
     # Last in the class: below it, ``list`` in an annotation would name this method.
     def list(self, *, account_id: uuid.UUID) -> Query[list[models.WebhookEndpoint]]:
-        async def fetch(conn: Any) -> list[models.WebhookEndpoint]:
+        async def fetch(conn: Connection) -> list[models.WebhookEndpoint]:
             rows = await conn.fetch(
                 f"""SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints
                     WHERE account_id = $1 ORDER BY created_at, id""",

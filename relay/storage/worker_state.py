@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ._bridge import Bridge
+from ._bridge import Bridge, Connection, Record
 from .query import Query
 
 
@@ -49,7 +49,7 @@ class ProviderHealth:
     updated_at: dt.datetime | None = None
 
 
-def _health(row: Any) -> ProviderHealth:
+def _health(row: Record) -> ProviderHealth:
     return ProviderHealth(
         provider_id=row["provider_id"],
         state=HealthState(row["state"]),
@@ -76,7 +76,7 @@ class WorkerStateRepository:
             for s in states
         ]
 
-        async def upsert(conn: Any) -> None:
+        async def upsert(conn: Connection) -> None:
             async with conn.transaction():
                 await conn.executemany(
                     """INSERT INTO provider_health
@@ -105,7 +105,7 @@ class WorkerStateRepository:
     ) -> Query[list[ProviderHealth]]:
         """Known states; a provider with no row has never failed (closed)."""
 
-        async def fetch(conn: Any) -> list[ProviderHealth]:
+        async def fetch(conn: Connection) -> list[ProviderHealth]:
             rows = await conn.fetch(
                 """SELECT h.* FROM provider_health h JOIN esp_providers p ON p.id = h.provider_id
                    WHERE ($1::uuid IS NULL OR p.account_id = $1)
@@ -132,7 +132,7 @@ class WorkerStateRepository:
         if not rcpt_to:
             raise ValueError("a message keeps at least one recipient; finish it instead")
 
-        async def update(conn: Any) -> Any:
+        async def update(conn: Connection) -> Any:
             return await conn.fetchval(
                 """UPDATE messages SET rcpt_to = $3, updated_at = now()
                    WHERE id = $1 AND locked_by = $2 AND status = 'sending' RETURNING id""",

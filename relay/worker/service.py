@@ -44,7 +44,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 import httpx
@@ -100,7 +99,7 @@ class Worker:
         *,
         worker_id: str | None = None,
         rng: random.Random | None = None,
-        now: Callable[[], Any] = utc_now,
+        now: Callable[[], dt.datetime] = utc_now,
         routing_ttl: float = ROUTING_TTL,
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
@@ -115,7 +114,7 @@ class Worker:
         self._attempt = Attempt(
             send=self._send, breakers=self._breakers, policy=self._policy, rng=self._rng, now=now
         )
-        self._drivers: dict[uuid.UUID, tuple[Any, Driver]] = {}
+        self._drivers: dict[uuid.UUID, tuple[dt.datetime, Driver]] = {}
         self._limiters: dict[uuid.UUID, trio.CapacityLimiter] = {}
         self._claimed: dict[uuid.UUID, models.Message] = {}
         #: The cancel scope of each delivery in progress (cancelled when its lease is lost).

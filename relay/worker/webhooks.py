@@ -25,10 +25,10 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -72,7 +72,7 @@ class WebhookSender:
         storage: Storage,
         config: WebhooksConfig,
         *,
-        verify: Any = True,
+        verify: ssl.SSLContext | str | bool = True,
         rng: random.Random | None = None,
         now: Callable[[], dt.datetime] = utc_now,
     ) -> None:

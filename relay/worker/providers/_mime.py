@@ -83,7 +83,7 @@ def parse(raw: bytes, mail_from: str) -> Parts:
     senders = _addresses(message, "From")
     from_name, from_address = senders[0] if senders else ("", mail_from)
     text = html = None
-    attachments = []
+    attachments: list[Attachment] = []
     for part in message.walk():
         if part.is_multipart():
             continue
