@@ -28,7 +28,7 @@ CONTROLS = ("url", "events", "description", "enabled")
 
 
 @blueprint.get("/webhooks")
-async def pick_account() -> Response:
+async def pick_webhooks() -> Response:
     return await pick("console.webhooks", "Webhooks", "Webhook endpoints")
 
 
