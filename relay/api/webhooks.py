@@ -219,11 +219,16 @@ async def create(account_id: uuid.UUID) -> Response:
         description=fields["description"], limit=MAX_PER_ACCOUNT,
     )
     if endpoint is None:
-        raise Problem(
-            409, f"this account has {MAX_PER_ACCOUNT} webhook endpoints, the most allowed;"
-            " delete one, or subscribe an existing one to more events", kind="conflict",
-        )
+        raise too_many_endpoints()
     return json_response(_with_secret(endpoint), 201, _location(endpoint))
+
+
+def too_many_endpoints() -> Problem:
+    """The 409 for a create past ``MAX_PER_ACCOUNT`` (the API's and the console's)."""
+    return Problem(
+        409, f"this account has {MAX_PER_ACCOUNT} webhook endpoints, the most allowed;"
+        " delete one, or subscribe an existing one to more events", kind="conflict",
+    )
 
 
 @blueprint.get("/accounts/<uuid:account_id>/webhooks")

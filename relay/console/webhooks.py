@@ -17,7 +17,14 @@ from .. import models
 from ..api import context
 from ..api.problems import Problem
 from ..api.validation import Invalid
-from ..api.webhooks import CREATE, KINDS, MAX_PER_ACCOUNT, event_kinds, queue_test
+from ..api.webhooks import (
+    CREATE,
+    KINDS,
+    MAX_PER_ACCOUNT,
+    event_kinds,
+    queue_test,
+    too_many_endpoints,
+)
 from ..webhooks import new_secret
 from . import forms, web
 from .per_account import pick, visible_account
@@ -62,10 +69,7 @@ async def webhook_create(account_id: uuid.UUID) -> Response:
             limit=MAX_PER_ACCOUNT,
         )
         if endpoint is None:
-            raise Problem(
-                409, f"This account has {MAX_PER_ACCOUNT} webhook endpoints, the most allowed;"
-                " delete one first.", kind="conflict",
-            )
+            raise too_many_endpoints()
     except (Invalid, Problem) as error:
         return await _page(account, forms.refused(error, form, CONTROLS))
     return await web.render(

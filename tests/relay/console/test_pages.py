@@ -610,6 +610,18 @@ async def test_a_refused_form_keeps_the_input_and_names_the_field(
     page = await browser.post(base, {"url": "https://hooks.example.com/x", "description": "none"})
     assert page.status == 422 and 'id="w-events-error"' in page.text
     assert await storage.webhooks.list(account_id=tenant.account.id) == []
+    # A conflict names no control: it is said above the form, the input kept.
+    from relay.api.webhooks import MAX_PER_ACCOUNT
+
+    for i in range(MAX_PER_ACCOUNT):
+        await storage.webhooks.create(
+            account_id=tenant.account.id, url=f"https://hooks.example.com/{i}",
+            events=(models.EventKind.MESSAGE_SENT,), secret="s" * 32, limit=MAX_PER_ACCOUNT,
+        )
+    page = await browser.post(base, {"url": "https://hooks.example.com/one-more", "events": "message.sent"})
+    assert page.status == 409 and 'value="https://hooks.example.com/one-more"' in page.text
+    assert f'role="alert">Not saved — this account has {MAX_PER_ACCOUNT} webhook endpoints' in page.text
+    assert len(await storage.webhooks.list(account_id=tenant.account.id)) == MAX_PER_ACCOUNT
 
 
 # ---------------------------------------------------------------- suppressions
