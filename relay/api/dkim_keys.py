@@ -178,10 +178,32 @@ def _domain_allowed(domain: str, allowed: tuple[str, ...]) -> bool:
 )
 async def create(account_id: uuid.UUID) -> Response:
     await visible(account_id)
-    kek = dkim.KeyEncryption.from_setting(state().runtime.config.dkim.key_encryption_key)
+    kek = key_encryption()
     if kek is None:
         raise Problem(409, NO_KEK, kind="dkim-not-configured")
-    fields = await read_body(CREATE)
+    key = await create_key(account_id, await read_body(CREATE), kek)
+    return json_response(to_json(key), 201, {"Location": _path(key)})
+
+
+def key_encryption() -> dkim.KeyEncryption | None:
+    """The configured KEK; None when ``dkim.key_encryption_key`` is empty (no key can be
+    made: the API answers 409 ``NO_KEK``, the console says so on its page)."""
+    return dkim.KeyEncryption.from_setting(state().runtime.config.dkim.key_encryption_key)
+
+
+async def create_key(
+    account_id: uuid.UUID, fields: dict[str, Any], kek: dkim.KeyEncryption
+) -> models.DkimKey:
+    """Generate or import the key ``fields`` (``CREATE.parse``'d) describe, encrypt it
+    and store it: the rules of a create, for the API and the console alike. The caller
+    has checked that the account is visible to it.
+
+    Raises:
+        Invalid: the domain is not one of the account's, or the algorithm is not the
+            imported key's.
+        Problem: 409 naming ``selector`` when the selector is taken, 409 when the
+            account has ``MAX_PER_ACCOUNT`` keys, 404 when the account is gone.
+    """
     domain = fields["domain"].rstrip(".")
     if not _domain_allowed(domain, await _allowed_domains(account_id)):
         raise Invalid(
@@ -197,7 +219,7 @@ async def create(account_id: uuid.UUID) -> Response:
         raise Invalid("algorithm", f"the private key is for {pair.algorithm}, not {algorithm}")
     key_id = uuid.uuid4()
     try:
-        key = await storage().dkim_keys.create(
+        return await storage().dkim_keys.create(
             key_id=key_id, account_id=account_id, domain=domain, selector=fields["selector"],
             algorithm=pair.algorithm, private_key=kek.encrypt(pair.private, key_id=key_id.bytes),
             public_key=pair.public_key, limit=MAX_PER_ACCOUNT,
@@ -214,7 +236,6 @@ async def create(account_id: uuid.UUID) -> Response:
         ) from None
     except InvalidReference:  # the account was deleted meanwhile
         raise not_found("account") from None
-    return json_response(to_json(key), 201, {"Location": _path(key)})
 
 
 @blueprint.get("/accounts/<uuid:account_id>/dkim-keys")

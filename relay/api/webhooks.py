@@ -190,7 +190,11 @@ def delivery_json(delivery: models.WebhookDelivery) -> dict[str, Any]:
     )
 
 
-def _events(fields: dict[str, Any]) -> tuple[models.EventKind, ...]:
+def event_kinds(fields: dict[str, Any]) -> tuple[models.EventKind, ...]:
+    """The parsed ``events`` member as kinds (the console's forms use it too).
+
+    Raises: Invalid naming ``events`` when it names none.
+    """
     kinds = tuple(models.EventKind(k) for k in fields["events"])
     if not kinds:
         raise Invalid("events", "name at least one event kind: " + ", ".join(KINDS))
@@ -211,16 +215,21 @@ async def create(account_id: uuid.UUID) -> Response:
     await visible(account_id)
     fields = await read_body(CREATE)
     endpoint = await storage().webhooks.create(
-        account_id=account_id, url=fields["url"], events=_events(fields),
+        account_id=account_id, url=fields["url"], events=event_kinds(fields),
         secret=webhooks.new_secret(), enabled=fields["enabled"],
         description=fields["description"], limit=MAX_PER_ACCOUNT,
     )
     if endpoint is None:
-        raise Problem(
-            409, f"this account has {MAX_PER_ACCOUNT} webhook endpoints, the most allowed;"
-            " delete one, or subscribe an existing one to more events", kind="conflict",
-        )
+        raise too_many_endpoints()
     return json_response(_with_secret(endpoint), 201, _location(endpoint))
+
+
+def too_many_endpoints() -> Problem:
+    """The 409 for a create past ``MAX_PER_ACCOUNT`` (the API's and the console's)."""
+    return Problem(
+        409, f"this account has {MAX_PER_ACCOUNT} webhook endpoints, the most allowed;"
+        " delete one, or subscribe an existing one to more events", kind="conflict",
+    )
 
 
 @blueprint.get("/accounts/<uuid:account_id>/webhooks")
@@ -256,7 +265,7 @@ async def get(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
 async def patch(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
     current = await _endpoint(account_id, webhook_id)
     fields = await read_body(PATCH, partial=True)
-    kinds = _events(fields) if "events" in fields else current.events
+    kinds = event_kinds(fields) if "events" in fields else current.events
     endpoint = await storage().webhooks.update(
         webhook_id, account_id=account_id, url=fields.get("url", current.url), events=kinds,
         enabled=fields.get("enabled", current.enabled),
@@ -302,9 +311,15 @@ async def send_test(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
     """Queue a ``webhook.test`` event for this endpoint; the worker delivers it like
     any other (watch it under ``deliveries``)."""
     endpoint = await _endpoint(account_id, webhook_id)
-    event = events.test_event(account_id, endpoint.id, at=dt.datetime.now(dt.UTC))
-    delivery_id = await storage().webhooks.send_test(endpoint, event)
-    return json_response(dump(WebhookTest, event_id=event.id, delivery_id=delivery_id), 202)
+    event_id, delivery_id = await queue_test(endpoint)
+    return json_response(dump(WebhookTest, event_id=event_id, delivery_id=delivery_id), 202)
+
+
+async def queue_test(endpoint: models.WebhookEndpoint) -> tuple[uuid.UUID, uuid.UUID]:
+    """Queue a ``webhook.test`` event for ``endpoint`` alone (the API's and the
+    console's "send test event"); its (event id, delivery id)."""
+    event = events.test_event(endpoint.account_id, endpoint.id, at=dt.datetime.now(dt.UTC))
+    return event.id, await storage().webhooks.send_test(endpoint, event)
 
 
 @blueprint.get("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/deliveries")

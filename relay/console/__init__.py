@@ -8,7 +8,20 @@ Templates and the stylesheet ship in the package (``templates/``, ``static/``):
 nothing is fetched from elsewhere at run time.
 """
 
-from . import accounts, messages, overview, providers, rules, signin, webhooks
+from . import (
+    accounts,
+    dkim_keys,
+    messages,
+    overview,
+    providers,
+    rules,
+    signin,
+    suppressions,
+    webhooks,
+)
 from .web import NAME, install
 
-__all__ = ["NAME", "accounts", "install", "messages", "overview", "providers", "rules", "signin", "webhooks"]
+__all__ = [
+    "NAME", "accounts", "dkim_keys", "install", "messages", "overview", "providers", "rules",
+    "signin", "suppressions", "webhooks",
+]

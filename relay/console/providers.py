@@ -17,7 +17,7 @@ from ..api.providers import CREATE, check_config, redacted_config
 from ..api.validation import Invalid
 from ..jsonvalue import JSON
 from ..storage import InvalidReference
-from . import web
+from . import forms, web
 from .web import blueprint
 
 TYPES = tuple(str(t) for t in models.ProviderType)
@@ -32,6 +32,12 @@ def parse_json(text: str, field: str) -> JSON:
         raise Invalid(field, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
 
 
+def controls(names: tuple[str, ...]) -> tuple[str, ...]:
+    """A create form's controls as this caller sees them: ``account_id`` is an
+    operator's choice only (an account key's error about it is shown above the form)."""
+    return names if web.caller().is_operator else tuple(n for n in names if n != "account_id")
+
+
 async def account_choices() -> list[models.Account]:
     """Accounts an operator may pick in a form (the first page; an account key: none)."""
     if not web.caller().is_operator:
@@ -39,8 +45,16 @@ async def account_choices() -> list[models.Account]:
     return await context.storage().accounts.list(limit=100)
 
 
+#: The create form's controls (an error naming another member is shown above it).
+CONTROLS = ("account_id", "name", "type", "config", "enabled")
+
+
 @blueprint.get("/providers")
 async def providers() -> Response:
+    return await _page(forms.blank())
+
+
+async def _page(form: forms.FormState) -> Response:
     store = context.storage()
     scope = context.scope()
     found, health = await store.run(
@@ -50,7 +64,7 @@ async def providers() -> Response:
     return await web.render(
         "providers.html", providers=found[: web.PAGE], more=len(found) > web.PAGE,
         states={h.provider_id: h for h in health}, types=TYPES,
-        accounts=await account_choices(),
+        accounts=await account_choices(), form=form, status=form.status,
     )
 
 
@@ -72,23 +86,26 @@ async def provider(provider_id: uuid.UUID) -> Response:
 @blueprint.post("/providers")
 async def provider_create() -> Response:
     form = await request.form
-    fields = CREATE.parse({
-        **({"account_id": form["account_id"]} if form.get("account_id") else {}),
-        "name": form.get("name", ""),
-        "type": form.get("type", ""),
-        "config": parse_json(form.get("config", ""), "config"),
-        "enabled": form.get("enabled") == "true",
-    })
-    account_id = context.owning_account(fields.pop("account_id", None))
-    kind = models.ProviderType(fields["type"])
-    config = check_config(kind, fields["config"])
     try:
-        created = await context.storage().providers.create(
-            account_id=account_id, name=fields["name"], type=kind, config=config,
-            enabled=fields["enabled"],
-        )
-    except InvalidReference:
-        raise Invalid("account_id", "no account with this id") from None
+        fields = CREATE.parse({
+            **({"account_id": form["account_id"]} if form.get("account_id") else {}),
+            "name": form.get("name", ""),
+            "type": form.get("type", ""),
+            "config": parse_json(form.get("config", ""), "config"),
+            "enabled": form.get("enabled") == "true",
+        })
+        account_id = context.owning_account(fields.pop("account_id", None))
+        kind = models.ProviderType(fields["type"])
+        config = check_config(kind, fields["config"])
+        try:
+            created = await context.storage().providers.create(
+                account_id=account_id, name=fields["name"], type=kind, config=config,
+                enabled=fields["enabled"],
+            )
+        except InvalidReference:
+            raise Invalid("account_id", "no account with this id") from None
+    except Invalid as error:
+        return await _page(forms.refused(error, form, controls(CONTROLS)))
     return web.see_other("console.provider", provider_id=created.id)
 
 

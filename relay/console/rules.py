@@ -19,16 +19,24 @@ from ..api import context
 from ..api.routing_rules import CREATE
 from ..api.validation import Invalid
 from ..storage import InvalidReference
-from . import web
-from .providers import account_choices, parse_json
+from . import forms, web
+from .providers import account_choices, controls, parse_json
 from .web import blueprint
 
 #: Octets of headers the tester parses (the router reads no more of a message).
 MAX_TEST_HEADERS = conditions.MAX_HEADER_BYTES
 
 
+#: The create form's controls (an error naming another member is shown above it).
+CONTROLS = ("account_id", "name", "priority", "provider_id", "fallback_provider_ids", "conditions", "enabled")
+
+
 @blueprint.get("/routing-rules")
 async def rules() -> Response:
+    return await _page(forms.blank())
+
+
+async def _page(form: forms.FormState) -> Response:
     store = context.storage()
     scope = context.scope()
     found, providers = await store.run(
@@ -38,7 +46,7 @@ async def rules() -> Response:
     return await web.render(
         "rules.html", rules=found[: web.PAGE], more=len(found) > web.PAGE,
         providers=providers, names={p.id: p.name for p in providers},
-        accounts=await account_choices(),
+        accounts=await account_choices(), form=form, status=form.status,
     )
 
 
@@ -53,29 +61,32 @@ async def rule(rule_id: uuid.UUID) -> Response:
 @blueprint.post("/routing-rules")
 async def rule_create() -> Response:
     form = await request.form
-    data: dict[str, Any] = {
-        "name": form.get("name", ""),
-        "conditions": parse_json(form.get("conditions", ""), "conditions"),
-        "provider_id": form.get("provider_id", ""),
-        "fallback_provider_ids": web.form_list(form, "fallback_provider_ids"),
-        "enabled": form.get("enabled") == "true",
-    }
-    if form.get("account_id"):
-        data["account_id"] = form["account_id"]
-    priority = web.form_int(form, "priority")
-    if priority is not None:
-        data["priority"] = priority
-    fields = CREATE.parse(data)
-    account_id = context.owning_account(fields.pop("account_id", None))
-    if fields["provider_id"] in fields["fallback_provider_ids"]:
-        raise Invalid("fallback_provider_ids", "lists the rule's provider_id; list other providers")
     try:
-        created = await context.storage().rules.create(account_id=account_id, **fields)
-    except InvalidReference:
-        raise Invalid(
-            "provider_id", "no provider with this id in the rule's account"
-            " (the provider and every fallback must be the account's own)",
-        ) from None
+        data: dict[str, Any] = {
+            "name": form.get("name", ""),
+            "conditions": parse_json(form.get("conditions", ""), "conditions"),
+            "provider_id": form.get("provider_id", ""),
+            "fallback_provider_ids": web.form_list(form, "fallback_provider_ids"),
+            "enabled": form.get("enabled") == "true",
+        }
+        if form.get("account_id"):
+            data["account_id"] = form["account_id"]
+        priority = web.form_int(form, "priority")
+        if priority is not None:
+            data["priority"] = priority
+        fields = CREATE.parse(data)
+        account_id = context.owning_account(fields.pop("account_id", None))
+        if fields["provider_id"] in fields["fallback_provider_ids"]:
+            raise Invalid("fallback_provider_ids", "lists the rule's provider_id; list other providers")
+        try:
+            created = await context.storage().rules.create(account_id=account_id, **fields)
+        except InvalidReference:
+            raise Invalid(
+                "provider_id", "no provider with this id in the rule's account"
+                " (the provider and every fallback must be the account's own)",
+            ) from None
+    except Invalid as error:
+        return await _page(forms.refused(error, form, controls(CONTROLS)))
     return web.see_other("console.rule", rule_id=created.id)
 
 

@@ -1,8 +1,11 @@
 """Webhooks of one account: list endpoints, create one (its signing secret shown once,
-on the answer to the create), enable/disable, delete, and one endpoint's recent
-deliveries with their attempts (``storage.webhooks``, scoped to the account, as the
-API does). An account key sees only its own account's; ``/console/webhooks`` takes it
-there, and lets an operator pick an account."""
+on the answer to the create), enable/disable, delete; one endpoint's page with its
+recent deliveries and their attempts, "rotate secret" (the new secret shown once,
+like a create's) and "send test event" (a ``webhook.test`` delivery queued for the
+worker, as the API's call does, and shown on the endpoint's page as it goes). All
+through ``storage.webhooks`` scoped to the account, as the API does. An account key
+sees only its own account's; ``/console/webhooks`` takes it there, and lets an
+operator pick an account."""
 
 from __future__ import annotations
 
@@ -12,73 +15,79 @@ from quart import Response, request
 
 from .. import models
 from ..api import context
-from ..api.ip_credentials import visible
 from ..api.problems import Problem
-from ..api.webhooks import CREATE, KINDS, MAX_PER_ACCOUNT
+from ..api.validation import Invalid
+from ..api.webhooks import (
+    CREATE,
+    KINDS,
+    MAX_PER_ACCOUNT,
+    event_kinds,
+    queue_test,
+    too_many_endpoints,
+)
 from ..webhooks import new_secret
-from . import web
+from . import forms, web
+from .per_account import pick, visible_account
 from .web import blueprint
+
+#: The create form's controls (an error naming another member is shown above it).
+CONTROLS = ("url", "events", "description", "enabled")
 
 
 @blueprint.get("/webhooks")
-async def pick_account() -> Response:
-    who = web.caller()
-    if not who.is_operator:
-        return web.see_other("console.webhooks", account_id=who.account_id)
-    accounts = await context.storage().accounts.list(limit=web.PAGE)
-    return await web.render("webhooks_pick.html", accounts=accounts, more=len(accounts) >= web.PAGE)
+async def pick_webhooks() -> Response:
+    return await pick("console.webhooks", "Webhooks", "Webhook endpoints")
 
 
-async def _visible(account_id: uuid.UUID) -> models.Account:
-    """Raises: Problem 404 for another tenant's (or no) account, as the API answers."""
-    try:
-        await visible(account_id)
-    except Problem:
-        raise web.not_found("account") from None
-    account = await context.storage().accounts.get(account_id)
-    if account is None:
-        raise web.not_found("account")
-    return account
+async def _page(account: models.Account, form: forms.FormState) -> Response:
+    endpoints = await context.storage().webhooks.list(account_id=account.id)
+    return await web.render(
+        "webhooks.html", status=form.status, account=account, endpoints=endpoints,
+        kinds=KINDS, limit=MAX_PER_ACCOUNT, form=form,
+    )
 
 
 @blueprint.get("/accounts/<uuid:account_id>/webhooks")
 async def webhooks(account_id: uuid.UUID) -> Response:
-    account = await _visible(account_id)
-    endpoints = await context.storage().webhooks.list(account_id=account_id)
-    return await web.render(
-        "webhooks.html", account=account, endpoints=endpoints, kinds=KINDS,
-        limit=MAX_PER_ACCOUNT,
-    )
+    return await _page(await visible_account(account_id), forms.blank())
 
 
 @blueprint.post("/accounts/<uuid:account_id>/webhooks")
 async def webhook_create(account_id: uuid.UUID) -> Response:
-    account = await _visible(account_id)
+    account = await visible_account(account_id)
     form = await request.form
-    fields = CREATE.parse({
-        "url": form.get("url", "").strip(),
-        "events": form.getlist("events"),
-        "description": form.get("description", ""),
-        "enabled": form.get("enabled") == "true",
-    })
-    kinds = tuple(models.EventKind(k) for k in fields["events"])
-    if not kinds:
-        raise Problem(422, "Choose at least one event kind.", kind="invalid-request")
-    endpoint = await context.storage().webhooks.create(
-        account_id=account_id, url=fields["url"], events=kinds, secret=new_secret(),
-        enabled=fields["enabled"], description=fields["description"], limit=MAX_PER_ACCOUNT,
-    )
-    if endpoint is None:
-        raise Problem(
-            409, f"This account has {MAX_PER_ACCOUNT} webhook endpoints, the most allowed;"
-            " delete one first.", kind="conflict",
+    try:
+        fields = CREATE.parse({
+            "url": form.get("url", "").strip(),
+            "events": form.getlist("events"),
+            "description": form.get("description", ""),
+            "enabled": form.get("enabled") == "true",
+        })
+        endpoint = await context.storage().webhooks.create(
+            account_id=account_id, url=fields["url"], events=event_kinds(fields),
+            secret=new_secret(), enabled=fields["enabled"], description=fields["description"],
+            limit=MAX_PER_ACCOUNT,
         )
-    return await web.render("webhook_created.html", status=201, account=account, endpoint=endpoint)
+        if endpoint is None:
+            raise too_many_endpoints()
+    except (Invalid, Problem) as error:
+        return await _page(account, forms.refused(error, form, CONTROLS))
+    return await web.render(
+        "webhook_secret.html", status=201, account=account, endpoint=endpoint, created=True,
+    )
+
+
+async def _endpoint(account_id: uuid.UUID, webhook_id: uuid.UUID) -> models.WebhookEndpoint:
+    """Raises: Problem 404 (a page) for another tenant's or no endpoint."""
+    endpoint = await context.storage().webhooks.get(webhook_id, account_id=account_id)
+    if endpoint is None:
+        raise web.not_found("webhook endpoint")
+    return endpoint
 
 
 @blueprint.get("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>")
 async def webhook(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
-    account = await _visible(account_id)
+    account = await visible_account(account_id)
     store = context.storage()
     endpoint, deliveries = await store.run(
         store.webhooks.get(webhook_id, account_id=account_id),
@@ -86,18 +95,20 @@ async def webhook(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
     )
     if endpoint is None:
         raise web.not_found("webhook endpoint")
-    return await web.render("webhook.html", account=account, endpoint=endpoint, deliveries=deliveries)
+    tested = web.form_uuid(request.args, "tested")
+    return await web.render(
+        "webhook.html", account=account, endpoint=endpoint, deliveries=deliveries,
+        tested=tested,
+        test_delivery=next((d for d in deliveries if d.id == tested), None),
+    )
 
 
 @blueprint.post("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/enabled")
 async def webhook_set_enabled(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
-    await _visible(account_id)
-    store = context.storage()
-    current = await store.webhooks.get(webhook_id, account_id=account_id)
-    if current is None:
-        raise web.not_found("webhook endpoint")
+    await visible_account(account_id)
+    current = await _endpoint(account_id, webhook_id)
     form = await request.form
-    updated = await store.webhooks.update(
+    updated = await context.storage().webhooks.update(
         webhook_id, account_id=account_id, url=current.url, events=current.events,
         enabled=form.get("enabled") == "true", description=current.description,
     )
@@ -106,9 +117,29 @@ async def webhook_set_enabled(account_id: uuid.UUID, webhook_id: uuid.UUID) -> R
     return web.see_other("console.webhooks", account_id=account_id)
 
 
+@blueprint.post("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/rotate-secret")
+async def webhook_rotate_secret(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
+    account = await visible_account(account_id)
+    endpoint = await context.storage().webhooks.rotate_secret(
+        webhook_id, account_id=account_id, secret=new_secret()
+    )
+    if endpoint is None:
+        raise web.not_found("webhook endpoint")
+    return await web.render("webhook_secret.html", account=account, endpoint=endpoint, created=False)
+
+
+@blueprint.post("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/test")
+async def webhook_send_test(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
+    await visible_account(account_id)
+    _, delivery_id = await queue_test(await _endpoint(account_id, webhook_id))
+    return web.see_other(
+        "console.webhook", account_id=account_id, webhook_id=webhook_id, tested=delivery_id,
+    )
+
+
 @blueprint.post("/accounts/<uuid:account_id>/webhooks/<uuid:webhook_id>/delete")
 async def webhook_delete(account_id: uuid.UUID, webhook_id: uuid.UUID) -> Response:
-    await _visible(account_id)
+    await visible_account(account_id)
     if not await context.storage().webhooks.delete(webhook_id, account_id=account_id):
         raise web.not_found("webhook endpoint")
     return web.see_other("console.webhooks", account_id=account_id)

@@ -6,6 +6,8 @@ from the last page it got, so tests post forms the way a person does.
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,12 +18,14 @@ from quart_trio import QuartTrio
 
 from relay.api.app import create_app
 from relay.composition import Runtime
-from relay.config import ApiConfig, Config, ConsoleConfig
+from relay.config import ApiConfig, Config, ConsoleConfig, DkimConfig
 from relay.storage import Storage
 
 from ..api.conftest import Tenant, make_tenant, operator_key  # noqa: F401 - fixtures by name
 
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+#: The DKIM key-encryption key of the console's tests (the DKIM pages need one).
+KEK = base64.b64encode(os.urandom(32)).decode()
 
 
 @attrs.frozen
@@ -71,6 +75,7 @@ def config() -> Config:
     return Config(
         api=ApiConfig(listen="127.0.0.1:0", rate_limit_per_minute=10_000),
         console=ConsoleConfig(session_key="test-session-key"),
+        dkim=DkimConfig(key_encryption_key=KEK),
     )
 
 

@@ -3,7 +3,8 @@
 The relay runs as ``relay serve`` does (``composition.serve`` with smtp, api and worker); the
 upstream is aiosmtpd with STARTTLS and AUTH (``tests/relay/worker/upstream.py``). The
 browser signs in with the operator key that start-up announces, creates an account, a
-provider and a routing rule through the console's forms, a message is submitted with
+provider and a routing rule through the console's forms, suppresses an address and
+makes a DKIM key (seeing its DNS record), then disables it; a message is submitted with
 smtplib (STARTTLS + AUTH), found on the messages page and watched until sent by
 reloading; a second message, refused by the upstream, fails, and Retry (after the
 upstream stops refusing) shows its new attempt. Finally a second tenant, signed in
@@ -19,6 +20,7 @@ and copied to ``$RELAY_TEST_ARTIFACTS`` when it is set.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import functools
 import json
@@ -58,6 +60,7 @@ pytestmark = pytest.mark.skipif(
 
 SMTP_PASSWORD = "console test password"
 REFUSED = "refused@example.net"
+SUPPRESSED = "gone@example.net"
 #: Seconds the browser waits for the relay to deliver (or fail) a message.
 DEADLINE = 20.0
 
@@ -76,6 +79,7 @@ def smtp_env() -> dict[str, str]:
         "RELAY_WORKER__POLL_INTERVAL": "0.05",
         "RELAY_WORKER__CONNECT_TIMEOUT": "5",
         "RELAY_WORKER__SEND_TIMEOUT": "5",
+        "RELAY_DKIM__KEY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
     }
 
 
@@ -237,6 +241,29 @@ async def test_the_console_end_to_end(
                 page.get_by_role("link", name="Webhooks", exact=True).click()
                 page.get_by_role("link", name=re.compile("Tenant A")).click()
                 shots.take(page, "webhooks")
+                # Suppressions: pick the account, add an address, see it listed.
+                page.get_by_role("link", name="Suppressions", exact=True).click()
+                page.get_by_role("link", name=re.compile("Tenant A")).click()
+                page.get_by_label("Address", exact=True).fill(SUPPRESSED)
+                page.get_by_label("Reason").fill("asked to stop")
+                page.get_by_role("button", name="Suppress address").click()
+                assert page.get_by_role("status").inner_text().startswith("Added")
+                assert SUPPRESSED in page.inner_text("#suppressions")
+                shots.take(page, "suppressions")
+                # DKIM keys: make one (Ed25519: quick to generate), see its DNS record,
+                # and disable it again so the messages below go out as before.
+                page.get_by_role("link", name="DKIM keys", exact=True).click()
+                page.get_by_role("link", name=re.compile("Tenant A")).click()
+                page.get_by_label("Domain").fill("example.com")
+                page.get_by_label("Selector").fill("console")
+                page.get_by_label("Algorithm").select_option("ed25519-sha256")
+                page.get_by_role("button", name="Create key").click()
+                assert page.get_by_label("Name", exact=True).input_value() == "console._domainkey.example.com"
+                assert page.get_by_label("Value").input_value().startswith("v=DKIM1; k=ed25519; p=")
+                shots.take(page, "dkim-key")
+                page.get_by_role("button", name="Disable").click()
+                assert "console._domainkey.example.com" in page.inner_text("#dkim-keys")
+                shots.take(page, "dkim-keys")
                 page.close()
                 context.close()
                 return keys
@@ -333,4 +360,4 @@ async def test_the_console_end_to_end(
             started.shutdown.set()
     finally:
         shots.publish()
-    assert len(shots.taken) >= 12
+    assert len(shots.taken) >= 15

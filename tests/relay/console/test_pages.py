@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from relay import hashed_secrets, models
 from relay.composition import Runtime
@@ -18,6 +19,26 @@ from ..api.test_messages import enqueue, finish_as
 from .conftest import Browser
 
 SMTP_CONFIG = {"host": "smtp.example.net", "port": 587, "username": "u", "password": "very-secret-password"}
+
+
+async def dkim_key_of(storage: Storage, tenant: Tenant, selector: str = "s1") -> models.DkimKey:
+    """A stored key (its private half is never read by the console: any bytes do)."""
+    return await storage.dkim_keys.create(
+        key_id=uuid.uuid4(), account_id=tenant.account.id, domain="example.com", selector=selector,
+        algorithm="ed25519-sha256", private_key=b"encrypted", public_key="cHVibGlj", limit=20,
+    )
+
+
+async def _claim_test(storage: Storage, endpoint: models.WebhookEndpoint) -> list[Any]:
+    """Queue a webhook.test for ``endpoint`` and claim it as the worker would: the
+    claim carries the secret the endpoint signs with now."""
+    import datetime as dt
+
+    from relay import events
+
+    await storage.webhooks.send_test(endpoint, events.test_event(endpoint.account_id, endpoint.id,
+                                                                 at=dt.datetime.now(dt.UTC)))
+    return await storage.webhooks.claim(limit=10, lease_seconds=60)
 
 
 async def provider_of(storage: Storage, tenant: Tenant, name: str = "up") -> models.Provider:
@@ -147,6 +168,34 @@ async def test_posts_without_the_csrf_token_are_refused_and_change_nothing(
     found = await storage.messages.get(message_id)
     assert found is not None and found.status is MessageStatus.FAILED
     assert await storage.accounts.get_by_email("x@example.com") is None
+    # The forms of the account-object pages: same refusal, nothing changed.
+    a = tenant.account.id
+    entry = (await storage.suppressions.add(account_id=a, address="kept@example.net", reason="r")).entry
+    key = await dkim_key_of(storage, tenant)
+    endpoint = await storage.webhooks.create(
+        account_id=a, url="https://hooks.example.com/x", events=(models.EventKind.MESSAGE_SENT,),
+        secret="s" * 32, limit=20,
+    )
+    assert endpoint is not None
+    forms = {
+        f"/console/accounts/{a}/suppressions": {"address": "new@example.net", "reason": "r"},
+        f"/console/accounts/{a}/suppressions/{entry.id}/delete": {},
+        f"/console/accounts/{a}/dkim-keys": {"domain": "example.com", "selector": "csrf",
+                                             "algorithm": "ed25519-sha256"},
+        f"/console/accounts/{a}/dkim-keys/{key.id}/enabled": {"enabled": "false"},
+        f"/console/accounts/{a}/dkim-keys/{key.id}/delete": {},
+        f"/console/accounts/{a}/webhooks/{endpoint.id}/rotate-secret": {},
+        f"/console/accounts/{a}/webhooks/{endpoint.id}/test": {},
+    }
+    for path, form in forms.items():
+        for csrf in ("", "0" * 64):
+            page = await browser.post(path, form, csrf=csrf)
+            assert page.status == 403 and "did not come from this console" in page.text, path
+    assert [e.id for e in await storage.suppressions.list(account_id=a)] == [entry.id]
+    assert [(k.id, k.enabled) for k in await storage.dkim_keys.list(account_id=a)] == [(key.id, True)]
+    assert await storage.webhooks.deliveries(endpoint.id, account_id=a) == []
+    [due] = await _claim_test(storage, endpoint)
+    assert due.secret == "s" * 32  # not rotated
     # Sign-in is a form too: without the token, no session.
     fresh = Browser(browser.app)
     response = await fresh.client.post("/console/sign-in", form={"key": operator_key})
@@ -179,12 +228,17 @@ async def test_another_tenants_objects_are_404_pages(
         events=(models.EventKind.MESSAGE_SENT,), secret="s" * 32, limit=20,
     )
     assert endpoint is not None
+    entry = (await storage.suppressions.add(account_id=tenant.account.id, address="x@example.net", reason="r")).entry
+    key = await dkim_key_of(storage, tenant)
     await browser.sign_in(other.key)
     a = tenant.account.id
     for path in (f"/console/messages/{message_id}", f"/console/providers/{provider.id}",
                  f"/console/routing-rules/{rule.id}", f"/console/accounts/{a}/webhooks",
                  f"/console/accounts/{a}/webhooks/{endpoint.id}",
                  f"/console/accounts/{other.id}/webhooks/{endpoint.id}",
+                 f"/console/accounts/{a}/suppressions", f"/console/accounts/{a}/dkim-keys",
+                 f"/console/accounts/{a}/dkim-keys/{key.id}",
+                 f"/console/accounts/{other.id}/dkim-keys/{key.id}",
                  "/console/accounts"):
         page = await browser.get(path)
         assert page.status == 404, path
@@ -192,8 +246,23 @@ async def test_another_tenants_objects_are_404_pages(
     for path in (f"/console/messages/{message_id}/retry", f"/console/messages/{message_id}/delete",
                  f"/console/providers/{provider.id}/delete", f"/console/routing-rules/{rule.id}/delete",
                  f"/console/accounts/{a}/webhooks/{endpoint.id}/delete",
+                 f"/console/accounts/{a}/webhooks/{endpoint.id}/rotate-secret",
+                 f"/console/accounts/{a}/webhooks/{endpoint.id}/test",
+                 f"/console/accounts/{other.id}/webhooks/{endpoint.id}/rotate-secret",
+                 f"/console/accounts/{other.id}/webhooks/{endpoint.id}/test",
+                 f"/console/accounts/{a}/suppressions",
+                 f"/console/accounts/{a}/suppressions/{entry.id}/delete",
+                 f"/console/accounts/{other.id}/suppressions/{entry.id}/delete",
+                 f"/console/accounts/{a}/dkim-keys",
+                 f"/console/accounts/{a}/dkim-keys/{key.id}/enabled",
+                 f"/console/accounts/{a}/dkim-keys/{key.id}/delete",
+                 f"/console/accounts/{other.id}/dkim-keys/{key.id}/enabled",
+                 f"/console/accounts/{other.id}/dkim-keys/{key.id}/delete",
                  f"/console/accounts/{a}/rotate-key"):
-        assert (await browser.post(path)).status == 404, path
+        page = await browser.post(path, {"address": "y@example.net", "domain": "example.com",
+                                         "selector": "sneaky", "algorithm": "ed25519-sha256"})
+        assert page.status == 404, path
+        assert "<h1>Not found</h1>" in page.text
     # Listings show only B's own objects.
     for path in ("/console/messages", "/console/providers", "/console/routing-rules"):
         page = await browser.get(path)
@@ -203,6 +272,11 @@ async def test_another_tenants_objects_are_404_pages(
     assert (await storage.messages.get(message_id)).status is MessageStatus.FAILED  # type: ignore[union-attr]
     assert await storage.providers.get(provider.id) is not None
     assert await storage.rules.get(rule.id) is not None
+    assert [e.id for e in await storage.suppressions.list(account_id=a)] == [entry.id]
+    assert [(k.id, k.enabled) for k in await storage.dkim_keys.list(account_id=a)] == [(key.id, True)]
+    assert await storage.dkim_keys.list(account_id=other.account.id) == []
+    assert await storage.suppressions.list(account_id=other.account.id) == []
+    assert await storage.webhooks.deliveries(endpoint.id, account_id=a) == []
     # A cannot create a provider in B's account either.
     await browser.sign_in(tenant.key)
     page = await browser.post("/console/providers", {
@@ -210,10 +284,11 @@ async def test_another_tenants_objects_are_404_pages(
         "enabled": "true"})
     assert page.status == 422
     assert await storage.providers.list(account_id=other.account.id) == []
-    # And B's webhooks page is B's own: the nav link goes there.
+    # And B's pages of account objects are B's own: the nav links go there.
     await browser.sign_in(other.key)
-    page = await browser.get("/console/webhooks")
-    assert page.status == 303 and page.location.endswith(f"/console/accounts/{other.id}/webhooks")
+    for family in ("webhooks", "suppressions", "dkim-keys"):
+        page = await browser.get(f"/console/{family}")
+        assert page.status == 303 and page.location.endswith(f"/console/accounts/{other.id}/{family}")
 
 
 # ---------------------------------------------------------------- pages
@@ -281,7 +356,12 @@ async def test_message_page_retry_and_delete(browser: Browser, tenant: Tenant, s
     await storage.messages.claim(worker_id="w", limit=1, lock_seconds=60)
     page = await browser.get(f"/console/messages/{message_id}")
     assert "Retry now" not in page.text
-    assert (await browser.post(f"/console/messages/{message_id}/delete")).status == 409
+    response = await browser.client.post(
+        f"/console/messages/{message_id}/delete", form={"csrf": browser.csrf},
+        headers={"Referer": f"http://localhost/console/messages/{message_id}"},
+    )
+    assert response.status_code == 409  # the error page leads back to where the form was
+    assert f'<a href="/console/messages/{message_id}">Back to the form</a>' in await response.get_data(as_text=True)
     await storage.messages.release("w", [message_id])
     page = await browser.post(f"/console/messages/{message_id}/delete")
     assert page.status == 303
@@ -337,12 +417,6 @@ async def test_providers_create_validate_toggle_delete(browser: Browser, tenant:
     assert bad.status == 422 and "config.host" in bad.text
     bad = await browser.post("/console/providers", {"name": "p", "type": "smtp", "config": "{nope"})
     assert bad.status == 422 and "not valid JSON" in bad.text
-    response = await browser.client.post(
-        "/console/providers", form={"csrf": browser.csrf, "name": "p", "type": "smtp", "config": "{"},
-        headers={"Referer": "http://localhost/console/providers"},
-    )
-    assert response.status_code == 422
-    assert '<a href="/console/providers">Back to the form</a>' in await response.get_data(as_text=True)
     assert await storage.providers.list(account_id=tenant.account.id) == []
     import json
 
@@ -494,3 +568,221 @@ async def test_an_empty_session_key_is_generated_and_said_so(runtime: Runtime) -
     one, two = first.extensions["relay.console"].codec, second.extensions["relay.console"].codec
     assert two.loads(one.dumps(new_session("operator", b"h" * 32))) is None
     assert one.loads(one.dumps(new_session("operator", b"h" * 32))) is not None
+
+
+# ---------------------------------------------------------------- refused forms
+
+
+async def test_a_refused_form_keeps_the_input_and_names_the_field(
+    browser: Browser, tenant: Tenant, storage: Storage, operator_key: str
+) -> None:
+    await browser.sign_in(operator_key)
+    page = await browser.post("/console/accounts", {
+        "name": "Kept name", "email": "kept@example.com", "password": "short",
+        "allowed_domains": "kept.example"})
+    assert page.status == 422
+    assert 'value="Kept name"' in page.text and 'value="kept@example.com"' in page.text
+    assert 'value="kept.example"' in page.text and 'value="short"' not in page.text  # never a password
+    assert re.search(r'id="a-password"[^>]*aria-describedby="a-password-error" aria-invalid="true"', page.text)
+    assert re.search(r'<p id="a-password-error" class="error">password: too short', page.text)
+    assert 'role="alert">Not saved — password: too short' in page.text
+    # Providers: the JSON typed, the type and the account chosen come back as they were.
+    config = '{"port": 25, "tls": "none"}'
+    page = await browser.post("/console/providers", {
+        "account_id": tenant.id, "name": "kept-up", "type": "smtp", "config": config, "enabled": "true"})
+    assert page.status == 422
+    assert 'value="kept-up"' in page.text and "{&#34;port&#34;: 25, &#34;tls&#34;: &#34;none&#34;}" in page.text
+    assert f'<option value="{tenant.id}" selected>' in page.text
+    assert re.search(r'<p id="p-config-error" class="error">config.host: is required', page.text)
+    # Routing rules: the conditions and the priority typed.
+    page = await browser.post("/console/routing-rules", {
+        "account_id": tenant.id, "priority": "7", "provider_id": str(uuid.uuid4()),
+        "conditions": '{"nope": 1}'})
+    assert page.status == 422 and 'value="7"' in page.text and "{&#34;nope&#34;: 1}" in page.text
+    assert 'id="r-conditions-error"' in page.text
+    # Webhooks: the unchecked events stay unchecked.
+    base = f"/console/accounts/{tenant.id}/webhooks"
+    page = await browser.post(base, {"url": "http://10.0.0.1/x", "events": "message.failed",
+                                     "description": "kept desc"})
+    assert page.status == 422 and 'value="kept desc"' in page.text and 'id="w-url-error"' in page.text
+    assert 'value="message.failed" checked' in page.text and 'value="message.sent" checked' not in page.text
+    assert 'name="enabled" value="true" checked' not in page.text
+    page = await browser.post(base, {"url": "https://hooks.example.com/x", "description": "none"})
+    assert page.status == 422 and 'id="w-events-error"' in page.text
+    assert await storage.webhooks.list(account_id=tenant.account.id) == []
+    # A conflict names no control: it is said above the form, the input kept.
+    from relay.api.webhooks import MAX_PER_ACCOUNT
+
+    for i in range(MAX_PER_ACCOUNT):
+        await storage.webhooks.create(
+            account_id=tenant.account.id, url=f"https://hooks.example.com/{i}",
+            events=(models.EventKind.MESSAGE_SENT,), secret="s" * 32, limit=MAX_PER_ACCOUNT,
+        )
+    page = await browser.post(base, {"url": "https://hooks.example.com/one-more", "events": "message.sent"})
+    assert page.status == 409 and 'value="https://hooks.example.com/one-more"' in page.text
+    assert f'role="alert">Not saved — this account has {MAX_PER_ACCOUNT} webhook endpoints' in page.text
+    assert len(await storage.webhooks.list(account_id=tenant.account.id)) == MAX_PER_ACCOUNT
+
+
+# ---------------------------------------------------------------- suppressions
+
+
+async def test_suppressions_list_add_refresh_filter_remove(
+    browser: Browser, tenant: Tenant, storage: Storage, operator_key: str
+) -> None:
+    import datetime as dt
+
+    a = tenant.account.id
+    await browser.sign_in(operator_key)
+    page = await browser.get("/console/suppressions")
+    assert page.status == 200 and tenant.account.email in page.text
+    assert f'href="/console/accounts/{tenant.id}/suppressions"' in page.text
+    base = f"/console/accounts/{tenant.id}/suppressions"
+    page = await browser.get(base)
+    assert page.status == 200 and "No suppressed addresses" in page.text
+    assert '<label for="s-address">' in page.text and '<label for="s-expires">' in page.text
+    # The API's checks: an address, an expiry in the future.
+    page = await browser.post(base, {"address": "not an address", "reason": "kept reason"})
+    assert page.status == 422 and 'id="s-address-error"' in page.text and 'value="kept reason"' in page.text
+    page = await browser.post(base, {"address": "x@example.net", "expires_at": "2001-01-01T00:00"})
+    assert page.status == 422 and "is in the past" in page.text and 'value="2001-01-01T00:00"' in page.text
+    assert await storage.suppressions.list(account_id=a) == []
+    page = await browser.post(base, {"address": "Bob@Example.net", "reason": "asked us",
+                                     "expires_at": "2999-01-01T12:30"})
+    assert page.status == 303 and page.location.endswith(f"{base}?done=added")
+    [entry] = await storage.suppressions.list(account_id=a)
+    assert (entry.address, entry.reason, str(entry.source)) == ("Bob@Example.net", "asked us", "manual")
+    assert entry.expires_at == dt.datetime(2999, 1, 1, 12, 30, tzinfo=dt.UTC)  # the form says UTC
+    page = await browser.get(page.location)
+    assert "Added: mail to the address is refused" in page.text and "Bob@Example.net" in page.text
+    assert "2999-01-01 12:30" in page.text
+    # The same address again (any case) refreshes the entry.
+    page = await browser.post(base, {"address": "bob@example.net", "reason": "again"})
+    assert page.location.endswith("done=refreshed")
+    [entry] = await storage.suppressions.list(account_id=a)
+    assert entry.reason == "again" and entry.expires_at is None
+    for i in range(52):
+        await storage.suppressions.add(account_id=a, address=f"n{i}@example.org", reason="bulk")
+    page = await browser.get(base)
+    assert page.text.count("<th scope=\"row\">") == 50
+    nxt = re.search(r'href="([^"]+cursor=[^"]+)" rel="next"', page.text)
+    assert nxt is not None
+    older = await browser.get(nxt.group(1).replace("&amp;", "&"))
+    assert older.text.count("<th scope=\"row\">") == 3
+    page = await browser.get(base, address="BOB@")
+    assert page.text.count("<th scope=\"row\">") == 1 and "Bob@Example.net" in page.text
+    page = await browser.get(base, address="nobody-matches")
+    assert "No entries match" in page.text
+    page = await browser.get(base, source="bounce")
+    assert "No entries match" in page.text
+    assert (await browser.get(base, source="lost")).status == 400
+    assert (await browser.get(base, cursor="!!")).status == 400
+    page = await browser.post(f"{base}/{entry.id}/delete")
+    assert page.status == 303 and page.location.endswith("done=removed")
+    assert await storage.suppressions.get(entry.id, account_id=a) is None
+    assert (await browser.post(f"{base}/{entry.id}/delete")).status == 404
+    # An account key lands on its own list.
+    await browser.sign_in(tenant.key)
+    page = await browser.get("/console/suppressions")
+    assert page.status == 303 and page.location.endswith(base)
+    assert "n51@example.org" in (await browser.get(base)).text
+
+
+# ---------------------------------------------------------------- DKIM keys
+
+
+async def test_dkim_keys_create_show_toggle_delete(browser: Browser, tenant: Tenant, storage: Storage) -> None:
+    a = tenant.account.id
+    await browser.sign_in(tenant.key)
+    page = await browser.get("/console/dkim-keys")
+    assert page.status == 303
+    base = f"/console/accounts/{tenant.id}/dkim-keys"
+    page = await browser.get(base)
+    assert page.status == 200 and "No DKIM keys yet" in page.text and "Create key" in page.text
+    # The API's rules: one of the account's domains; a selector free in DNS.
+    page = await browser.post(base, {"domain": "elsewhere.example", "selector": "s1", "algorithm": "ed25519-sha256"})
+    assert page.status == 422 and 'id="k-domain-error"' in page.text
+    assert "not one of this account&#39;s allowed_domains" in page.text and 'value="elsewhere.example"' in page.text
+    page = await browser.post(base, {"domain": "example.com", "selector": "bad_selector!", "algorithm": "ed25519-sha256"})
+    assert page.status == 422 and 'id="k-selector-error"' in page.text
+    page = await browser.post(base, {"domain": "example.com", "selector": "2026a", "algorithm": "ed25519-sha256"})
+    assert page.status == 303 and "created=1" in page.location
+    [key] = await storage.dkim_keys.list(account_id=a)
+    assert (key.domain, key.selector, key.algorithm, key.enabled) == ("example.com", "2026a", "ed25519-sha256", True)
+    page = await browser.get(page.location)
+    assert page.status == 200 and "Publish this record in DNS now" in page.text
+    assert 'value="2026a._domainkey.example.com"' in page.text
+    assert f"v=DKIM1; k=ed25519; p={key.public_key}" in page.text
+    assert "PRIVATE KEY" not in page.text and key.private_key.hex() not in page.text
+    listing = await browser.get(base)
+    assert "2026a._domainkey.example.com" in listing.text and f"p={key.public_key}" in listing.text
+    # Taken: the error is the selector's, and the input comes back.
+    page = await browser.post(base, {"domain": "example.com", "selector": "2026A", "algorithm": "ed25519-sha256"})
+    assert page.status == 409 and 'id="k-selector-error"' in page.text and 'value="2026A"' in page.text
+    assert len(await storage.dkim_keys.list(account_id=a)) == 1
+    assert (await browser.post(f"{base}/{key.id}/enabled", {"enabled": "false"})).status == 303
+    assert not (await storage.dkim_keys.get(key.id)).enabled  # type: ignore[union-attr]
+    assert (await browser.post(f"{base}/{key.id}/delete")).status == 303
+    assert await storage.dkim_keys.list(account_id=a) == []
+    assert (await browser.get(f"{base}/{key.id}")).status == 404
+
+
+async def test_dkim_keys_without_a_key_encryption_key_say_so(
+    runtime: Runtime, tenant: Tenant, storage: Storage
+) -> None:
+    import attrs
+
+    from relay.api.app import create_app
+    from relay.config import DkimConfig
+
+    config = attrs.evolve(runtime.config, dkim=DkimConfig())
+    browser = Browser(create_app(attrs.evolve(runtime, config=config)))
+    await dkim_key_of(storage, tenant)
+    await browser.sign_in(tenant.key)
+    base = f"/console/accounts/{tenant.id}/dkim-keys"
+    page = await browser.get(base)
+    assert page.status == 200
+    assert "DKIM keys cannot be created here: dkim.key_encryption_key is not set" in page.text
+    assert "RELAY_DKIM__KEY_ENCRYPTION_KEY" in page.text and "Create key" not in page.text
+    assert "s1._domainkey.example.com" in page.text  # the keys there are still listed
+    page = await browser.post(base, {"domain": "example.com", "selector": "s2", "algorithm": "ed25519-sha256"})
+    assert page.status == 409 and "dkim.key_encryption_key is not set" in page.text
+    assert len(await storage.dkim_keys.list(account_id=tenant.account.id)) == 1
+
+
+# ---------------------------------------------------------------- webhook actions
+
+
+async def test_webhook_rotate_secret_and_send_test(browser: Browser, tenant: Tenant, storage: Storage) -> None:
+    endpoint = await storage.webhooks.create(
+        account_id=tenant.account.id, url="https://hooks.example.com/r",
+        events=(models.EventKind.MESSAGE_SENT,), secret="old-secret-" * 4, limit=20,
+    )
+    assert endpoint is not None
+    await browser.sign_in(tenant.key)
+    base = f"/console/accounts/{tenant.id}/webhooks/{endpoint.id}"
+    page = await browser.get(base)
+    assert page.status == 200 and "Send test event" in page.text and "Rotate secret" in page.text
+    page = await browser.post(f"{base}/rotate-secret")
+    assert page.status == 200 and "Secret rotated" in page.text
+    shown = re.search(r'id="secret" class="secret" readonly value="([^"]+)"', page.text)
+    assert shown is not None and shown.group(1).startswith("whsec_")
+    assert shown.group(1) not in (await browser.get(base)).text  # shown once
+    page = await browser.post(f"{base}/test")
+    assert page.status == 303 and "tested=" in page.location
+    [delivery] = await storage.webhooks.deliveries(endpoint.id, account_id=tenant.account.id)
+    assert str(delivery.id) in page.location
+    page = await browser.get(page.location)
+    assert 'id="test-result"' in page.text and "Test event queued" in page.text
+    assert 'class="highlight"' in page.text and "webhook.test" in page.text
+    # The worker claims it with the new secret; once settled, the page says how it went.
+    [due] = await storage.webhooks.claim(limit=10, lease_seconds=60)
+    assert due.id == delivery.id and due.secret == shown.group(1)
+    from relay.storage.webhooks import Settlement
+
+    await storage.webhooks.settle([Settlement(
+        delivery_id=due.id, attempt=due.attempt, status=models.WebhookDeliveryStatus.DELIVERED,
+        status_code=204, error=None, duration_ms=12,
+    )])
+    page = await browser.get(base, tested=str(delivery.id))
+    assert "Test event delivered: HTTP 204" in page.text
