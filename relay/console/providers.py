@@ -105,7 +105,9 @@ async def provider_create() -> Response:
         except InvalidReference:
             raise Invalid("account_id", "no account with this id") from None
     except Invalid as error:
-        return await _page(forms.refused(error, form, controls(CONTROLS)))
+        # The configuration holds the provider's credentials: like a password, it is
+        # never sent back, not even to the person who just typed it.
+        return await _page(forms.refused(error, form, controls(CONTROLS), keep_out=("config",)))
     return web.see_other("console.provider", provider_id=created.id)
 
 

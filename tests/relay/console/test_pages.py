@@ -586,12 +586,13 @@ async def test_a_refused_form_keeps_the_input_and_names_the_field(
     assert re.search(r'id="a-password"[^>]*aria-describedby="a-password-error" aria-invalid="true"', page.text)
     assert re.search(r'<p id="a-password-error" class="error">password: too short', page.text)
     assert 'role="alert">Not saved — password: too short' in page.text
-    # Providers: the JSON typed, the type and the account chosen come back as they were.
-    config = '{"port": 25, "tls": "none"}'
+    # Providers: the type and the account chosen come back; the configuration, which
+    # holds credentials, never does.
+    config = '{"port": 25, "tls": "none", "password": "typed-secret"}'
     page = await browser.post("/console/providers", {
         "account_id": tenant.id, "name": "kept-up", "type": "smtp", "config": config, "enabled": "true"})
     assert page.status == 422
-    assert 'value="kept-up"' in page.text and "{&#34;port&#34;: 25, &#34;tls&#34;: &#34;none&#34;}" in page.text
+    assert 'value="kept-up"' in page.text and "typed-secret" not in page.text
     assert f'<option value="{tenant.id}" selected>' in page.text
     assert re.search(r'<p id="p-config-error" class="error">config.host: is required', page.text)
     # Routing rules: the conditions and the priority typed.
