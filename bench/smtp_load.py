@@ -135,6 +135,17 @@ async def run_send(args: argparse.Namespace) -> dict[str, object]:
     ready = 0
     go = trio.Event()
     reuse = per_session_connections == 1
+    # --rate: message i may start at (go + i / rate), whichever session takes it, so
+    # the load is a steady rate below the maximum rather than as fast as possible.
+    slots = {"next": 0, "origin": 0.0}
+
+    async def pace() -> None:
+        if args.rate > 0:
+            if not slots["origin"]:
+                slots["origin"] = trio.current_time()
+            when = slots["origin"] + slots["next"] / args.rate
+            slots["next"] += 1
+            await trio.sleep_until(when)
     login_started = time.perf_counter()
     login_seconds = 0.0
 
@@ -152,6 +163,7 @@ async def run_send(args: argparse.Namespace) -> dict[str, object]:
                         go.set()
                     await go.wait()
                 for _ in range(args.messages):
+                    await pace()
                     await send_one(client, body, latencies)
                     done += 1
                 await client.stream.send_all(b"QUIT\r\n")
@@ -193,6 +205,7 @@ async def run_send(args: argparse.Namespace) -> dict[str, object]:
         "seconds": round(elapsed, 2),
         "login_seconds": round(login_seconds, 2) if reuse else None,
         "messages_per_s": round(done / elapsed, 1),
+        "rate_asked": args.rate or None,
         "eod_to_250_ms": {"p50": round(q[49] * 1000, 1), "p95": round(q[94] * 1000, 1),
                           "p99": round(q[98] * 1000, 1)},
         "errors": len(errors),
@@ -333,6 +346,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=0,
                         help="total connections (spread over the sessions); default one each")
     parser.add_argument("--size", type=int, default=2000, help="message size in bytes")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="messages/s in all, paced (0 = as fast as the server answers)")
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument("--server-pid", type=int, default=0)
     parser.add_argument("--spawn", action="store_true", help="start a throwaway relay + database")
