@@ -41,7 +41,7 @@ from .batches import BatchWriter
 from .delivery_logs import AttemptLog, insert_attempt_logs
 from .query import Query
 from .suppressions import Bounce, insert_bounces
-from .webhooks import record_events
+from .webhooks import record_events, subscribed_accounts
 
 _LIST_COLUMNS = """id, account_id, mail_from, rcpt_to, size, status, attempts,
     next_attempt_at, locked_until, locked_by, message_id, client_ip, tls,
@@ -571,14 +571,18 @@ async def _insert_messages(conn: Connection, messages: Sequence[models.NewMessag
             for m in messages
         ],
     )
+    kind = models.EventKind.MESSAGE_QUEUED
+    wanted = await subscribed_accounts(conn, (m.account_id for m in messages), kind)
+    if not wanted:
+        return
     now = dt.datetime.now(dt.UTC)
     await record_events(conn, [
         events.message_event(
-            models.EventKind.MESSAGE_QUEUED, message_id=m.id, account_id=m.account_id,
+            kind, message_id=m.id, account_id=m.account_id,
             mail_from=m.mail_from, rcpt_to=m.rcpt_to, at=now, queued_at=now,
             message_id_header=m.message_id, correlation_id=m.correlation_id,
         )
-        for m in messages
+        for m in messages if m.account_id in wanted
     ])
 
 

@@ -478,3 +478,19 @@ async def test_no_outbox_row_without_an_enabled_subscribed_endpoint(
                                 key=disabled.key)).json["items"]
     assert delivery["type"] == "message.queued"
 
+
+async def test_a_batch_of_several_accounts_records_events_only_for_the_subscribed_one(
+    api: Api, tenant: Tenant, storage: Storage
+) -> None:
+    """Group commit writes several accounts' messages in one transaction; only the
+    subscribed account's messages get an event (the others' are never built)."""
+    subscriber = await make_tenant(storage)
+    endpoint = await _create(api, subscriber, events=["message.queued"])
+    ids = await storage.messages.enqueue_many(
+        [_message(tenant.id), _message(subscriber.id), _message(tenant.id), _message(subscriber.id)]
+    )
+    assert await _count(storage, "webhook_events") == 2
+    page = (await api.get(_path(subscriber, f"/{endpoint['id']}/deliveries"), key=subscriber.key)).json
+    queued = sorted(json.loads(d["body"])["data"]["message_id"] for d in page["items"])
+    assert queued == sorted(str(i) for i in (ids[1], ids[3]))
+
