@@ -332,7 +332,13 @@ async def serve_sink(args: argparse.Namespace) -> None:
 async def child(args: argparse.Namespace) -> None:
     """``--child URL``: one worker process. stdin: ``go`` starts it, ``stop`` (or EOF) stops it."""
     from relay import composition
+    from relay import logging as relay_logging
     from relay.worker import run_worker
+
+    # Log as `relay worker` does (its configuration, JSON lines when not on a terminal),
+    # to the pipe the parent drains: structlog's unconfigured default (a coloured
+    # console renderer) costs twice as much per line and is not what runs in production.
+    relay_logging.configure(Config().logging, stream=sys.stdout)
 
     stdin = trio.lowlevel.FdStream(os.dup(0))
     received = bytearray()

@@ -64,9 +64,10 @@ async def record_events(conn: Connection, events: Sequence[models.Event]) -> Non
 
 
 async def subscribed_accounts(
-    conn: Connection, account_ids: Iterable[uuid.UUID], kind: models.EventKind
+    conn: Connection, account_ids: Iterable[uuid.UUID], kind: models.EventKind | None = None
 ) -> set[uuid.UUID]:
-    """Asyncio side: which of ``account_ids`` have an enabled endpoint that wants ``kind``.
+    """Asyncio side: which of ``account_ids`` have an enabled endpoint that wants
+    ``kind`` (any kind when ``None``).
 
     Most accounts have none, so a writer on a hot path asks this first (one small
     indexed query) and builds events only for these, instead of building, encoding and
@@ -74,8 +75,8 @@ async def subscribed_accounts(
     """
     rows = await conn.fetch(
         """SELECT DISTINCT account_id FROM webhook_endpoints
-           WHERE account_id = ANY($1::uuid[]) AND enabled AND $2 = ANY(events)""",
-        list(set(account_ids)), str(kind),
+           WHERE account_id = ANY($1::uuid[]) AND enabled AND ($2::text IS NULL OR $2 = ANY(events))""",
+        list(set(account_ids)), None if kind is None else str(kind),
     )
     return {row["account_id"] for row in rows}
 

@@ -313,8 +313,8 @@ class Worker:
         # Fence the verdict to this claim, so it can never land on a later one; its
         # webhook events are written with it, and only if it applies.
         finish = attrs.evolve(
-            outcome.finish, attempt=message.attempts,
-            events=verdict_events(message, outcome.finish, self._now()),
+            outcome.finish, attempt=message.attempts, account_id=message.account_id,
+            events=functools.partial(verdict_events, message, outcome.finish, self._now()),
         )
         self._pending.append(attrs.evolve(outcome, finish=finish))
         self._have_pending.set()

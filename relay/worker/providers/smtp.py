@@ -11,15 +11,21 @@ code — a 535 to AUTH or a 554 greeting bounces no mail, it opens the circuit, 
 ``_http.py`` does for a refused API key.
 
 The transaction: MAIL and one RCPT per envelope recipient (exactly those; headers are
-never read), pipelined when the upstream offers PIPELINING (RFC 2920), then the
-message as queued with BDAT when CHUNKING is offered (RFC 3030), else DATA (proto
-normalizes line ends and dot-stuffs). Every reply waits at most
+never read), then the message as queued with BDAT when CHUNKING is offered (RFC
+3030), else DATA (proto normalizes line ends and dot-stuffs). When the upstream
+offers PIPELINING (RFC 2920) MAIL, the RCPTs and the DATA command go in one write
+(DATA may end a group, RFC 2920 3.1), so a message costs two round trips, not
+three; on a fresh session a BDAT of at most ``PIPELINED_BDAT_MAX`` octets joins the
+group too (one round trip). Every reply waits at most
 ``Context.send_timeout``. Each recipient gets its own result: refused at RCPT (4xx
 temporary, 5xx permanent; a hard bounce when the refusal is about the address, see
 ``address_refused``), or the verdict of the end of data. A reused session is
 first sent RSET; if it turns out dead before its MAIL and RCPTs are answered, the
-delivery is retried once on a fresh session (nothing was sent yet, so that retry can
-never deliver twice).
+delivery is retried once on a fresh session (no message content was sent yet —
+which is why a reused session never pipelines BDAT — so that retry can never
+deliver twice). A 354 to a pipelined DATA when no recipient was accepted (an
+upstream that ignores RFC 2920 3.1) leaves the session in DATA: it is closed, not
+parked, and nothing is sent.
 
 Security decisions:
 
@@ -62,6 +68,10 @@ if TYPE_CHECKING:
 
 #: Bytes asked of the stream per read.
 MAX_RECV = 64 * 1024
+#: The largest message a fresh session sends with BDAT in the same write as MAIL and
+#: the RCPTs. Beyond it, content sent before MAIL and RCPT are known to be accepted
+#: would cost more than the round trip it saves.
+PIPELINED_BDAT_MAX = 64 * 1024
 
 
 def _checked(provider: models.Provider) -> SmtpProviderConfig:
@@ -292,8 +302,12 @@ class Smtp:
             )
         mail = proto.MailFrom(reverse_path, _mail_params(envelope, caps, needs_utf8))
         rcpts = [proto.RcptTo(address) for _, address in forward_paths]
-        replies = await self._envelope_replies(session, mail, rcpts, caps, reused)
+        end = _pipelined_end(envelope.raw, caps, reused)
+        if isinstance(end, proto.Bdat):
+            progress.end_sent = True  # from here on the upstream may have the message
+        replies = await self._envelope_replies(session, mail, rcpts, caps, reused, end)
         progress.session_ok = True
+        end_reply = replies.pop() if end is not None else None
         mail_reply = replies[0]
         if not mail_reply.is_positive:
             return Result.whole(verdict(mail_reply), words(mail_reply), envelope.rcpt_to)
@@ -313,7 +327,11 @@ class Smtp:
             return _combine(ordered, "no recipient accepted: " + "; ".join(
                 f"{r.recipient}: {r.response}" for r in ordered))
 
-        final = await self._send_message(session, envelope.raw, caps, progress)
+        if isinstance(end, proto.Bdat):
+            assert end_reply is not None
+            final = end_reply
+        else:
+            final = await self._send_message(session, envelope.raw, caps, progress, end_reply)
         for rcpt in accepted:
             recipients[rcpt] = RecipientResult(rcpt, verdict(final), words(final))
         return _combine(tuple(recipients[r] for r in envelope.rcpt_to), words(final))
@@ -325,50 +343,56 @@ class Smtp:
         rcpts: list[proto.RcptTo],
         caps: proto.Capabilities,
         reused: bool,
+        end: proto.DataStart | proto.Bdat | None,
     ) -> list[proto.Reply]:
         """The replies to MAIL and to each RCPT sent (none after a refused MAIL, or
-        after the first refused RCPT without PIPELINING)."""
-        try:
-            with trio.fail_after(self._send_timeout):
-                # A reused session first gets RSET: a clean slate, and the probe that
-                # finds a parked session dead. With PIPELINING it rides in the same
-                # group as MAIL and the RCPTs (RFC 2920), costing no round trip.
-                lead = [proto.Rset()] if reused else []
-                if caps.pipelining:
-                    await session.send(*lead, mail, *rcpts)
-                    replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts))]
-                else:
-                    replies = [await session.command(lead[0])] if lead else []
-                    if not replies or replies[0].is_positive:
-                        replies.append(await session.command(mail))
-                        if replies[-1].is_positive:
-                            replies += [await session.command(r) for r in rcpts]
-                if lead:
-                    rset, replies = replies[0], replies[1:]
-                    if not rset.is_positive:  # a 421: the upstream is closing the session
-                        raise _Failed(f"{self._settings.peer} refused RSET: {words(rset)}", rset)
-        except trio.TooSlowError:
-            raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (MAIL/RCPT)") from None
-        return replies
+        after the first refused RCPT without PIPELINING), then the reply to ``end``
+        when one was given (only with PIPELINING: it ends the group)."""
+        # move_on_after and a raise after it, not fail_after: this runs per message, and
+        # fail_after wraps the same cancel scope in a generator context manager.
+        with trio.move_on_after(self._send_timeout):
+            # A reused session first gets RSET: a clean slate, and the probe that
+            # finds a parked session dead. With PIPELINING it rides in the same
+            # group as MAIL and the RCPTs (RFC 2920), costing no round trip.
+            lead = [proto.Rset()] if reused else []
+            if caps.pipelining:
+                tail = [end] if end is not None else []
+                await session.send(*lead, mail, *rcpts, *tail)
+                replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts) + len(tail))]
+            else:
+                replies = [await session.command(lead[0])] if lead else []
+                if not replies or replies[0].is_positive:
+                    replies.append(await session.command(mail))
+                    if replies[-1].is_positive:
+                        replies += [await session.command(r) for r in rcpts]
+            if lead:
+                rset, replies = replies[0], replies[1:]
+                if not rset.is_positive:  # a 421: the upstream is closing the session
+                    raise _Failed(f"{self._settings.peer} refused RSET: {words(rset)}", rset)
+            return replies
+        raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (MAIL/RCPT)")
 
     async def _send_message(
-        self, session: UpstreamSession, raw: bytes, caps: proto.Capabilities, progress: _Progress
+        self, session: UpstreamSession, raw: bytes, caps: proto.Capabilities, progress: _Progress,
+        go: proto.Reply | None,
     ) -> proto.Reply:
-        """DATA (or BDAT): the reply that decides for every accepted recipient."""
-        try:
-            with trio.fail_after(self._send_timeout):
-                if caps.chunking:
-                    progress.end_sent = True  # from here on the upstream may have the message
-                    await session.send(proto.Bdat(raw, last=True))
-                    return await session.reply()
-                go = await session.command(proto.DataStart())
-                if go.code != 354:
-                    return go
-                progress.end_sent = True
-                await session.send(proto.Data(raw), proto.EndOfData())
+        """DATA (or BDAT): the reply that decides for every accepted recipient.
+
+        ``go`` is the reply to a DATA command already sent with the envelope.
+        """
+        with trio.move_on_after(self._send_timeout):  # see _envelope_replies
+            if go is None and caps.chunking:
+                progress.end_sent = True  # from here on the upstream may have the message
+                await session.send(proto.Bdat(raw, last=True))
                 return await session.reply()
-        except trio.TooSlowError:
-            raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (message data)") from None
+            if go is None:
+                go = await session.command(proto.DataStart())
+            if go.code != 354:
+                return go
+            progress.end_sent = True
+            await session.send(proto.Data(raw), proto.EndOfData())
+            return await session.reply()
+        raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (message data)")
 
     # ------------------------------------------------------------ opening
 
@@ -463,6 +487,18 @@ class Smtp:
             reply = await session.command(proto.AuthResponse())
         if reply.code != 235:
             raise _Failed(f"{s.peer} refused AUTH {mechanism} for {s.username!r}: {words(reply)}", reply)
+
+
+def _pipelined_end(raw: bytes, caps: proto.Capabilities, reused: bool) -> proto.DataStart | proto.Bdat | None:
+    """What may end the envelope's pipelined group: DATA, or a small BDAT on a fresh
+    session (see the module docstring); nothing without PIPELINING."""
+    if not caps.pipelining:
+        return None
+    if not caps.chunking:
+        return proto.DataStart()
+    if not reused and len(raw) <= PIPELINED_BDAT_MAX:
+        return proto.Bdat(raw, last=True)
+    return None
 
 
 @attrs.define

@@ -1,6 +1,7 @@
 """The queue on a real PostgreSQL: enqueue, claim, finish, reclaim, purge, API views."""
 
 import datetime as dt
+import functools
 import uuid
 from typing import Any
 
@@ -8,7 +9,7 @@ import psycopg2
 import pytest
 import trio
 
-from relay import models
+from relay import events, models
 from relay.models import DeliveryOutcome, MessageStatus
 from relay.storage import (
     AttemptLog,
@@ -80,6 +81,39 @@ async def test_finish_sent_deferred_failed_with_logs(storage: Storage) -> None:
     assert [(l.outcome, l.response, l.duration_ms) for l in logs] == [(DeliveryOutcome.DEFERRED, "451 try later", 12)]
     # A deferred message is not due before its time.
     assert await storage.messages.claim(worker_id="w", limit=10, lock_seconds=60) == []
+
+
+async def test_finish_builds_verdict_events_only_for_subscribed_accounts(storage: Storage) -> None:
+    quiet, listening = await make_account(storage), await make_account(storage)
+    hook = await storage.webhooks.create(
+        account_id=listening.id, url="https://hooks.example.com/x", events=(models.EventKind.MESSAGE_SENT,),
+        secret="s" * 32, limit=20,
+    )
+    assert hook is not None
+    ids = await storage.messages.enqueue_many([new_message(quiet), new_message(listening)])
+    await storage.messages.claim(worker_id="w", limit=2, lock_seconds=60)
+    built: list[uuid.UUID] = []
+
+    def report(message_id: uuid.UUID, account: models.Account) -> list[models.Event]:
+        built.append(message_id)
+        return [events.message_event(
+            models.EventKind.MESSAGE_SENT, message_id=message_id, account_id=account.id,
+            mail_from="a@example.com", rcpt_to=("b@example.net",), at=dt.datetime.now(dt.UTC),
+        )]
+
+    applied = await storage.messages.finish("w", [
+        Finish(mid, MessageStatus.SENT, account_id=account.id, events=functools.partial(report, mid, account))
+        for mid, account in zip(ids, (quiet, listening), strict=True)
+    ])
+    assert applied == [True, True]
+    assert built == [ids[1]]  # the quiet account's events were never built
+    [delivery] = await storage.webhooks.deliveries(hook.id, account_id=listening.id)
+    assert delivery.kind is models.EventKind.MESSAGE_SENT and str(ids[1]) in delivery.body
+
+
+def test_finish_events_need_the_account() -> None:
+    with pytest.raises(ValueError, match="account_id"):
+        Finish(uuid.uuid4(), MessageStatus.SENT, events=lambda: ())
 
 
 def _query(url: str, statement: str, *args: object) -> list[tuple]:

@@ -8,6 +8,7 @@ temporary and unreachable; sessions are reused, and a dead reused one is replace
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from relay.models import ProviderType
 from relay.worker import providers
 from relay.worker.providers import Verdict
 from relay.worker.providers.base import ProviderConfigError
-from relay.worker.providers.smtp import Smtp
+from relay.worker.providers.smtp import PIPELINED_BDAT_MAX, Smtp
 
 from .helpers import RAW, RCPT, envelope, provider
 from .upstream import PASSWORD, USER, aiosmtpd_upstream, free_port, sink
@@ -200,14 +201,45 @@ async def test_silent_upstream_times_out(nursery: trio.Nursery) -> None:
     async def silent(stream: trio.SocketStream) -> None:
         await trio.sleep_forever()
 
-    import functools
-
     [listener] = await nursery.start(functools.partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
     port = listener.socket.getsockname()[1]
     async with httpx.AsyncClient() as http:
         ctx = providers.Context(http=http, connect_timeout=0.3, send_timeout=0.3)
         result = await providers.build(smtp(port, None), ctx).deliver(envelope())
     assert result.unreachable and "within 0.3s (worker.connect_timeout)" in result.response
+
+
+@pytest.mark.parametrize(("answered", "phase", "maybe_delivered"), [
+    (0, "(MAIL/RCPT)", False),  # nothing after EHLO is answered
+    (2 + len(RCPT), "(message data)", True),  # MAIL, the RCPTs and DATA answered, the end of data never
+])
+async def test_an_upstream_that_stops_answering_mid_transaction_times_out(
+    nursery: trio.Nursery, answered: int, phase: str, maybe_delivered: bool
+) -> None:
+    async def stalls(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 stall.test ESMTP\r\n")
+        lines: list[bytes] = []
+        buffer = b""
+        while True:
+            buffer += await stream.receive_some(4096)
+            *complete, buffer = buffer.split(b"\r\n")
+            for line in complete:
+                if line.startswith(b"EHLO"):
+                    await stream.send_all(b"250-stall.test\r\n250 PIPELINING\r\n")
+                elif len(lines) < answered:
+                    lines.append(line)
+                    await stream.send_all(b"354 go on\r\n" if line == b"DATA" else b"250 ok\r\n")
+
+    [listener] = await nursery.start(functools.partial(trio.serve_tcp, stalls, 0, host="127.0.0.1"))
+    port = listener.socket.getsockname()[1]
+    async with httpx.AsyncClient() as http:
+        ctx = providers.Context(http=http, connect_timeout=5, send_timeout=0.3)
+        driver = providers.build(smtp(port, None, tls="none", username=None, password=None), ctx)
+        result = await driver.deliver(envelope())
+        await ctx.smtp_pool.aclose()
+    assert result.verdict is Verdict.TEMPORARY and not result.unreachable
+    assert f"no reply from 127.0.0.1:{port} within 0.3s {phase}" in result.response
+    assert [("may have been delivered" in r.response) for r in result.recipients] == [maybe_delivered] * len(RCPT)
 
 
 async def test_consecutive_messages_reuse_one_session(
@@ -273,6 +305,105 @@ async def test_bdat_and_pipelining_when_offered(nursery: trio.Nursery) -> None:
     assert up.connections == 1
     # the second message: RSET, then MAIL and the RCPTs pipelined, then BDAT
     assert up.commands[-7:] == ["Rset", "MailFrom", "RcptTo", "RcptTo", "RcptTo", "EndOfData", "Quit"]
+
+
+async def deliver_twice(up: Any, raw: bytes = RAW) -> list[Any]:
+    """Two deliveries through one driver (the second on the parked session)."""
+    async with httpx.AsyncClient() as http:
+        ctx = providers.Context(http=http, connect_timeout=5, send_timeout=5)
+        driver = providers.build(smtp(up.port, None, tls="none", username=None, password=None), ctx)
+        results = [await driver.deliver(envelope(raw)) for _ in range(2)]
+        await ctx.smtp_pool.aclose()
+    return results
+
+
+async def test_a_small_bdat_rides_with_the_envelope_on_a_fresh_session(nursery: trio.Nursery) -> None:
+    up = await sink(nursery)
+    results = await deliver_twice(up)
+    assert [r.verdict for r in results] == [Verdict.DELIVERED] * 2
+    assert [m.content for m in up.messages] == [RAW] * 2
+    rcpts = ["RcptTo"] * len(RCPT)
+    # fresh: one write, one round trip; reused: RSET probes the session before any content
+    assert ["MailFrom", *rcpts, "EndOfData"] in up.groups
+    assert up.groups[-3:] == [["Rset", "MailFrom", *rcpts], ["EndOfData"], ["Quit"]]
+
+
+async def test_a_large_bdat_waits_for_the_envelope_replies(nursery: trio.Nursery) -> None:
+    up = await sink(nursery)
+    raw = RAW + (b"x" * 78 + b"\r\n") * (PIPELINED_BDAT_MAX // 80 + 1)
+    results = await deliver_twice(up, raw)
+    assert [r.verdict for r in results] == [Verdict.DELIVERED] * 2
+    assert [m.content for m in up.messages] == [raw] * 2
+    assert ["MailFrom", *["RcptTo"] * len(RCPT)] in up.groups
+    assert "EndOfData" not in up.groups[up.groups.index(["MailFrom", *["RcptTo"] * len(RCPT)])]
+
+
+async def test_data_is_pipelined_with_the_envelope(nursery: trio.Nursery) -> None:
+    up = await sink(nursery, chunking=False)
+    results = await deliver_twice(up, RAW + b".leading dot\r\n")
+    assert [r.verdict for r in results] == [Verdict.DELIVERED] * 2
+    assert [(m.content, m.mail_options) for m in up.messages] == [(RAW + b".leading dot\r\n", ("DATA",))] * 2
+    rcpts = ["RcptTo"] * len(RCPT)
+    assert up.groups[0:2] == [["Ehlo"], ["MailFrom", *rcpts, "DataStart"]]
+    assert up.groups[-3:] == [["Rset", "MailFrom", *rcpts, "DataStart"], ["EndOfData"], ["Quit"]]
+
+
+async def test_pipelined_data_after_every_recipient_was_refused_sends_nothing(nursery: trio.Nursery) -> None:
+    up = await sink(nursery, chunking=False, refuse=frozenset(RCPT))
+    results = await deliver_twice(up)
+    for result in results:
+        assert result.verdict is Verdict.PERMANENT
+        assert {r.recipient for r in result.recipients if r.hard_bounce} == set(RCPT)
+    assert up.messages == []
+    # DATA came in the group and was refused (proto's server reports a DATA without a
+    # recipient as a ProtocolViolation and answers 554, RFC 2920 3.1), so the session
+    # stayed usable and was reused
+    assert up.connections == 1
+    assert up.groups[-2:] == [["Rset", "MailFrom", *["RcptTo"] * len(RCPT), "ProtocolViolation"], ["Quit"]]
+
+
+async def test_a_354_without_recipients_closes_the_session_unsent(nursery: trio.Nursery) -> None:
+    """An upstream ignoring RFC 2920 3.1 answers the pipelined DATA with 354 although
+    it refused every RCPT: nothing is sent, and the session is closed, not parked."""
+    after_354: list[bytes] = []
+    done = trio.Event()
+
+    async def upstream(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 broken.test ESMTP\r\n")
+        buffer = b""
+        while b"DATA\r\n" not in buffer:
+            buffer += await stream.receive_some(4096)
+            if buffer.startswith(b"EHLO") and buffer.endswith(b"\r\n"):
+                await stream.send_all(b"250-broken.test\r\n250 PIPELINING\r\n")
+                buffer = b""
+        replies = [b"250 ok" if line.startswith(b"MAIL") else b"550 5.1.1 no" if line.startswith(b"RCPT")
+                   else b"354 go on" for line in buffer.split(b"\r\n") if line]
+        await stream.send_all(b"".join(r + b"\r\n" for r in replies))
+        while chunk := await stream.receive_some(4096):
+            after_354.append(chunk)
+        done.set()
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, upstream, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    async with httpx.AsyncClient() as http:
+        ctx = providers.Context(http=http, connect_timeout=5, send_timeout=5)
+        driver = providers.build(smtp(port, None, tls="none", username=None, password=None), ctx)
+        result = await driver.deliver(envelope())
+        assert result.verdict is Verdict.PERMANENT
+        assert ctx.smtp_pool.statistics().idle == 0
+        with trio.fail_after(5):
+            await done.wait()
+        await ctx.smtp_pool.aclose()
+    assert after_354 == []
+
+
+async def test_some_recipients_refused_with_pipelined_data(nursery: trio.Nursery) -> None:
+    up = await sink(nursery, chunking=False, refuse=frozenset(RCPT[:1]))
+    results = await deliver_twice(up)
+    for result in results:
+        verdicts = {r.recipient: r.verdict for r in result.recipients}
+        assert verdicts == {RCPT[0]: Verdict.PERMANENT, **{r: Verdict.DELIVERED for r in RCPT[1:]}}
+    assert [m.rcpt_tos for m in up.messages] == [tuple(RCPT[1:])] * 2
 
 
 @pytest.mark.parametrize(("config", "words"), [

@@ -176,6 +176,13 @@ class Sink:
     messages: list[Received] = attrs.Factory(list)
     connections: int = 0
     commands: list[str] = attrs.Factory(list)
+    #: The commands of each read, in order: what the client wrote together (on
+    #: loopback a small write arrives in one read).
+    groups: list[list[str]] = attrs.Factory(list)
+    #: Offer CHUNKING (BDAT); without it the client sends DATA.
+    chunking: bool = True
+    #: Recipients refused at RCPT with 550 5.1.1.
+    refuse: frozenset[str] = frozenset()
     #: Record each message (tests); the benchmark only counts them.
     keep: bool = True
     count: int = 0
@@ -183,8 +190,10 @@ class Sink:
 
 async def _sink_session(stream: trio.SocketStream, sink: Sink) -> None:
     sink.connections += 1
-    conn = proto.ServerConnection("sink.test", extensions=proto.Extensions(starttls=False, auth=()),
-                                  auth_requires_tls=False)
+    conn = proto.ServerConnection(
+        "sink.test", extensions=proto.Extensions(starttls=False, auth=(), chunking=sink.chunking),
+        auth_requires_tls=False,
+    )
     body: list[bytes] = []
     try:
         await stream.send_all(conn.send(proto.Reply(220, "sink.test ESMTP")))
@@ -192,6 +201,8 @@ async def _sink_session(stream: trio.SocketStream, sink: Sink) -> None:
             event = conn.next_event()
             if event is proto.NEED_DATA:
                 conn.receive_data(await stream.receive_some(1 << 16))
+                if sink.keep:
+                    sink.groups.append([])
                 continue
             if not isinstance(event, proto.Event) or isinstance(event, proto.ConnectionClosed):
                 continue
@@ -200,6 +211,7 @@ async def _sink_session(stream: trio.SocketStream, sink: Sink) -> None:
                 continue
             if sink.keep:
                 sink.commands.append(type(event).__name__)
+                sink.groups[-1].append(type(event).__name__)
             reply = _sink_reply(event, conn, body, sink)
             await stream.send_all(conn.send(reply))
     except (trio.BrokenResourceError, proto.RemoteProtocolError):
@@ -213,6 +225,8 @@ def _sink_reply(event: proto.Event, conn: proto.ServerConnection, body: list[byt
         return event.reply
     if isinstance(event, (proto.Ehlo, proto.Helo)):
         return proto.Reply(250, "")
+    if isinstance(event, proto.RcptTo) and str(event.forward_path) in sink.refuse:
+        return proto.Reply(550, "no such user", "5.1.1")
     if isinstance(event, proto.DataStart):
         return proto.Reply(354, "go ahead")
     if isinstance(event, proto.Quit):
@@ -233,9 +247,10 @@ def _sink_reply(event: proto.Event, conn: proto.ServerConnection, body: list[byt
     return proto.Reply(250, "OK", "2.0.0")
 
 
-async def sink(nursery: trio.Nursery, *, keep: bool = True) -> Sink:
+async def sink(nursery: trio.Nursery, *, keep: bool = True, chunking: bool = True,
+               refuse: frozenset[str] = frozenset()) -> Sink:
     """Start the proto sink on 127.0.0.1:0 in ``nursery``."""
-    state = Sink(keep=keep)
+    state = Sink(keep=keep, chunking=chunking, refuse=refuse)
 
     async def handler(stream: trio.SocketStream) -> None:
         await _sink_session(stream, state)
