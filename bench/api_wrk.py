@@ -37,6 +37,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -142,14 +143,23 @@ async def serve_hello() -> None:
 # ---------------------------------------------------------------- wrk
 
 
-def run_wrk(wrk: str, script: str, url: str, headers: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(wrk: str, script: str, url: str, headers: dict[str, str], args: argparse.Namespace,
+            server_pid: int | None = None) -> dict[str, Any]:
     command = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
                "--latency", "--timeout", "5s", "-s", script]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     command.append(url)
     load_before = os.getloadavg()[0]
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     result = subprocess.run(command, capture_output=True, text=True, timeout=args.duration + 30, check=False)
+    cpu = cpu_seconds(server_pid) - cpu_before if server_pid else None
     if result.returncode != 0:
         raise SystemExit(f"wrk failed ({result.returncode}): {result.stderr or result.stdout}")
     line = next((x for x in result.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
@@ -168,9 +178,18 @@ def run_wrk(wrk: str, script: str, url: str, headers: dict[str, str], args: argp
         "max_ms": round(raw["max_us"] / 1000, 2),
         "errors": errors,
         "error_detail": raw["errors"],
+        # The server process's CPU per answered request: steadier than requests/s on a
+        # shared machine (it does not depend on how much of the cores the process got).
+        "server_cpu_ms_per_request": round(cpu * 1000 / raw["requests"], 3) if cpu and raw["requests"] else None,
         # The 1-minute load average before the run (the 2 cores' other users show here).
         "loadavg_1m": round(load_before, 2),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
 
 
 def start(argv: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -196,34 +215,39 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait(timeout=5)
 
 
-def measure(hello_url: str, relay_url: str, key: str, message_id: str | None,
-            args: argparse.Namespace, wrk: str, script: str) -> dict[str, Any]:
+def measure(hello: Server, relay: Server, key: str, message_id: str | None,
+            args: argparse.Namespace, wrk: str, script: str, guest: Server | None = None) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {key}"}
-    targets: list[tuple[str, str, dict[str, str]]] = [
-        ("hello", f"{hello_url}/hello", {}),
-        ("providers", f"{relay_url}/api/v1/providers", auth),
-    ]
+    targets: list[tuple[str, str, dict[str, str], int]] = [("hello", f"{hello.url}/hello", {}, hello.pid)]
+    if guest is not None:
+        targets.append(("hello_guest", f"{guest.url}/hello", {}, guest.pid))
+    targets.append(("providers", f"{relay.url}/api/v1/providers", auth, relay.pid))
     if message_id is not None:
-        targets.append(("message", f"{relay_url}/api/v1/messages/{message_id}", auth))
+        targets.append(("message", f"{relay.url}/api/v1/messages/{message_id}", auth, relay.pid))
     # Warm-up: a short run per target (connections, pools, caches), not recorded.
-    for name, url, headers in targets:
+    for name, url, headers, _ in targets:
         run_wrk(wrk, script, url, headers, argparse.Namespace(**{**vars(args), "duration": 2}))
     rounds: list[dict[str, Any]] = []
     for n in range(1, args.rounds + 1):
         row: dict[str, Any] = {"round": n}
-        for name, url, headers in targets:
-            row[name] = run_wrk(wrk, script, url, headers, args)
+        for name, url, headers, pid in targets:
+            row[name] = run_wrk(wrk, script, url, headers, args, pid)
             r = row[name]
-            print(f"round {n} {name:9} {r['requests_per_second']:9.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+            print(f"round {n} {name:11} {r['requests_per_second']:9.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
                   f"p90 {r['p90_ms']:6.2f}  p95 {r['p95_ms']:6.2f}  p99 {r['p99_ms']:6.2f}  "
+                  f"cpu {r['server_cpu_ms_per_request']} ms/req  "
                   f"errors {r['errors']}  load {r['loadavg_1m']}", file=sys.stderr, flush=True)
         hello_rps = row["hello"]["requests_per_second"]
-        for name, _, _ in targets[1:]:
+        for name, _, _, _ in targets[1:]:
             row[f"{name}_ratio"] = round(row[name]["requests_per_second"] / hello_rps, 3)
+            if guest is not None and name != "hello_guest":
+                row[f"{name}_guest_ratio"] = round(
+                    row[name]["requests_per_second"] / row["hello_guest"]["requests_per_second"], 3)
         rounds.append(row)
-    medians = {f"{name}_ratio": round(statistics.median(r[f"{name}_ratio"] for r in rounds), 3)
-               for name, _, _ in targets[1:]}
-    for name, _, _ in targets:
+    ratios = [k for k in rounds[0] if k.endswith("_ratio")]
+    medians = {k: round(statistics.median(r[k] for r in rounds), 3) for k in ratios}
+    for name, _, _, _ in targets:
+        medians[f"{name}_cpu_ms"] = round(statistics.median(r[name]["server_cpu_ms_per_request"] for r in rounds), 3)
         medians[f"{name}_rps"] = round(statistics.median(r[name]["requests_per_second"] for r in rounds), 1)
         medians[f"{name}_p95_ms"] = round(statistics.median(r[name]["p95_ms"] for r in rounds), 2)
     return {"rounds": rounds, "median": medians, "targets": [t[0] for t in targets]}
@@ -243,14 +267,16 @@ def tree_state() -> str:
 
 def print_table(result: dict[str, Any]) -> None:
     names = result["targets"]
-    print("| round | target | requests/s | p50 ms | p90 ms | p95 ms | p99 ms | errors | relay/hello |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| round | target | requests/s | p50 ms | p90 ms | p95 ms | p99 ms | server CPU ms/request | errors | relay/hello |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in result["rounds"]:
         for name in names:
             r = row[name]
             ratio = f"{row[name + '_ratio']:.2f}×" if name != "hello" else ""
+            if f"{name}_guest_ratio" in row:
+                ratio += f" ({row[name + '_guest_ratio']:.2f}× hello_guest)"
             print(f"| {row['round']} | {name} | {r['requests_per_second']:.0f} | {r['p50_ms']:.2f} | "
-                  f"{r['p90_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {ratio} |")
+                  f"{r['p90_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['server_cpu_ms_per_request']} | {r['errors']} | {ratio} |")
     m = result["median"]
     print("median: " + ", ".join(f"{k} {v}" for k, v in m.items()))
 
@@ -267,6 +293,10 @@ def main() -> None:
     parser.add_argument("--api-options", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--serve-relay", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--serve-hello", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--hello-guest", action="store_true",
+                        help="also serve hello with trio as the guest of asyncio, as relay runs "
+                             "(relay.storage.host.run), and give relay's ratio to it too")
     args = parser.parse_args()
 
     if args.serve_relay:
@@ -275,6 +305,11 @@ def main() -> None:
         host.run(serve_relay, args.serve_relay, args.api_options)
         return
     if args.serve_hello:
+        if args.guest:
+            from relay.storage import host
+
+            host.run(serve_hello)  # as relay runs: trio as the guest of an asyncio loop
+            return
         import trio
 
         trio.run(serve_hello)
@@ -306,6 +341,7 @@ def main() -> None:
             relay, ready = start(["--serve-relay", url, "--api-options", json.dumps(api_options)])
             try:
                 hello, hello_ready = start(["--serve-hello"])
+                guest, guest_ready = start(["--serve-hello", "--guest"]) if args.hello_guest else (None, {})
                 try:
                     base = ready["url"]
                     account = httpx.post(f"{base}/api/v1/accounts", headers={
@@ -330,9 +366,12 @@ def main() -> None:
                     print(f"relay {base} (host loop {ready['host_loop']}), hello {hello_ready['url']}, "
                           f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, "
                           f"api options {api_options or 'defaults'}, tree {tree_state()}", file=sys.stderr, flush=True)
-                    result = measure(hello_ready["url"], base, key,
-                                     None if args.no_message else message_id, args, wrk, script)
+                    result = measure(Server(hello_ready["url"], hello.pid), Server(base, relay.pid), key,
+                                     None if args.no_message else message_id, args, wrk, script,
+                                     guest=Server(guest_ready["url"], guest.pid) if guest is not None else None)
                 finally:
+                    if guest is not None:
+                        stop(guest)
                     stop(hello)
             finally:
                 stop(relay)

@@ -83,6 +83,8 @@ async def test_metrics_after_real_traffic(database_url: str, tmp_path: Path) -> 
                                             json={"default_provider_id": provider_id})).status_code == 200
                     assert (await api.get("/api/v1/providers", headers={
                         "Authorization": "Bearer rk_live_not-a-key"})).status_code == 401
+                    # a method of the client's own invention must not become a series
+                    assert (await api.request("BREW-7f3a", "/api/v1/providers", headers=tenant)).status_code == 405
 
                     assert await trio.to_thread.run_sync(submit, serving.smtp_port, "wrong password", 1) == 0
                     assert await trio.to_thread.run_sync(submit, serving.smtp_port, PASSWORD, 2) == 2
@@ -118,6 +120,9 @@ async def test_metrics_after_real_traffic(database_url: str, tmp_path: Path) -> 
     assert value(samples, "api_requests_total", method="PATCH",
                  path="/api/v1/accounts/<uuid:account_id>", status="200") == 1
     assert value(samples, "api_auth_failures_total") == 1
+    assert value(samples, "api_requests_total", method="other", path="unmatched", status="405") == 1
+    methods = {dict(labels).get("method") for (name, labels) in samples if name == "api_requests_total"}
+    assert methods <= {"GET", "POST", "PATCH", "other"}
     paths = {dict(labels).get("path") for (name, labels) in samples if name == "api_requests_total"}
     assert not any(account["id"] in p for p in paths if p)
     assert value(samples, "api_request_duration_seconds_count", method="POST", path="/api/v1/accounts") == 1
