@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import re
 from collections.abc import Iterator
 
@@ -103,6 +104,14 @@ def _unfolded_value(field: _Field) -> bytes:
 _BCC_NAMES = frozenset((b"bcc", b"resent-bcc"))
 
 
+@functools.lru_cache(maxsize=8)
+def _date_text(second: dt.datetime) -> str:
+    """RFC 5322 date-time of a whole second: the same text for every message of that
+    second, formatted once (``email.utils.format_datetime`` was ~2 % of the SMTP
+    service's CPU under load)."""
+    return email.utils.format_datetime(second)
+
+
 def prepare(
     raw: bytes | bytearray,
     *,
@@ -142,7 +151,7 @@ def prepare(
     if message_id is None:
         message_id = f"<{queue_id}@{hostname}>"
         added.append(f"Message-ID: {message_id}\r\n".encode("ascii", "replace"))
-    date = email.utils.format_datetime(now)
+    date = _date_text(now.replace(microsecond=0))
     if b"date" not in names:
         added.append(f"Date: {date}\r\n".encode("ascii"))
     received = _received(ehlo_name, client_ip, hostname, queue_id, tls, authenticated, date)

@@ -125,7 +125,7 @@ class SubmissionSession:
 
     async def _send(self, reply: proto.Reply) -> None:
         data = self.conn.send(reply)
-        metrics.SMTP_REPLIES.labels(str(reply.code)).inc()
+        metrics.count_reply(reply.code)
         await self.stream.send_all(data)
 
     async def _say_and_close(self, reply: proto.Reply) -> None:
