@@ -280,6 +280,27 @@ class SuppressionRepository:
         """Which of ``addresses`` (as given) the account does not send to."""
         return set(await self.matching(account_id, addresses))
 
+    async def suppressed_pairs(
+        self, pairs: Sequence[tuple[uuid.UUID, str]]
+    ) -> set[tuple[uuid.UUID, str]]:
+        """Which (account, address) pairs (as given) have a live entry: the worker's
+        check of a claimed batch, one query whatever the number of accounts."""
+        if not pairs:
+            return set()
+
+        async def fetch(conn: Connection) -> set[tuple[uuid.UUID, str]]:
+            rows = await conn.fetch(
+                f"""SELECT DISTINCT p.account_id, p.given
+                    FROM unnest($1::uuid[], $2::text[]) AS p(account_id, given)
+                    JOIN suppressions s
+                      ON s.account_id = p.account_id AND lower(s.address) = lower(p.given)
+                    WHERE {_live('s')}""",
+                [a for a, _ in pairs], [address for _, address in pairs],
+            )
+            return {(r["account_id"], r["given"]) for r in rows}
+
+        return await self._bridge.run(fetch)
+
     async def purge_expired(self) -> int:
         """Delete entries whose expiry has passed (they already count as absent)."""
 

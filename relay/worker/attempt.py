@@ -13,6 +13,10 @@ log row saying so. When every provider has had its turn:
 * nothing was tried because every circuit was open: DEFERRED until the first one
   closes, bounded by ``max_age`` only (no upstream refused anything).
 
+Recipients on the account's suppression list when the message is claimed (suppressed
+after it was queued) are not sent to: they count as refused for good, named in one
+``AttemptLog`` row; a message left with none fails without a provider being tried.
+
 Every provider tried, and every provider skipped, is one ``AttemptLog`` row with the
 remote's words and the time it took. Recipients a provider refused for good because
 of the address (``RecipientResult.hard_bounce``) go in ``Finish.suppress``, for the
@@ -141,13 +145,23 @@ class Attempt:
         self._rng = rng
         self._now = now
 
-    async def run(self, message: models.Message, routing: AccountRouting) -> Outcome:
+    async def run(
+        self, message: models.Message, routing: AccountRouting, suppressed: frozenset[str] = frozenset()
+    ) -> Outcome:
+        """``suppressed``: recipients of the message on the account's suppression list."""
         decision = choose(routing, message)
         if isinstance(decision, NoRoute):
             log = AttemptLog(DeliveryOutcome.FAILED, decision.reason, 0)
             return Outcome(Finish(message.id, MessageStatus.FAILED, (log,), decision.reason))
 
-        tally = _Tally(remaining=tuple(dict.fromkeys(message.rcpt_to)))
+        recipients = tuple(dict.fromkeys(message.rcpt_to))
+        tally = _Tally(remaining=tuple(r for r in recipients if r not in suppressed))
+        if len(tally.remaining) < len(recipients):
+            listed = [r for r in recipients if r in suppressed]
+            tally.refused += [f"{r} (on the account's suppression list)" for r in listed]
+            tally.logs.append(AttemptLog(
+                DeliveryOutcome.FAILED, clip("not sent, on the account's suppression list: " + ", ".join(listed)), 0,
+            ))
         for provider_id in decision.provider_ids:
             if not tally.remaining or tally.stopped:
                 break

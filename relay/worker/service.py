@@ -251,8 +251,13 @@ class Worker:
                 except Exception as exc:
                     log.exception("cannot build routing", account_id=str(account_id))
                     routings[account_id] = exc
+            # Suppressed since the message was queued (a bounce of an earlier message,
+            # a complaint, an operator): read fresh for every batch, never cached.
+            suppressed = await self._storage.suppressions.suppressed_pairs(
+                [(m.account_id, r) for m in batch for r in m.rcpt_to]
+            )
         except StorageError as exc:
-            log.warning("cannot read routing; releasing the batch", error=str(exc))
+            log.warning("cannot read routing or suppressions; releasing the batch", error=str(exc))
             ids = [m.id for m in batch]
             try:
                 await self._storage.messages.release(self.worker_id, ids)
@@ -262,7 +267,8 @@ class Worker:
                 self._claimed.pop(message_id, None)
             return
         for message in batch:
-            deliveries.start_soon(self._deliver, message, routings[message.account_id])
+            listed = frozenset(r for r in message.rcpt_to if (message.account_id, r) in suppressed)
+            deliveries.start_soon(self._deliver, message, routings[message.account_id], listed)
 
     async def _pause(self, stop: trio.Event | None, seconds: float) -> None:
         with trio.move_on_after(seconds):
@@ -280,7 +286,10 @@ class Worker:
 
     # ------------------------------------------------------------ delivering
 
-    async def _deliver(self, message: models.Message, routing: AccountRouting | Exception) -> None:
+    async def _deliver(
+        self, message: models.Message, routing: AccountRouting | Exception,
+        suppressed: frozenset[str] = frozenset(),
+    ) -> None:
         """One delivery: the fault boundary. Cancelled (and forgotten) when its lease is lost."""
         started = time.perf_counter()
         # Every line this delivery writes (providers' included) names the message, its
@@ -295,7 +304,7 @@ class Worker:
                 if isinstance(routing, Exception):
                     outcome = self._crashed(message, routing)  # logged once by _dispatch
                 else:
-                    outcome = await self._attempt.run(message, routing)
+                    outcome = await self._attempt.run(message, routing, suppressed)
             except Exception as exc:  # a bug must not stop the queue: defer and say so
                 log.exception("delivery attempt crashed")
                 outcome = self._crashed(message, exc)

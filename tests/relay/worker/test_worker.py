@@ -206,6 +206,57 @@ async def test_partial_delivery_defers_only_the_refused_recipients(storage: Stor
     assert log.outcome is DeliveryOutcome.DELIVERED and "y@example.net: temporary" in log.response
 
 
+def envelope_addresses(request: httpserver.Request) -> set[str]:
+    """Every address a SendGrid request sends to (to, cc and bcc of each personalization)."""
+    return {
+        a["email"] for p in request.json()["personalizations"]
+        for kind in ("to", "cc", "bcc") for a in p.get(kind, ())
+    }
+
+
+async def test_recipients_suppressed_after_queueing_are_not_sent_to(
+    storage: Storage, nursery: trio.Nursery
+) -> None:
+    server = await httpserver.start(nursery, answers=[ACCEPTED])
+    account, _ = await with_default(storage, server)
+    [partly, wholly] = await storage.messages.enqueue_many([
+        message(account, 1, ("bob@example.net", "carol@example.org")),
+        message(account, 2, ("carol@example.org",)),
+    ])
+    # Suppressed while the messages wait in the queue (case as the entry was made).
+    await storage.suppressions.add(account_id=account.id, address="Carol@Example.org", reason="complained")
+    async with running(storage):
+        await wait_until(lambda: _all(storage, account, MessageStatus.SENT, 1))
+        await wait_until(lambda: _all(storage, account, MessageStatus.FAILED, 1))
+    [request] = server.requests
+    assert envelope_addresses(request) == {"bob@example.net"}
+    sent = await storage.messages.get(partly)
+    assert sent is not None and sent.status is MessageStatus.SENT
+    assert sent.last_error == "refused: carol@example.org (on the account's suppression list)"
+    logs = await storage.delivery_logs.list_for_message(partly)
+    assert [(l.outcome, l.response) for l in logs] == [
+        (DeliveryOutcome.FAILED, "not sent, on the account's suppression list: carol@example.org"),
+        (DeliveryOutcome.DELIVERED, "202 Accepted"),
+    ]
+    failed = await storage.messages.get(wholly)
+    assert failed is not None and failed.status is MessageStatus.FAILED
+    [log] = await storage.delivery_logs.list_for_message(wholly)
+    assert (log.outcome, log.provider_id) == (DeliveryOutcome.FAILED, None)
+
+
+async def test_an_expired_suppression_does_not_stop_delivery(storage: Storage, nursery: trio.Nursery) -> None:
+    server = await httpserver.start(nursery, answers=[ACCEPTED])
+    account, _ = await with_default(storage, server)
+    await storage.suppressions.add(
+        account_id=account.id, address="carol@example.org", reason="old bounce",
+        expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1),
+    )
+    await storage.messages.enqueue_many([message(account, 1, ("carol@example.org",))])
+    async with running(storage):
+        await wait_until(lambda: _all(storage, account, MessageStatus.SENT, 1))
+    assert [envelope_addresses(r) for r in server.requests] == [{"carol@example.org"}]
+
+
 async def test_two_workers_deliver_every_message_exactly_once(
     storage: Storage, database_url: str, nursery: trio.Nursery
 ) -> None:
