@@ -8,6 +8,11 @@ stops signing) within that many seconds. At most ``MAX_CACHED_ACCOUNTS`` account
 kept; past it the oldest entry goes. Concurrent sessions of one account whose entry
 has expired share one load.
 
+At start (``check_keys``) every enabled key is decrypted once: an enabled key the
+process cannot use (no ``dkim.key_encryption_key``, or not the one it was encrypted
+with) answers its account's every message 451, so the operator hears about it in
+the startup log, not from the senders.
+
 Signing is CPU work (RSA-2048 in dkimpy is about 10 ms, a 5 MB body a few hundred
 ms of canonicalisation; ``bench/dkim_sign.py``), so it runs in a worker thread
 (``trio.to_thread.run_sync``) behind a small limiter. dkimpy holds the message about
@@ -28,6 +33,9 @@ from ..logging import get_logger
 from ..storage import Storage, StorageError
 
 log = get_logger("relay.smtp.dkim")
+
+#: Unusable keys named one by one in the startup log (the rest are counted).
+MAX_REPORTED_KEY_PROBLEMS = 10
 
 #: Accounts whose keys are cached at most (one small tuple each).
 MAX_CACHED_ACCOUNTS = 10_000
@@ -125,6 +133,27 @@ class DkimSigner:
             del self._cache[next(iter(self._cache))]  # the oldest entry
         self._cache[account_id] = entry
         return entry
+
+    async def check_keys(self) -> list[str]:
+        """Decrypt every enabled key once; log (as errors) and return what cannot be
+        used. Never raises: a database problem is logged, and signing asks again."""
+        try:
+            rows = [row for row in await self._storage.dkim_keys.list() if row.enabled]
+        except StorageError as exc:
+            log.warning("could not check the DKIM keys at start", error=str(exc))
+            return []
+        problems = []
+        for row in rows:
+            try:
+                self._decrypt(row)
+            except KeysUnavailable as exc:
+                problems.append(str(exc))
+        for problem in problems[:MAX_REPORTED_KEY_PROBLEMS]:
+            log.error("DKIM key unusable: mail of its account is answered 451 until this is fixed",
+                      problem=problem)
+        if len(problems) > MAX_REPORTED_KEY_PROBLEMS:
+            log.error("more DKIM keys unusable", count=len(problems) - MAX_REPORTED_KEY_PROBLEMS)
+        return problems
 
     def _decrypt(self, row: models.DkimKey) -> dkim.SigningKey:
         if self._kek is None:

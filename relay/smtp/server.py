@@ -182,6 +182,8 @@ class SmtpServer:
 
     async def prepare(self) -> None:
         await self._shared.authenticator.prepare()
+        if self._shared.dkim is not None:
+            await self._shared.dkim.check_keys()
 
     def reload(self, config: Config) -> None:
         """Apply a re-read configuration (SIGHUP) to what comes next, dropping nothing.

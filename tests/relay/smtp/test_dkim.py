@@ -16,6 +16,7 @@ from typing import Any
 
 import dkim as dkimpy
 import pytest
+import structlog
 import trio
 
 from relay import dkim, hashed_secrets
@@ -244,3 +245,29 @@ async def test_enabled_key_without_kek_is_unavailable_with_the_setting_named(sto
     # Nothing was cached: the next message asks again.
     signer = DkimSigner(storage, kek=kek, ttl=5.0)
     assert len(await signer.keys_for(account.id, "example.com")) == 1
+
+
+async def test_unusable_keys_are_reported_at_start(storage: Storage) -> None:
+    account = await create_account(storage)
+    kek, other = dkim.KeyEncryption(os.urandom(32)), dkim.KeyEncryption(os.urandom(32))
+    for selector, enabled in (("s1", True), ("s2", False)):
+        pair = dkim.generate(dkim.ED25519_SHA256)
+        key_id = uuid.uuid4()
+        made = await storage.dkim_keys.create(
+            key_id=key_id, account_id=account.id, domain="example.com", selector=selector,
+            algorithm=pair.algorithm, private_key=kek.encrypt(pair.private, key_id=key_id.bytes),
+            public_key=pair.public_key, limit=20,
+        )
+        if not enabled:
+            await storage.dkim_keys.set_enabled(made.id, False, account_id=account.id)
+    with structlog.testing.capture_logs() as lines:
+        missing = await DkimSigner(storage, kek=None, ttl=5.0).check_keys()
+        wrong = await DkimSigner(storage, kek=other, ttl=5.0).check_keys()
+        right = await DkimSigner(storage, kek=kek, ttl=5.0).check_keys()
+    # only the enabled key counts; each problem names the key and what to do
+    assert len(missing) == 1 and "s1._domainkey.example.com" in missing[0]
+    assert "dkim.key_encryption_key is not set" in missing[0]
+    assert len(wrong) == 1 and "s1._domainkey.example.com" in wrong[0]
+    assert right == []
+    errors = [line for line in lines if line["log_level"] == "error"]
+    assert [line["problem"] for line in errors] == missing + wrong
