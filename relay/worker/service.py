@@ -522,7 +522,9 @@ class Worker:
             models.MessageStatus.DEFERRED: DeliveryOutcome.DEFERRED,
         }.get(finish.status, DeliveryOutcome.FAILED)
         # Without its bounces too: one of them may be what the database refused.
-        return attrs.evolve(finish, logs=(AttemptLog(outcome, error, 0),), error=error, suppress=())
+        # Nothing of the original but the status: no events (their builder may be what
+        # failed), no suppressions.
+        return attrs.evolve(finish, logs=(AttemptLog(outcome, error, 0),), error=error, suppress=(), events=None)
 
     # ------------------------------------------------------------ breakers
 

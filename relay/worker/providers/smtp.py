@@ -307,9 +307,9 @@ class Smtp:
             progress.end_sent = True  # from here on the upstream may have the message
         replies = await self._envelope_replies(session, mail, rcpts, caps, reused, end)
         progress.session_ok = True
-        end_reply = replies.pop() if end is not None else None
         mail_reply = replies[0]
         if not mail_reply.is_positive:
+            await self._drain_end(session, end)
             return Result.whole(verdict(mail_reply), words(mail_reply), envelope.rcpt_to)
 
         recipients: dict[str, RecipientResult] = dict(invalid)
@@ -323,15 +323,12 @@ class Smtp:
                 )
         progress.refused = dict(recipients)
         if not accepted:
+            await self._drain_end(session, end)
             ordered = tuple(recipients[r] for r in envelope.rcpt_to)
             return _combine(ordered, "no recipient accepted: " + "; ".join(
                 f"{r.recipient}: {r.response}" for r in ordered))
 
-        if isinstance(end, proto.Bdat):
-            assert end_reply is not None
-            final = end_reply
-        else:
-            final = await self._send_message(session, envelope.raw, caps, progress, end_reply)
+        final = await self._send_message(session, envelope.raw, caps, progress, end)
         for rcpt in accepted:
             recipients[rcpt] = RecipientResult(rcpt, verdict(final), words(final))
         return _combine(tuple(recipients[r] for r in envelope.rcpt_to), words(final))
@@ -346,8 +343,9 @@ class Smtp:
         end: proto.DataStart | proto.Bdat | None,
     ) -> list[proto.Reply]:
         """The replies to MAIL and to each RCPT sent (none after a refused MAIL, or
-        after the first refused RCPT without PIPELINING), then the reply to ``end``
-        when one was given (only with PIPELINING: it ends the group)."""
+        after the first refused RCPT without PIPELINING). ``end`` (only with
+        PIPELINING) ends the group; its reply is left for ``_send_message`` or
+        ``_drain_end``, so the RCPT verdicts are known before it is awaited."""
         # move_on_after and a raise after it, not fail_after: this runs per message, and
         # fail_after wraps the same cancel scope in a generator context manager.
         with trio.move_on_after(self._send_timeout):
@@ -358,7 +356,7 @@ class Smtp:
             if caps.pipelining:
                 tail = [end] if end is not None else []
                 await session.send(*lead, mail, *rcpts, *tail)
-                replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts) + len(tail))]
+                replies = [await session.reply() for _ in range(len(lead) + 1 + len(rcpts))]
             else:
                 replies = [await session.command(lead[0])] if lead else []
                 if not replies or replies[0].is_positive:
@@ -374,25 +372,39 @@ class Smtp:
 
     async def _send_message(
         self, session: UpstreamSession, raw: bytes, caps: proto.Capabilities, progress: _Progress,
-        go: proto.Reply | None,
+        sent: proto.DataStart | proto.Bdat | None,
     ) -> proto.Reply:
         """DATA (or BDAT): the reply that decides for every accepted recipient.
 
-        ``go`` is the reply to a DATA command already sent with the envelope.
+        ``sent``: the DATA or BDAT already written with the envelope, whose reply is next.
         """
         with trio.move_on_after(self._send_timeout):  # see _envelope_replies
-            if go is None and caps.chunking:
+            if isinstance(sent, proto.Bdat):
+                return await session.reply()
+            if sent is None and caps.chunking:
                 progress.end_sent = True  # from here on the upstream may have the message
                 await session.send(proto.Bdat(raw, last=True))
                 return await session.reply()
-            if go is None:
-                go = await session.command(proto.DataStart())
+            go = await session.reply() if sent is not None else await session.command(proto.DataStart())
             if go.code != 354:
                 return go
             progress.end_sent = True
             await session.send(proto.Data(raw), proto.EndOfData())
             return await session.reply()
         raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (message data)")
+
+    async def _drain_end(self, session: UpstreamSession, sent: proto.DataStart | proto.Bdat | None) -> None:
+        """Read the reply to a pipelined DATA or BDAT whose transaction is over (MAIL or
+        every RCPT refused), so the session can be parked. Never raises: if the reply
+        does not come, or is a 354 (an upstream ignoring RFC 2920 3.1), the session is
+        left unusable and is closed instead."""
+        if sent is None:
+            return
+        with trio.move_on_after(self._send_timeout):
+            try:
+                await session.reply()
+            except _Failed:
+                pass
 
     # ------------------------------------------------------------ opening
 

@@ -310,6 +310,15 @@ async def test_the_console_end_to_end(
                 wait_for_status(page, "failed")
                 assert "550 5.1.1 no such user" in page.inner_text("#attempts")
                 shots.take(page, "message-failed")
+                # The hard bounce put the address on the suppression list: mail to it,
+                # a retry included, stays stopped until the entry is removed.
+                page.get_by_role("link", name="Suppressions", exact=True).click()
+                page.get_by_role("link", name=re.compile("Tenant A")).click()
+                assert REFUSED in page.inner_text("#suppressions")
+                page.once("dialog", lambda dialog: dialog.accept())  # "Remove …? Mail to it …"
+                with page.expect_navigation():
+                    page.get_by_role("button", name=f"Remove {REFUSED}").click()
+                assert REFUSED not in page.inner_text("#suppressions")
                 page.close()
                 context.close()
                 return {"sent": sent_url, "failed": failed_url}

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -209,37 +210,119 @@ async def test_silent_upstream_times_out(nursery: trio.Nursery) -> None:
     assert result.unreachable and "within 0.3s (worker.connect_timeout)" in result.response
 
 
-@pytest.mark.parametrize(("answered", "phase", "maybe_delivered"), [
-    (0, "(MAIL/RCPT)", False),  # nothing after EHLO is answered
-    (2 + len(RCPT), "(message data)", True),  # MAIL, the RCPTs and DATA answered, the end of data never
-])
-async def test_an_upstream_that_stops_answering_mid_transaction_times_out(
-    nursery: trio.Nursery, answered: int, phase: str, maybe_delivered: bool
-) -> None:
-    async def stalls(stream: trio.SocketStream) -> None:
-        await stream.send_all(b"220 stall.test ESMTP\r\n")
-        lines: list[bytes] = []
-        buffer = b""
-        while True:
-            buffer += await stream.receive_some(4096)
-            *complete, buffer = buffer.split(b"\r\n")
-            for line in complete:
-                if line.startswith(b"EHLO"):
-                    await stream.send_all(b"250-stall.test\r\n250 PIPELINING\r\n")
-                elif len(lines) < answered:
-                    lines.append(line)
-                    await stream.send_all(b"354 go on\r\n" if line == b"DATA" else b"250 ok\r\n")
+@attrs.define(eq=False)
+class Script:
+    """A raw upstream offering PIPELINING (and CHUNKING when asked) that answers MAIL,
+    each RCPT, DATA or BDAT and the end of data with ``replies`` in turn (250 once they
+    run out). ``None`` is a reply that never comes: the upstream stops answering there."""
 
-    [listener] = await nursery.start(functools.partial(trio.serve_tcp, stalls, 0, host="127.0.0.1"))
+    replies: list[bytes | None]
+    chunking: bool = False
+    #: What the client sent after the upstream stopped answering, or after a 354.
+    after: list[bytes] = attrs.Factory(list)
+    sessions: int = 0
+
+    def next_reply(self) -> bytes | None:
+        return self.replies.pop(0) if self.replies else b"250 2.0.0 ok"
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        self.sessions += 1
+        await stream.send_all(b"220 script.test ESMTP\r\n")
+        buffer, stalled, in_data, bdat_left = b"", False, False, -1
+        while data := await stream.receive_some(65536):
+            buffer += data
+            while buffer and not stalled:
+                if bdat_left >= 0:  # the content of a BDAT, then its reply
+                    take = min(bdat_left, len(buffer))
+                    bdat_left, buffer = bdat_left - take, buffer[take:]
+                    if bdat_left:
+                        break
+                    bdat_left, line = -1, b"<end of BDAT>"
+                elif in_data:
+                    if b"\r\n.\r\n" not in b"\r\n" + buffer:
+                        break
+                    _, _, buffer = (b"\r\n" + buffer).partition(b"\r\n.\r\n")
+                    in_data, line = False, b"<end of data>"
+                else:
+                    line, sep, rest = buffer.partition(b"\r\n")
+                    if not sep:
+                        break
+                    buffer = rest
+                if line.startswith(b"EHLO"):
+                    await stream.send_all(b"250-script.test\r\n" + (b"250-CHUNKING\r\n" if self.chunking else b"")
+                                          + b"250 PIPELINING\r\n")
+                    continue
+                if line.startswith(b"QUIT"):
+                    await stream.send_all(b"221 bye\r\n")
+                    return
+                if line.startswith(b"BDAT"):
+                    bdat_left = int(line.split()[1])
+                    continue
+                reply = self.next_reply()
+                if reply is None:
+                    stalled = True
+                    break
+                in_data = reply.startswith(b"354")
+                await stream.send_all(reply + b"\r\n")
+            if stalled and buffer:
+                self.after.append(buffer)
+                buffer = b""
+
+
+async def run_script(nursery: trio.Nursery, script: Script, send_timeout: float = 1.0) -> tuple[Any, int, int]:
+    """One delivery of ``envelope()`` against ``script``: (result, port, sessions parked)."""
+    [listener] = await nursery.start(functools.partial(trio.serve_tcp, script.serve, 0, host="127.0.0.1"))
     port = listener.socket.getsockname()[1]
     async with httpx.AsyncClient() as http:
-        ctx = providers.Context(http=http, connect_timeout=5, send_timeout=0.3)
+        ctx = providers.Context(http=http, connect_timeout=5, send_timeout=send_timeout)
         driver = providers.build(smtp(port, None, tls="none", username=None, password=None), ctx)
         result = await driver.deliver(envelope())
+        parked = ctx.smtp_pool.statistics().idle
         await ctx.smtp_pool.aclose()
-    assert result.verdict is Verdict.TEMPORARY and not result.unreachable
-    assert f"no reply from 127.0.0.1:{port} within 0.3s {phase}" in result.response
-    assert [("may have been delivered" in r.response) for r in result.recipients] == [maybe_delivered] * len(RCPT)
+    return result, port, parked
+
+
+OK, REFUSED, GO = b"250 2.1.0 ok", b"550 5.1.1 no such user", b"354 go on"
+
+
+async def test_an_upstream_that_never_answers_the_envelope_times_out(nursery: trio.Nursery) -> None:
+    result, port, parked = await run_script(nursery, Script([None]))
+    assert result.verdict is Verdict.TEMPORARY and not result.unreachable and parked == 0
+    assert f"no reply from 127.0.0.1:{port} within 1s (MAIL/RCPT)" in result.response
+    assert not any("may have been delivered" in r.response for r in result.recipients)
+
+
+@pytest.mark.parametrize("chunking", [False, True])
+async def test_an_upstream_that_never_answers_the_end_of_data_times_out(
+    nursery: trio.Nursery, chunking: bool
+) -> None:
+    replies: list[bytes | None] = [OK, *[OK] * len(RCPT), *([] if chunking else [GO]), None]
+    result, port, parked = await run_script(nursery, Script(replies, chunking=chunking))
+    assert result.verdict is Verdict.TEMPORARY and parked == 0
+    assert f"no reply from 127.0.0.1:{port} within 1s (message data)" in result.response
+    assert all("may have been delivered" in r.response for r in result.recipients)
+
+
+@pytest.mark.parametrize("chunking", [False, True])
+async def test_a_refused_rcpt_stays_refused_when_the_end_never_comes(nursery: trio.Nursery, chunking: bool) -> None:
+    """RCPT verdicts are known before the pipelined DATA's (or BDAT's) reply is awaited."""
+    replies: list[bytes | None] = [OK, REFUSED, *[OK] * (len(RCPT) - 1), None]
+    result, _, _ = await run_script(nursery, Script(replies, chunking=chunking))
+    first, *others = result.recipients
+    assert (first.recipient, first.verdict, first.hard_bounce) == (RCPT[0], Verdict.PERMANENT, True)
+    assert all(r.verdict is Verdict.TEMPORARY and "(message data)" in r.response for r in others)
+    # DATA was never answered 354, so no content went; a pipelined BDAT did
+    assert all(("may have been delivered" in r.response) is chunking for r in others)
+
+
+@pytest.mark.parametrize("chunking", [False, True])
+async def test_a_refused_mail_with_pipelined_data_keeps_the_session(nursery: trio.Nursery, chunking: bool) -> None:
+    script = Script([b"550 5.7.1 sender refused", *[b"503 5.5.1 no MAIL"] * len(RCPT),
+                     b"554 5.5.1 no valid recipients"], chunking=chunking)
+    result, _, parked = await run_script(nursery, script)
+    assert result.verdict is Verdict.PERMANENT and "sender refused" in result.response
+    assert not any(r.hard_bounce for r in result.recipients)
+    assert parked == 1  # every reply of the group was read: the session is reusable
 
 
 async def test_consecutive_messages_reuse_one_session(
