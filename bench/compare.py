@@ -212,9 +212,12 @@ def truncate(url: str, table: str) -> None:
 # ---------------------------------------------------------------- relay
 
 
-def relay_env(db_url: str, port: int, api_port: int, workdir: Path, sessions: int) -> dict[str, str]:
+def relay_env(db_url: str, port: int, api_port: int, workdir: Path, sessions: int,
+              processes: int = 1) -> dict[str, str]:
     return {
         **os.environ,
+        # smtp.processes: 1 by default; N runs N processes on the one port (SO_REUSEPORT).
+        "RELAY_SMTP__PROCESSES": str(processes),
         "RELAY_DATABASE__URL": db_url,
         "RELAY_DATABASE__POOL_MAX_SIZE": "10",
         "RELAY_SMTP__LISTEN": f"127.0.0.1:{port}",
@@ -260,14 +263,14 @@ def relay_without_auth(api_url: str, account_id: str, api_key: str) -> str:
 
 
 @contextlib.contextmanager
-def run_relay(db_url: str, workdir: Path, sessions: int, want_no_auth: bool
+def run_relay(db_url: str, workdir: Path, sessions: int, want_no_auth: bool, processes: int = 1
               ) -> Iterator[tuple[int, str]]:
     """Migrate, create the bench account, start `relay smtp`; yield (port, why AUTH stays).
 
     ``why`` is "" when the relay was opened to unauthenticated loopback clients.
     """
     port, api_port = free_port(), free_port()
-    env = relay_env(db_url, port, api_port, workdir, sessions)
+    env = relay_env(db_url, port, api_port, workdir, sessions, processes)
     relay = [PY, "-m", "relay"]
     subprocess.run([*relay, "migrate", "up"], env=env, check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
@@ -618,6 +621,8 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=1000,
                         help="messages (= connections) per 'one per connection' run")
     parser.add_argument("--size", type=int, default=2000, help="message size in bytes")
+    parser.add_argument("--relay-processes", type=int, default=1, metavar="N",
+                        help="relay's smtp.processes (default 1; 0 = one per core)")
     parser.add_argument("--run-seconds", type=float, default=60, help="cap on each run")
     parser.add_argument("--max-seconds", type=float, default=600,
                         help="cap on the whole; runs that would start later are skipped")
@@ -653,7 +658,11 @@ def main() -> None:
         targets: dict[str, Server] = {}
         if "relay" in servers:
             port, why = stack.enter_context(run_relay(
-                db_url, workdir, max(args.sessions), want_no_auth=generator == "smtp-source"))
+                db_url, workdir, max(args.sessions), want_no_auth=generator == "smtp-source",
+                processes=args.relay_processes))
+            if args.relay_processes != 1:
+                notes.append(f"relay runs {args.relay_processes} SMTP processes on the one port "
+                             "(smtp.processes, SO_REUSEPORT); the other servers as they come.")
             relay_gen = generator if not why else "ours"
             if generator == "smtp-source" and why:
                 notes.append(f"relay driven by our generator with AUTH PLAIN, not smtp-source: "
