@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import dkim as dkimpy
 import pytest
 import structlog
@@ -21,7 +22,9 @@ import trio
 
 from relay import dkim, hashed_secrets
 from relay.api.app import create_app
+from relay.config import Config
 from relay.smtp.dkim import DkimSigner, KeysUnavailable
+from relay.smtp.server import SmtpServer
 from relay.storage import Storage
 
 from .conftest import Relay, create_account, in_thread
@@ -271,3 +274,26 @@ async def test_unusable_keys_are_reported_at_start(storage: Storage) -> None:
     assert right == []
     errors = [line for line in lines if line["log_level"] == "error"]
     assert [line["problem"] for line in errors] == missing + wrong
+
+
+async def test_the_smtp_service_reports_an_unusable_key_when_it_starts(
+    relay_config: Config, storage: Storage
+) -> None:
+    """As ``serve_smtp`` starts it: ``prepare`` checks the keys before listening."""
+    account = await create_account(storage)
+    kek = dkim.KeyEncryption(base64.b64decode(KEK))
+    pair = dkim.generate(dkim.ED25519_SHA256)
+    key_id = uuid.uuid4()
+    await storage.dkim_keys.create(
+        key_id=key_id, account_id=account.id, domain="example.com", selector="s1",
+        algorithm=pair.algorithm, private_key=kek.encrypt(pair.private, key_id=key_id.bytes),
+        public_key=pair.public_key, limit=20,
+    )
+    for setting, unusable in ((KEK, False), ("", True)):
+        config = attrs.evolve(relay_config, dkim=attrs.evolve(relay_config.dkim, key_encryption_key=setting))
+        with structlog.testing.capture_logs() as lines:
+            await SmtpServer(config, storage, ssl_context=None).prepare()
+        errors = [line for line in lines if line["log_level"] == "error"]
+        assert bool(errors) is unusable
+        if unusable:
+            assert "s1._domainkey.example.com" in errors[0]["problem"]
