@@ -53,18 +53,6 @@ SMTP_CONNECTION_LIMIT = Gauge(
 SMTP_ENQUEUED = Counter("smtp_message_enqueued_total", "Messages accepted and committed (250).")
 SMTP_AUTH = Counter("smtp_auth_attempts_total", "SMTP AUTH attempts.", ["result"])
 SMTP_REPLIES = Counter("smtp_replies_total", "SMTP replies sent, by code.", ["code"])
-_reply_series: dict[int, Any] = {}
-
-
-def count_reply(code: int) -> None:
-    """One more SMTP reply with ``code``. The series is looked up once per code (our
-    own replies: a bounded set): ``labels`` takes a lock and validates on every call,
-    and this runs for every reply, several per message."""
-    series = _reply_series.get(code)
-    if series is None:
-        series = _reply_series[code] = SMTP_REPLIES.labels(str(code))
-    series.inc()
-
 SMTP_ENQUEUE_SECONDS = Histogram(
     "smtp_enqueue_duration_seconds", "End of data to commit of the queue row.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
@@ -154,6 +142,21 @@ def process_gone(pid: int) -> None:
 
 
 _LOCALS = re.compile(r"\.<locals>")
+
+
+_series: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def series(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per combination and then kept, for
+    the per-reply, per-request and per-crossing paths: ``labels`` takes a lock and
+    validates its arguments on every call. The values must come from a bounded set
+    (our own reply codes, route templates, operation names), never from a client."""
+    key = (metric, values)
+    found = _series.get(key)
+    if found is None:
+        found = _series[key] = metric.labels(*values)
+    return found
 
 
 def operation_name(fn: Callable[..., Any]) -> str:

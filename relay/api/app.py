@@ -22,13 +22,11 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from typing import Any
 
 import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from quart_trio.wrappers.request import TrioRequest
-from werkzeug.routing import Rule
 
 from .. import console, metrics
 from ..config import Config
@@ -64,6 +62,8 @@ _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 #: Seconds a browser may cache a preflight answer.
 _CORS_MAX_AGE = "600"
+#: Methods a route can have; any other a client sends is counted as "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _Request(TrioRequest):
@@ -243,10 +243,13 @@ async def _finish(response: Response) -> Response:
             response.headers.add("Vary", "Origin")
     started = g.get("started")
     caller = g.get("caller")
-    count, duration = _route_metrics(request.method, request.url_rule, response.status_code)
-    count.inc()
+    # Labelled by the route's template, never the raw path (ids would make the series
+    # unbounded), and by the method only when a route could have it, for the same reason.
+    method = request.method if request.method in _METHODS else "other"
+    path = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    metrics.series(metrics.API_REQUESTS, method, path, str(response.status_code)).inc()
     if started:
-        duration.observe(time.perf_counter() - started)
+        metrics.series(metrics.API_DURATION, method, path).observe(time.perf_counter() - started)
     log.info(
         "request",
         method=request.method,
@@ -257,29 +260,6 @@ async def _finish(response: Response) -> Response:
         client=_peer(),
     )
     return response
-
-
-#: Methods a route can have; any other a client sends is counted as "other".
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_route_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-
-def _route_metrics(method: str, rule: Rule | None, status: int) -> tuple[Any, Any]:
-    """The request counter's and the duration histogram's series of this request.
-
-    Labelled by the route's template (never the raw path: ids would make the series
-    unbounded) and by the method only when a route could have it, for the same reason.
-    Looked up once per combination, then kept (a bounded set: methods × routes ×
-    status codes), since prometheus' ``labels`` costs a lock and a validation a call.
-    """
-    key = (method if method in _METHODS else "other", rule.rule if rule is not None else "unmatched", status)
-    found = _route_series.get(key)
-    if found is None:
-        found = _route_series[key] = (
-            metrics.API_REQUESTS.labels(key[0], key[1], str(status)),
-            metrics.API_DURATION.labels(key[0], key[1]),
-        )
-    return found
 
 
 async def _teardown(exc: BaseException | None) -> None:

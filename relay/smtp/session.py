@@ -125,7 +125,7 @@ class SubmissionSession:
 
     async def _send(self, reply: proto.Reply) -> None:
         data = self.conn.send(reply)
-        metrics.count_reply(reply.code)
+        metrics.series(metrics.SMTP_REPLIES, str(reply.code)).inc()
         await self.stream.send_all(data)
 
     async def _say_and_close(self, reply: proto.Reply) -> None:

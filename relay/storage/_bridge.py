@@ -115,7 +115,7 @@ class Bridge:
             metrics.DB_ERRORS.labels(name).inc()
             raise
         finally:
-            metrics.DB_QUERY_SECONDS.labels(name).observe(time.perf_counter() - started)
+            metrics.series(metrics.DB_QUERY_SECONDS, name).observe(time.perf_counter() - started)
 
     async def with_connection(self, fn: Callable[[Connection, *Ts], Awaitable[T]], *args: *Ts) -> T:
         """The asyncio side of ``run``, on the host loop: ``fn(connection, *args)``.

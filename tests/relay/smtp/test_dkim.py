@@ -187,6 +187,21 @@ class TestMemoryBudget:
         assert code == 250
 
 
+async def store_key(
+    storage: Storage, account_id: uuid.UUID, kek: dkim.KeyEncryption, selector: str = "s1",
+    *, enabled: bool = True,
+) -> uuid.UUID:
+    """An Ed25519 key for example.com stored as the API stores one: encrypted under ``kek``."""
+    pair = dkim.generate(dkim.ED25519_SHA256)
+    key_id = uuid.uuid4()
+    await storage.dkim_keys.create(
+        key_id=key_id, account_id=account_id, domain="example.com", selector=selector,
+        algorithm=pair.algorithm, private_key=kek.encrypt(pair.private, key_id=key_id.bytes),
+        public_key=pair.public_key, limit=20, enabled=enabled,
+    )
+    return key_id
+
+
 # ---------------------------------------------------------------- the cache
 
 
@@ -197,14 +212,7 @@ async def test_keys_are_cached_per_account_for_the_ttl(
     account = await create_account(storage)
 
     async def add(selector: str, enabled: bool = True) -> uuid.UUID:
-        pair = dkim.generate(dkim.ED25519_SHA256)
-        key_id = uuid.uuid4()
-        await storage.dkim_keys.create(
-            key_id=key_id, account_id=account.id, domain="example.com", selector=selector,
-            algorithm=pair.algorithm, private_key=kek.encrypt(pair.private, key_id=key_id.bytes),
-            public_key=pair.public_key, limit=20, enabled=enabled,
-        )
-        return key_id
+        return await store_key(storage, account.id, kek, selector, enabled=enabled)
 
     signer = DkimSigner(storage, kek=kek, ttl=5.0)
     assert await signer.keys_for(account.id, "example.com") == ()  # no keys: cached too
@@ -236,13 +244,7 @@ async def test_concurrent_loads_share_one_query(storage: Storage) -> None:
 async def test_enabled_key_without_kek_is_unavailable_with_the_setting_named(storage: Storage) -> None:
     account = await create_account(storage)
     kek = dkim.KeyEncryption(os.urandom(32))
-    pair = dkim.generate(dkim.ED25519_SHA256)
-    key_id = uuid.uuid4()
-    await storage.dkim_keys.create(
-        key_id=key_id, account_id=account.id, domain="example.com", selector="s1",
-        algorithm=pair.algorithm, private_key=kek.encrypt(pair.private, key_id=key_id.bytes),
-        public_key=pair.public_key, limit=20,
-    )
+    await store_key(storage, account.id, kek)
     with pytest.raises(KeysUnavailable, match="dkim.key_encryption_key is not set"):
         await DkimSigner(storage, kek=None, ttl=5.0).keys_for(account.id, "example.com")
     # Nothing was cached: the next message asks again.
@@ -253,16 +255,8 @@ async def test_enabled_key_without_kek_is_unavailable_with_the_setting_named(sto
 async def test_unusable_keys_are_reported_at_start(storage: Storage) -> None:
     account = await create_account(storage)
     kek, other = dkim.KeyEncryption(os.urandom(32)), dkim.KeyEncryption(os.urandom(32))
-    for selector, enabled in (("s1", True), ("s2", False)):
-        pair = dkim.generate(dkim.ED25519_SHA256)
-        key_id = uuid.uuid4()
-        made = await storage.dkim_keys.create(
-            key_id=key_id, account_id=account.id, domain="example.com", selector=selector,
-            algorithm=pair.algorithm, private_key=kek.encrypt(pair.private, key_id=key_id.bytes),
-            public_key=pair.public_key, limit=20,
-        )
-        if not enabled:
-            await storage.dkim_keys.set_enabled(made.id, False, account_id=account.id)
+    await store_key(storage, account.id, kek, "s1")
+    await store_key(storage, account.id, kek, "s2", enabled=False)
     with structlog.testing.capture_logs() as lines:
         missing = await DkimSigner(storage, kek=None, ttl=5.0).check_keys()
         wrong = await DkimSigner(storage, kek=other, ttl=5.0).check_keys()
@@ -282,13 +276,7 @@ async def test_the_smtp_service_reports_an_unusable_key_when_it_starts(
     """As ``serve_smtp`` starts it: ``prepare`` checks the keys before listening."""
     account = await create_account(storage)
     kek = dkim.KeyEncryption(base64.b64decode(KEK))
-    pair = dkim.generate(dkim.ED25519_SHA256)
-    key_id = uuid.uuid4()
-    await storage.dkim_keys.create(
-        key_id=key_id, account_id=account.id, domain="example.com", selector="s1",
-        algorithm=pair.algorithm, private_key=kek.encrypt(pair.private, key_id=key_id.bytes),
-        public_key=pair.public_key, limit=20,
-    )
+    await store_key(storage, account.id, kek)
     for setting, unusable in ((KEK, False), ("", True)):
         config = attrs.evolve(relay_config, dkim=attrs.evolve(relay_config.dkim, key_encryption_key=setting))
         with structlog.testing.capture_logs() as lines:
