@@ -85,6 +85,7 @@ async def test_renewal_keeps_a_long_delivery_s_lease_past_the_lease_time(
             assert eager.statistics().in_flight == 0
         release.set()
         await wait_until(lambda: count(storage, account, MessageStatus.SENT))
+        await wait_until(lambda: slow.statistics().in_flight == 0)  # its write has returned
         assert slow.statistics().leases_lost == 0
     assert len(server.requests) == 1
     [log] = await storage.delivery_logs.list_for_message(mid)
@@ -176,5 +177,6 @@ async def test_renewal_and_claiming_survive_a_crash(
         assert held is not None and held.locked_by == worker.worker_id
         release.set()
         await wait_until(lambda: count(storage, account, MessageStatus.SENT), 60)
+        await wait_until(lambda: worker.statistics().in_flight == 0, 60)  # its write has returned
         assert worker.statistics().leases_lost == 0
     assert calls["claim"] >= 2
