@@ -131,7 +131,7 @@ async def test_metrics_after_real_traffic(database_url: str, tmp_path: Path) -> 
     assert value(samples, "db_connections_idle") + value(samples, "db_connections_active") >= 1
     assert value(samples, "db_operations_waiting") == 0
     queries = {dict(labels)["query"] for (name, labels) in samples if name == "db_query_duration_seconds_count"}
-    assert "MessageRepository.claim.take" in queries and "BatchWriter._in_transaction" in queries
+    assert "MessageRepository.claim.take" in queries and "store_messages" in queries
     assert "# TYPE db_errors_total counter" in reply.text
     # Queue and worker
     assert value(samples, "queue_depth", status="queued") == 0
