@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -165,6 +166,8 @@ class Server:
     stored: Callable[[], int]
     reset: Callable[[], None]
     note: str = ""
+    #: The server's process (its children included) whose CPU time is measured, if any.
+    cpu_root: int | None = None
 
 
 @dataclass
@@ -178,10 +181,54 @@ class Result:
     stored: int = 0
     skipped: bool = False
     detail: list[str] = field(default_factory=list)
+    #: Seconds of CPU during the run: "server", "PostgreSQL", "generator" (as measured).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------- CPU time
+
+
+def tree_cpu(root: int) -> float:
+    """Seconds of CPU (user + system) used by ``root`` and every live descendant, plus
+    what its reaped children used (cutime/cstime), read from /proc (Linux only)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's reaped children (the generator, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -264,8 +311,9 @@ def relay_without_auth(api_url: str, account_id: str, api_key: str) -> str:
 
 @contextlib.contextmanager
 def run_relay(db_url: str, workdir: Path, sessions: int, want_no_auth: bool, processes: int = 1
-              ) -> Iterator[tuple[int, str]]:
-    """Migrate, create the bench account, start `relay smtp`; yield (port, why AUTH stays).
+              ) -> Iterator[tuple[int, str, int]]:
+    """Migrate, create the bench account, start `relay smtp`; yield (port, why AUTH stays,
+    the process's pid).
 
     ``why`` is "" when the relay was opened to unauthenticated loopback clients.
     """
@@ -294,7 +342,7 @@ def run_relay(db_url: str, workdir: Path, sessions: int, want_no_auth: bool, pro
     proc = start(log, [*relay, "smtp"], env=env, cwd=ROOT)
     try:
         wait_port(port, proc, "relay smtp", log)
-        yield port, why
+        yield port, why, proc.pid
     finally:
         stop(proc)
 
@@ -303,14 +351,15 @@ def run_relay(db_url: str, workdir: Path, sessions: int, want_no_auth: bool, pro
 
 
 @contextlib.contextmanager
-def run_aiosmtpd(db_url: str, workdir: Path) -> Iterator[int]:
+def run_aiosmtpd(db_url: str, workdir: Path) -> Iterator[tuple[int, int]]:
+    """Start bench/aiosmtpd_pg.py; yield (port, its pid)."""
     port = free_port()
     log = workdir / "aiosmtpd.log"
     proc = start(log, [PY, str(BENCH / "aiosmtpd_pg.py"), "--database-url", db_url,
                        "--port", str(port), "--pool-size", "10"])
     try:
         wait_port(port, proc, "aiosmtpd_pg.py", log)
-        yield port
+        yield port, proc.pid
     finally:
         stop(proc)
 
@@ -392,6 +441,14 @@ def hold_clear(directory: Path) -> None:
                    check=False, capture_output=True)
 
 
+def postfix_master(directory: Path) -> int | None:
+    """The Postfix master's pid: its smtpd and cleanup processes are its children."""
+    try:
+        return int((directory / "spool" / "pid" / "master.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @contextlib.contextmanager
 def run_postfix(workdir: Path, sessions: int) -> Iterator[tuple[int, Path]]:
     directory = workdir / "postfix"
@@ -446,9 +503,14 @@ def ours_command(server: Server, scenario: Scenario, size: int, seconds: float) 
 
 
 def run_one(server: Server, scenario: Scenario, size: int, seconds: float,
-            status: Callable[[int], None]) -> Result:
-    """Run the generator once against ``server``; ``status`` gets the running count."""
+            status: Callable[[int], None], postgres: int | None = None) -> Result:
+    """Run the generator once against ``server``; ``status`` gets the running count.
+    CPU time of the server, of PostgreSQL (``postgres``: the postmaster's pid) and of
+    the generator is measured over the run."""
     result = Result(scenario, server.name, server.generator)
+    roots = {"server": server.cpu_root, "PostgreSQL": postgres}
+    cpu_before = {k: tree_cpu(pid) for k, pid in roots.items() if pid is not None}
+    generator_before = children_cpu()
     ours = server.generator == "ours"
     command = (ours_command(server, scenario, size, seconds) if ours
                else smtp_source_command(server, scenario, size))
@@ -491,6 +553,9 @@ def run_one(server: Server, scenario: Scenario, size: int, seconds: float,
                 proc.wait()
                 break
     elapsed = time.perf_counter() - started
+    result.cpu = {k: tree_cpu(roots[k]) - v for k, v in cpu_before.items()  # type: ignore[arg-type]
+                  if roots[k] is not None}
+    result.cpu["generator"] = children_cpu() - generator_before
     for thread in threads:
         thread.join()
     stdout, stderr = b"".join(out_chunks), b"".join(err_chunks).decode(errors="replace")
@@ -521,6 +586,18 @@ def run_one(server: Server, scenario: Scenario, size: int, seconds: float,
 
 
 # ---------------------------------------------------------------- report
+
+
+def host_loop() -> str:
+    """Which asyncio loop the relay (``relay.storage.host``) and bench/aiosmtpd_pg.py run:
+    uvloop's when it is installed and ``RELAY_UVLOOP`` is not 0, else asyncio's own."""
+    if os.environ.get("RELAY_UVLOOP", "1") == "0":
+        return "asyncio's (RELAY_UVLOOP=0)"
+    try:
+        import uvloop  # noqa: F401 -- only asking whether it is there
+    except ImportError:
+        return "asyncio's (uvloop not installed)"
+    return "uvloop's (relay[uvloop] installed)"
 
 
 def machine() -> str:
@@ -567,6 +644,7 @@ def render(results: list[Result], scenarios: list[Scenario], servers: list[str],
         row += [ratio(cell.get((scenario, "relay")), cell.get((scenario, s)))
                 for s in servers if s != "relay" and "relay" in servers]
         lines.append(f"| {scenario.label} | " + " | ".join(row) + " |")
+    lines += cpu_table(results, scenarios, servers)
     checks = []
     for r in results:
         if r.skipped:
@@ -577,6 +655,29 @@ def render(results: list[Result], scenarios: list[Scenario], servers: list[str],
                       + ("; " + "; ".join(r.detail[:2]) if r.detail else ""))
     lines += ["", *[f"Note: {n}" for n in notes], "", "Runs:", *checks]
     return "\n".join(lines) + "\n"
+
+
+def cpu_table(results: list[Result], scenarios: list[Scenario], servers: list[str]) -> list[str]:
+    """Milliseconds of CPU per accepted message: the server's, PostgreSQL's, the
+    generator's, and the rate all of it allows on this machine's cores (each core gives
+    1,000 ms of CPU per second): how close each run came to what the machine can do."""
+    cores = os.cpu_count() or 1
+    cell = {(r.scenario, r.server): r for r in results}
+    lines = ["", f"CPU per accepted message (ms; the bound is {cores} cores' worth of it):", "",
+             "| scenario | server | server ms | PostgreSQL ms | generator ms | all ms | bound msg/s |",
+             "|---|---|---|---|---|---|---|"]
+    for scenario in scenarios:
+        for name in servers:
+            r = cell.get((scenario, name))
+            if r is None or r.skipped or not r.sent or "server" not in r.cpu:
+                continue
+            per = {k: 1000 * v / r.sent for k, v in r.cpu.items()}
+            total = sum(per.values())
+            lines.append(
+                f"| {scenario.label} | {LABELS[name]} | {per['server']:.2f} | "
+                f"{per.get('PostgreSQL', 0):.2f} | {per['generator']:.2f} | {total:.2f} | "
+                f"{1000 * cores / total:,.0f} |")
+    return lines
 
 
 def draw(results: list[Result], scenarios: list[Scenario], servers: list[str],
@@ -657,7 +758,7 @@ def main() -> None:
         db_url = database.get_uri()
         targets: dict[str, Server] = {}
         if "relay" in servers:
-            port, why = stack.enter_context(run_relay(
+            port, why, relay_pid = stack.enter_context(run_relay(
                 db_url, workdir, max(args.sessions), want_no_auth=generator == "smtp-source",
                 processes=args.relay_processes))
             if args.relay_processes != 1:
@@ -676,18 +777,19 @@ def main() -> None:
             targets["relay"] = Server(
                 "relay", port, relay_gen, auth=relay_gen == "ours",
                 stored=lambda: table_count(db_url, "messages"),
-                reset=lambda: truncate(db_url, "messages"))
+                reset=lambda: truncate(db_url, "messages"), cpu_root=relay_pid)
         if "aiosmtpd" in servers:
-            port = stack.enter_context(run_aiosmtpd(db_url, workdir))
+            port, aiosmtpd_pid = stack.enter_context(run_aiosmtpd(db_url, workdir))
             targets["aiosmtpd"] = Server(
                 "aiosmtpd", port, generator, auth=False,
                 stored=lambda: table_count(db_url, "bench_aiosmtpd_messages"),
-                reset=lambda: truncate(db_url, "bench_aiosmtpd_messages"))
+                reset=lambda: truncate(db_url, "bench_aiosmtpd_messages"), cpu_root=aiosmtpd_pid)
         if "postfix" in servers:
             port, pdir = stack.enter_context(run_postfix(workdir, max(args.sessions)))
             targets["postfix"] = Server(
                 "postfix", port, generator, auth=False,
-                stored=lambda: hold_count(pdir), reset=lambda: hold_clear(pdir))
+                stored=lambda: hold_count(pdir), reset=lambda: hold_clear(pdir),
+                cpu_root=postfix_master(pdir))
 
         results: list[Result] = []
         total_runs = len(scenarios) * len(servers)
@@ -714,13 +816,15 @@ def main() -> None:
                     progress.show(f"{head} · {count:,}/{scenario.total:,} msgs · "
                                   f"{spent:.0f} s · total {time.monotonic() - began:.0f} s")
 
-                result = run_one(target, scenario, args.size, seconds, status)
+                result = run_one(target, scenario, args.size, seconds, status,
+                                 postmaster_pid(workdir / "pg"))
                 results.append(result)
                 progress.done(f"{head} · {result.sent:,} msgs in {result.seconds:.1f} s = "
                               f"{result.rate:,.0f}/s" + (f", {result.errors} errors"
                                                          if result.errors else ""))
 
     generators = {name: t.generator for name, t in targets.items()}
+    notes.append(f"asyncio loop of relay and aiosmtpd+asyncpg alike: {host_loop()}.")
     notes.append(f"{args.size}-byte messages, one recipient, plaintext on 127.0.0.1; "
                  "each server answers 250 only once the message is stored "
                  "(PostgreSQL commit, or Postfix's fsync'ed hold-queue file).")

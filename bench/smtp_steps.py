@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     url = fresh_database(args.server_url)
     with tempfile.TemporaryDirectory() as workdir, \
-            compare.run_relay(url, Path(workdir), args.threads, True) as (port, why):
+            compare.run_relay(url, Path(workdir), args.threads, True) as (port, why, _):
         if why:
             sys.exit(f"relay still wants AUTH: {why}")
         for _ in range(args.warm_up):
