@@ -182,6 +182,16 @@ def test_dockerfile_builds_wheels_then_installs_only_them(dockerfile: Any) -> No
     assert copies_from_build == [], "the runtime takes only the wheels (a bind mount) from stage 1"
 
 
+def test_the_image_hosts_on_uvloop(dockerfile: Any) -> None:
+    """The wheels and the install both name the uvloop extra (relay.storage.host uses
+    uvloop's loop when it is installed): without it in both, pip would quietly leave
+    the image on asyncio's loop."""
+    _, (build, runtime) = dockerfile
+    [wheel] = [r for r in instructions(build, "RUN") if "pip wheel" in r]
+    [install] = [r for r in instructions(runtime, "RUN") if "pip install" in r]
+    assert "'.[uvloop]'" in wheel and "'relay[uvloop]'" in install
+
+
 def test_final_user_is_numeric_and_not_root(final_stage: dict[str, Any]) -> None:
     users = instructions(final_stage, "USER")
     assert users, "the final stage must set USER"
