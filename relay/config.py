@@ -276,6 +276,11 @@ class ConsoleConfig:
     session_key: str = attrs.field(default="", repr=False)
     #: Seconds a console sign-in lasts (the key is still checked on every request).
     session_max_age: float = attrs.field(default=8 * 3600.0, validator=_positive)
+    #: Mark the session cookie ``Secure`` on every response. Off: only on requests that
+    #: came over TLS, which a TLS-terminating proxy in front of the API hides (the API
+    #: trusts no X-Forwarded-* header) — set it there, so the browser never sends the
+    #: cookie over plain HTTP.
+    secure_cookie: bool = False
 
 
 @attrs.frozen

@@ -64,6 +64,8 @@ SECURITY_HEADERS = {
 @attrs.frozen
 class ConsoleState:
     codec: SessionCodec
+    #: ``console.secure_cookie``: Secure on every response, not only over TLS.
+    always_secure: bool = False
 
 
 def install(app: QuartTrio, config: Config) -> None:
@@ -75,7 +77,9 @@ def install(app: QuartTrio, config: Config) -> None:
             "console.session_key is empty: a random key was generated for this process;"
             " console sessions end when it restarts and do not work with api.processes > 1"
         )
-    app.extensions[EXTENSION] = ConsoleState(SessionCodec(secret, config.console.session_max_age))
+    app.extensions[EXTENSION] = ConsoleState(
+        SessionCodec(secret, config.console.session_max_age), config.console.secure_cookie
+    )
     app.register_blueprint(blueprint)
 
 
@@ -153,7 +157,8 @@ async def _headers(response: Response) -> Response:
         response.set_cookie(
             COOKIE, _state().codec.dumps(session()),
             max_age=int(_state().codec.max_age), path=COOKIE_PATH,
-            secure=request.scheme == "https", httponly=True, samesite="Strict",
+            secure=_state().always_secure or request.scheme == "https",
+            httponly=True, samesite="Strict",
         )
     return response
 

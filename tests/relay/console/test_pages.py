@@ -8,7 +8,10 @@ import re
 import uuid
 from typing import Any
 
+import attrs
+
 from relay import hashed_secrets, models
+from relay.api.app import create_app
 from relay.composition import Runtime
 from relay.console.session import COOKIE
 from relay.models import MessageStatus, ProviderType
@@ -95,6 +98,20 @@ async def test_the_cookie_is_secure_over_tls(browser: Browser, operator_key: str
     response = await browser.client.post(
         "/console/sign-in", form={"csrf": browser.csrf, "key": operator_key}, scheme="https",
     )
+    assert response.status_code == 303
+    assert "Secure" in response.headers["set-cookie"]
+
+
+async def test_secure_cookie_marks_the_cookie_secure_behind_a_tls_proxy(
+    runtime: Runtime, operator_key: str
+) -> None:
+    """console.secure_cookie: the request came over plain HTTP (from a TLS-terminating
+    proxy), yet the browser is told to send the cookie over HTTPS only."""
+    config = attrs.evolve(runtime.config, console=attrs.evolve(runtime.config.console, secure_cookie=True))
+    browser = Browser(create_app(attrs.evolve(runtime, config=config)))
+    page = await browser.get("/console/sign-in")
+    assert "Secure" in page.headers["set-cookie"]  # the signed-out session's cookie too
+    response = await browser.client.post("/console/sign-in", form={"csrf": browser.csrf, "key": operator_key})
     assert response.status_code == 303
     assert "Secure" in response.headers["set-cookie"]
 
