@@ -24,8 +24,8 @@ first sent RSET; if it turns out dead before its MAIL and RCPTs are answered, th
 delivery is retried once on a fresh session (no message content was sent yet —
 which is why a reused session never pipelines BDAT — so that retry can never
 deliver twice). A 354 to a pipelined DATA when no recipient was accepted (an
-upstream that ignores RFC 2920 3.1) leaves the session in DATA: it is closed, not
-parked, and nothing is sent.
+upstream that ignores RFC 2920 3.1) gets a lone "." — what RFC 2920 3.1 asks of the
+client then: no message content, and the session stays usable.
 
 Security decisions:
 
@@ -395,14 +395,19 @@ class Smtp:
 
     async def _drain_end(self, session: UpstreamSession, sent: proto.DataStart | proto.Bdat | None) -> None:
         """Read the reply to a pipelined DATA or BDAT whose transaction is over (MAIL or
-        every RCPT refused), so the session can be parked. Never raises: if the reply
-        does not come, or is a 354 (an upstream ignoring RFC 2920 3.1), the session is
-        left unusable and is closed instead."""
+        every RCPT refused), so the session can be parked. A 354 (an upstream that
+        ignores RFC 2920 3.1 and accepts DATA without a recipient) is answered with a
+        lone "." as that section asks: an empty message, with no recipient to go to,
+        whose refusal (or acceptance) is read and dropped. Never raises: if a reply
+        does not come, the session is left unusable and is closed instead."""
         if sent is None:
             return
         with trio.move_on_after(self._send_timeout):
             try:
-                await session.reply()
+                reply = await session.reply()
+                if reply.code == 354 and isinstance(sent, proto.DataStart):
+                    await session.send(proto.EndOfData())
+                    await session.reply()
             except _Failed:
                 pass
 

@@ -445,9 +445,12 @@ async def test_pipelined_data_after_every_recipient_was_refused_sends_nothing(nu
     assert up.groups[-2:] == [["Rset", "MailFrom", *["RcptTo"] * len(RCPT), "ProtocolViolation"], ["Quit"]]
 
 
-async def test_a_354_without_recipients_closes_the_session_unsent(nursery: trio.Nursery) -> None:
+async def test_a_354_without_recipients_gets_a_lone_dot_and_the_session_is_kept(
+    nursery: trio.Nursery,
+) -> None:
     """An upstream ignoring RFC 2920 3.1 answers the pipelined DATA with 354 although
-    it refused every RCPT: nothing is sent, and the session is closed, not parked."""
+    it refused every RCPT: the client sends a lone "." (no content), reads the
+    refusal, and parks the session for the next message."""
     after_354: list[bytes] = []
     done = trio.Event()
 
@@ -462,8 +465,13 @@ async def test_a_354_without_recipients_closes_the_session_unsent(nursery: trio.
         replies = [b"250 ok" if line.startswith(b"MAIL") else b"550 5.1.1 no" if line.startswith(b"RCPT")
                    else b"354 go on" for line in buffer.split(b"\r\n") if line]
         await stream.send_all(b"".join(r + b"\r\n" for r in replies))
-        while chunk := await stream.receive_some(4096):
+        while not b"".join(after_354).endswith(b"\r\n"):
+            after_354.append(await stream.receive_some(4096))
+        await stream.send_all(b"554 5.5.1 no valid recipients\r\n")
+        while chunk := await stream.receive_some(4096):  # QUIT when the pool closes
             after_354.append(chunk)
+            if chunk.startswith(b"QUIT"):
+                await stream.send_all(b"221 bye\r\n")
         done.set()
 
     listeners = await nursery.start(functools.partial(trio.serve_tcp, upstream, 0, host="127.0.0.1"))
@@ -473,11 +481,11 @@ async def test_a_354_without_recipients_closes_the_session_unsent(nursery: trio.
         driver = providers.build(smtp(port, None, tls="none", username=None, password=None), ctx)
         result = await driver.deliver(envelope())
         assert result.verdict is Verdict.PERMANENT
-        assert ctx.smtp_pool.statistics().idle == 0
+        assert ctx.smtp_pool.statistics().idle == 1  # parked: the session is usable
+        await ctx.smtp_pool.aclose()
         with trio.fail_after(5):
             await done.wait()
-        await ctx.smtp_pool.aclose()
-    assert after_354 == []
+    assert after_354 == [b".\r\n", b"QUIT\r\n"]
 
 
 async def test_some_recipients_refused_with_pipelined_data(nursery: trio.Nursery) -> None:
