@@ -2,10 +2,11 @@
 
 Strategy: one before-request hook gives each request its id (``X-Request-Id``, echoed
 from the client when it is a sane token) and binds it to the log context; CORS
-preflights are answered next, without authentication; then every route outside the
-public ones (health, the OpenAPI document) authenticates the caller and spends one
-token of its key's rate budget (a key verified in the last ``api.key_cache_ttl``
-seconds is not looked up again: ``keycache``). One after-request hook adds the id, CORS and
+preflights are answered next, without authentication; then every route not declared
+public (``Operation.public``: health, the OpenAPI document, /metrics unless
+``api.metrics_auth``) authenticates the caller and spends one token of its key's rate
+budget (a key verified in the last ``api.key_cache_ttl`` seconds is not looked up
+again: ``keycache``). One after-request hook adds the id, CORS and
 ``Cache-Control: no-store`` headers and writes the single log line of the request —
 method, path, status, duration, caller id, client address — never a header, a query
 or a body, so no key or password can reach the log.
@@ -24,7 +25,7 @@ import secrets
 import time
 
 import trio
-from quart import Response, g, request
+from quart import Response, current_app, g, request
 from quart_trio import QuartTrio
 from quart_trio.wrappers.request import TrioRequest
 
@@ -39,6 +40,7 @@ from . import (
     ip_credentials,
     messages,
     openapi,
+    operations,
     problems,
     providers,
     routing_rules,
@@ -55,8 +57,10 @@ from .ratelimit import TokenBuckets, client_key
 log = get_logger("relay.api")
 
 PREFIX = "/api/v1"
-#: Blueprints served without a key (the web console checks its own session cookie).
-PUBLIC = frozenset({"health", "openapi", console.NAME})
+#: Blueprints outside the API that check their own credentials (the web console: its
+#: session cookie). Which API routes need no key is each route's own declaration
+#: (``operations.Operation.public``), which the OpenAPI document shows too.
+SELF_AUTHENTICATED = frozenset({console.NAME})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
@@ -175,9 +179,9 @@ def _peer() -> str | None:
 
 
 async def _authenticate() -> None:
-    if request.endpoint is None or request.blueprint in PUBLIC:
+    if request.endpoint is None or request.blueprint in SELF_AUTHENTICATED:
         return  # unknown path or method: the router answers 404/405
-    if request.blueprint == scrape.blueprint.name and scrape.is_public():
+    if _is_public(request.endpoint):
         return
     api = state()
     caller = g.caller = await _identify(api)
@@ -190,6 +194,17 @@ async def _authenticate() -> None:
             kind="rate-limited",
             headers={"Retry-After": str(decision.retry_after)},
         )
+
+
+def _is_public(endpoint: str) -> bool:
+    """Whether the route's declaration (``@operation(..., public=)``) serves it without a
+    key, under the current configuration when that decides it. An undeclared route is
+    not public (and fails the OpenAPI document's build anyway)."""
+    declared = operations.of(current_app.view_functions[endpoint])
+    if declared is None:
+        return False
+    public = declared.public
+    return public(state().runtime.config) if callable(public) else public
 
 
 async def _identify(api: ApiState) -> Caller:

@@ -1,7 +1,7 @@
 """The console's blueprint, its request pipeline and the helpers every page uses.
 
 Strategy: the console is one blueprint of the API's app, listed in the app's
-``PUBLIC`` blueprints so the Bearer check passes it by; its own before-request hook
+``SELF_AUTHENTICATED`` blueprints so the Bearer check passes it by; its own before-request hook
 then reads the session cookie, re-checks the signed-in key's hash exactly as the API
 checks a key (``verify_hash`` through the API's key cache), sets ``g.caller`` — so the
 API's tenant scoping helpers (``context.scope``, ``owning_account``) and its request

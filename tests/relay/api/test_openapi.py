@@ -19,8 +19,8 @@ from openapi_spec_validator import validate
 from quart_trio import QuartTrio
 
 import relay.api
-from relay.api import openapi, operations, scrape, shapes
-from relay.api.app import PUBLIC, create_app, register_api
+from relay.api import openapi, operations, shapes
+from relay.api.app import create_app, register_api
 from relay.composition import Runtime
 from relay.config import Config
 
@@ -133,17 +133,33 @@ def test_a_shape_refuses_a_member_it_does_not_declare() -> None:
         shapes.dump(Shape, note="x")
 
 
-def test_public_in_the_document_is_public_in_the_app() -> None:
-    """The document's ``security: []`` and the app's authentication hook (``PUBLIC``,
-    ``scrape.is_public``) say the same of every route."""
-    app = _api_routes()
+@pytest.mark.parametrize("metrics_auth", [False, True])
+async def test_a_route_answers_without_a_key_exactly_when_the_document_says_it_is_public(
+    runtime: Runtime, metrics_auth: bool
+) -> None:
+    """Every route, asked without a key: refused with 401 unless its declaration (and so
+    the document's ``security: []``) makes it public under this configuration."""
+    # Room for one keyless request per route in the address's failure budget (else 429).
+    api = attrs.evolve(runtime.config.api, metrics_auth=metrics_auth, auth_failures_per_minute=1000)
+    config = attrs.evolve(runtime.config, api=api)
+    app = create_app(attrs.evolve(runtime, config=config))
+    document = openapi.document(config, _api_routes())
+    by_id = {op["operationId"]: op for ops in document["paths"].values() for op in ops.values()}
+    client = app.test_client()
+    checked = 0
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("console."):
             continue
-        documented = operations.of(app.view_functions[rule.endpoint])
-        assert documented is not None
-        blueprint = rule.endpoint.partition(".")[0]
-        if blueprint == scrape.blueprint.name:
-            assert documented.public is scrape.public_with
-        else:
-            assert documented.public is (blueprint in PUBLIC), rule.rule
+        method = sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
+        path = re.sub(r"<(?:\w+:)?\w+>", "00000000-0000-0000-0000-000000000000", rule.rule)
+        declared = operations.of(app.view_functions[rule.endpoint])
+        assert declared is not None, rule.rule
+        public = by_id[declared.id].get("security") == []
+        response = await client.open(path, method=method)
+        assert (response.status_code != 401) == public, (method, rule.rule, response.status_code)
+        checked += 1
+    assert checked > 30
+    assert (
+        "security" not in document["paths"]["/metrics"]["get"]
+        if metrics_auth else document["paths"]["/metrics"]["get"]["security"] == []
+    )
