@@ -28,7 +28,7 @@ from .logging import get_logger
 from .reload import Reloader
 from .runtime import Runtime, open_database, open_runtime
 from .smtp import server as smtp_server
-from .storage import Storage
+from .storage import Storage, host
 from .worker import Worker, run_worker
 
 # ``Runtime``, ``open_runtime`` and ``open_database`` live in the leaf ``relay.runtime``;
@@ -137,7 +137,7 @@ async def serve(
                 started = await _start_services(
                     front, runtime, services, shutdown, reloader, reuse_port=reuse_port
                 )
-                log.info("relay ready", services=list(services))
+                log.info("relay ready", services=list(services), event_loop=host.running_loop_name())
                 task_status.started(started)
                 await shutdown.wait()
                 # Bound the drain: SMTP has smtp.shutdown_timeout; the worker gets its

@@ -28,6 +28,12 @@ import pytest
 
 from relay.storage import Storage, host, migrations, open_storage
 
+# The suite runs relay on asyncio's own loop, the loop of a plain `pip install relay`.
+# uvloop (relay[uvloop], the container image's loop) is installed for the tests too:
+# the tests of the CLI start relay processes without any RELAY_ variable, so on uvloop,
+# and tests/relay/storage/test_bridge.py runs the bridge on it in process.
+os.environ.setdefault(host.UVLOOP_ENV, "0")
+
 #: One template per pytest session (dropped at its end): several runs may share one
 #: server (``RELAY_TEST_DATABASE_URL``), and a shared template name lets one run's
 #: DROP/CREATE collide with another's ``CREATE DATABASE … TEMPLATE`` ("is being

@@ -62,6 +62,12 @@ def host_loop_name(loop: asyncio.AbstractEventLoop) -> str:
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
+def running_loop_name() -> str:
+    """The host loop this trio run is the guest of, by ``host_loop_name`` (called from
+    trio code inside ``run``: its ticks run on the host loop)."""
+    return host_loop_name(asyncio.get_running_loop())
+
+
 def run(
     async_fn: Callable[[*Ts], Awaitable[T]],
     *args: *Ts,

@@ -154,3 +154,28 @@ def test_relay_uvloop_0_keeps_asyncios_loop(monkeypatch: pytest.MonkeyPatch) -> 
         assert host.host_loop_name(loop) == "asyncio"
     finally:
         loop.close()
+
+
+def test_on_uvloop_storage_and_signals_work_as_on_asyncio(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container image hosts on uvloop (relay[uvloop]): a database round trip
+    through the bridge and trio's signal delivery (which needs uvloop's own wake-up
+    fd declared to trio) work on it too."""
+    monkeypatch.setenv(host.UVLOOP_ENV, "1")
+
+    async def main() -> tuple[str, int, int]:
+        async with open_storage(database_url, min_size=1, max_size=2) as storage:
+
+            async def one(conn: Any) -> int:
+                return int(await conn.fetchval("SELECT 1"))
+
+            answer = await storage._bridge.run(one)
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            signal.raise_signal(signal.SIGTERM)
+            with trio.fail_after(5):
+                async for signum in signals:
+                    return host.running_loop_name(), answer, signum
+        raise AssertionError("no signal")
+
+    assert host.run(main) == ("uvloop", 1, signal.SIGTERM)
