@@ -356,10 +356,6 @@ def fake_services() -> Iterator[dict[str, str]]:
             server.server_close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_healthcheck(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -377,8 +373,10 @@ def test_healthcheck_passes_when_the_service_answers(command: str, fake_services
 
 @pytest.mark.parametrize("command", ["api", "smtp", "serve"])
 def test_healthcheck_fails_when_nothing_listens(command: str) -> None:
-    closed = f"127.0.0.1:{free_port()}"
-    result = run_healthcheck(command, {"RELAY_API__LISTEN": closed, "RELAY_SMTP__LISTEN": closed})
+    with socket.socket() as sock:  # bound, never listening: refused while the check runs
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+        result = run_healthcheck(command, {"RELAY_API__LISTEN": closed, "RELAY_SMTP__LISTEN": closed})
     assert result.returncode == 1
     assert result.stderr.startswith("relay-healthcheck: ")
 

@@ -309,7 +309,8 @@ class Smtp:
         progress.session_ok = True
         mail_reply = replies[0]
         if not mail_reply.is_positive:
-            await self._drain_end(session, end)
+            # A broken upstream may still have said 250 to a RCPT: then no "." may follow.
+            await self._drain_end(session, end, lone_dot=not any(r.is_positive for r in replies[1:]))
             return Result.whole(verdict(mail_reply), words(mail_reply), envelope.rcpt_to)
 
         recipients: dict[str, RecipientResult] = dict(invalid)
@@ -323,7 +324,7 @@ class Smtp:
                 )
         progress.refused = dict(recipients)
         if not accepted:
-            await self._drain_end(session, end)
+            await self._drain_end(session, end, lone_dot=True)
             ordered = tuple(recipients[r] for r in envelope.rcpt_to)
             return _combine(ordered, "no recipient accepted: " + "; ".join(
                 f"{r.recipient}: {r.response}" for r in ordered))
@@ -393,19 +394,22 @@ class Smtp:
             return await session.reply()
         raise _Failed(f"no reply from {self._settings.peer} within {self._send_timeout:g}s (message data)")
 
-    async def _drain_end(self, session: UpstreamSession, sent: proto.DataStart | proto.Bdat | None) -> None:
+    async def _drain_end(
+        self, session: UpstreamSession, sent: proto.DataStart | proto.Bdat | None, *, lone_dot: bool
+    ) -> None:
         """Read the reply to a pipelined DATA or BDAT whose transaction is over (MAIL or
         every RCPT refused), so the session can be parked. A 354 (an upstream that
         ignores RFC 2920 3.1 and accepts DATA without a recipient) is answered with a
-        lone "." as that section asks: an empty message, with no recipient to go to,
-        whose refusal (or acceptance) is read and dropped. Never raises: if a reply
-        does not come, the session is left unusable and is closed instead."""
+        lone "." as that section asks — only when ``lone_dot`` (no RCPT was answered
+        250), so the empty message has no recipient to go to; its refusal (or
+        acceptance) is read and dropped. Never raises: if a reply does not come, or a
+        354 may not be answered, the session is left unusable and is closed instead."""
         if sent is None:
             return
         with trio.move_on_after(self._send_timeout):
             try:
                 reply = await session.reply()
-                if reply.code == 354 and isinstance(sent, proto.DataStart):
+                if reply.code == 354 and isinstance(sent, proto.DataStart) and lone_dot:
                     await session.send(proto.EndOfData())
                     await session.reply()
             except _Failed:

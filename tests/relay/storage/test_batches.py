@@ -32,7 +32,8 @@ async def lock_waiters(conn: Any, like: str) -> list[int]:
     await on_host(conn.execute, "SELECT pg_stat_clear_snapshot()")
     rows = await on_host(
         conn.fetch,
-        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
+        " AND datname = current_database()",  # never another test's backend (shared server)
         like,
     )
     return [row["pid"] for row in rows]

@@ -229,12 +229,12 @@ async def test_no_answer_is_a_temporary_timeout(type: ProviderType) -> None:
 
 @pytest.mark.parametrize("type", ALL)
 async def test_unreachable_is_temporary(type: ProviderType) -> None:
-    with trio.socket.socket() as sock:  # a port that was free a moment ago: refused
+    with trio.socket.socket() as sock:  # bound, never listening: refused while we try
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    async with httpx.AsyncClient(timeout=1) as http:
-        driver = providers.build(provider(type, CONFIGS[type](f"http://127.0.0.1:{port}")), context(http))
-        result = await driver.deliver(envelope())
+        async with httpx.AsyncClient(timeout=1) as http:
+            driver = providers.build(provider(type, CONFIGS[type](f"http://127.0.0.1:{port}")), context(http))
+            result = await driver.deliver(envelope())
     assert result.verdict is Verdict.TEMPORARY and result.unreachable
     assert result.response.startswith(f"cannot reach 127.0.0.1:{port}: ConnectError")
 

@@ -26,7 +26,7 @@ from relay.worker.providers.base import ProviderConfigError
 from relay.worker.providers.smtp import PIPELINED_BDAT_MAX, Smtp
 
 from .helpers import RAW, RCPT, envelope, provider
-from .upstream import PASSWORD, USER, aiosmtpd_upstream, free_port, sink
+from .upstream import PASSWORD, USER, aiosmtpd_upstream, refusing_port, sink
 
 ca_fixture = pytest.fixture(scope="module")
 
@@ -193,7 +193,8 @@ async def test_starttls_required_when_not_offered(ca: trustme.CA, context: provi
 
 
 async def test_nothing_listening_is_unreachable(context: providers.Context) -> None:
-    result = await providers.build(smtp(free_port(), None), context).deliver(envelope())
+    with refusing_port() as port:
+        result = await providers.build(smtp(port, None), context).deliver(envelope())
     assert result.verdict is Verdict.TEMPORARY and result.unreachable
     assert "cannot connect to 127.0.0.1" in result.response
 
@@ -445,12 +446,13 @@ async def test_pipelined_data_after_every_recipient_was_refused_sends_nothing(nu
     assert up.groups[-2:] == [["Rset", "MailFrom", *["RcptTo"] * len(RCPT), "ProtocolViolation"], ["Quit"]]
 
 
-async def test_a_354_without_recipients_gets_a_lone_dot_and_the_session_is_kept(
-    nursery: trio.Nursery,
-) -> None:
-    """An upstream ignoring RFC 2920 3.1 answers the pipelined DATA with 354 although
-    it refused every RCPT: the client sends a lone "." (no content), reads the
-    refusal, and parks the session for the next message."""
+async def _against_a_354_upstream(
+    nursery: trio.Nursery, mail: bytes, rcpt: bytes
+) -> tuple[providers.Result, int, list[bytes]]:
+    """Deliver once to an upstream that ignores RFC 2920 3.1: MAIL and every RCPT get
+    ``mail`` / ``rcpt``, the pipelined DATA gets 354 regardless, a "." gets 554. Returns
+    the result, the sessions parked after it, and every read the upstream made after
+    its 354 (until the pool closed)."""
     after_354: list[bytes] = []
     done = trio.Event()
 
@@ -462,15 +464,14 @@ async def test_a_354_without_recipients_gets_a_lone_dot_and_the_session_is_kept(
             if buffer.startswith(b"EHLO") and buffer.endswith(b"\r\n"):
                 await stream.send_all(b"250-broken.test\r\n250 PIPELINING\r\n")
                 buffer = b""
-        replies = [b"250 ok" if line.startswith(b"MAIL") else b"550 5.1.1 no" if line.startswith(b"RCPT")
+        replies = [mail if line.startswith(b"MAIL") else rcpt if line.startswith(b"RCPT")
                    else b"354 go on" for line in buffer.split(b"\r\n") if line]
         await stream.send_all(b"".join(r + b"\r\n" for r in replies))
-        while not b"".join(after_354).endswith(b"\r\n"):
-            after_354.append(await stream.receive_some(4096))
-        await stream.send_all(b"554 5.5.1 no valid recipients\r\n")
-        while chunk := await stream.receive_some(4096):  # QUIT when the pool closes
+        while chunk := await stream.receive_some(4096):
             after_354.append(chunk)
-            if chunk.startswith(b"QUIT"):
+            if chunk == b".\r\n":
+                await stream.send_all(b"554 5.5.1 no valid recipients\r\n")
+            elif chunk.startswith(b"QUIT"):
                 await stream.send_all(b"221 bye\r\n")
         done.set()
 
@@ -480,12 +481,33 @@ async def test_a_354_without_recipients_gets_a_lone_dot_and_the_session_is_kept(
         ctx = providers.Context(http=http, connect_timeout=5, send_timeout=5)
         driver = providers.build(smtp(port, None, tls="none", username=None, password=None), ctx)
         result = await driver.deliver(envelope())
-        assert result.verdict is Verdict.PERMANENT
-        assert ctx.smtp_pool.statistics().idle == 1  # parked: the session is usable
+        parked = ctx.smtp_pool.statistics().idle
         await ctx.smtp_pool.aclose()
         with trio.fail_after(5):
             await done.wait()
+    return result, parked, after_354
+
+
+async def test_a_354_without_recipients_gets_a_lone_dot_and_the_session_is_kept(
+    nursery: trio.Nursery,
+) -> None:
+    """Every RCPT refused, DATA answered 354 anyway: the client sends a lone "." (no
+    content), reads the refusal, and parks the session for the next message."""
+    result, parked, after_354 = await _against_a_354_upstream(nursery, b"250 ok", b"550 5.1.1 no")
+    assert result.verdict is Verdict.PERMANENT
+    assert parked == 1  # the session is usable
     assert after_354 == [b".\r\n", b"QUIT\r\n"]
+
+
+async def test_a_354_after_a_refused_mail_but_an_accepted_rcpt_gets_nothing(
+    nursery: trio.Nursery,
+) -> None:
+    """MAIL refused, yet a RCPT answered 250 and DATA 354 (a badly broken upstream): a "."
+    there could deliver an empty message, so nothing is sent and the session is closed."""
+    result, parked, after_354 = await _against_a_354_upstream(nursery, b"550 5.7.1 no", b"250 ok")
+    assert result.verdict is Verdict.PERMANENT
+    assert parked == 0
+    assert after_354 == []
 
 
 async def test_some_recipients_refused_with_pipelined_data(nursery: trio.Nursery) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import attrs
@@ -29,10 +30,20 @@ USER, PASSWORD = "relay-user", "s3cret upstream"
 
 
 def free_port() -> int:
-    """A port free right now on 127.0.0.1 (aiosmtpd's Controller needs it up front)."""
+    """A port free right now on 127.0.0.1 (aiosmtpd's Controller needs it up front; it
+    may be taken before the Controller binds it: see ``aiosmtpd_upstream``'s retry)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole block: bound, never
+    listening (a port merely free a moment ago could be taken by another process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 @attrs.frozen
@@ -157,10 +168,16 @@ async def aiosmtpd_upstream(
     if auth:
         kwargs.update(authenticator=up.authenticate, auth_require_tls=tls != "none")
     up.loop = asyncio.SelectorEventLoop()  # aiosmtpd's own loop, in its own thread
-    up.port = free_port()
-    controller = Controller(up, hostname="127.0.0.1", port=up.port, loop=up.loop,
-                            server_hostname="upstream.test", **kwargs)
-    await trio.to_thread.run_sync(controller.start)
+    for attempt in range(5):
+        up.port = free_port()
+        controller = Controller(up, hostname="127.0.0.1", port=up.port, loop=up.loop,
+                                server_hostname="upstream.test", **kwargs)
+        try:
+            await trio.to_thread.run_sync(controller.start)
+            break
+        except OSError as exc:  # the free port was taken meanwhile (another worker)
+            if exc.errno != errno.EADDRINUSE or attempt == 4:
+                raise
     try:
         yield up
     finally:
