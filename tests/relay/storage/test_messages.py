@@ -83,6 +83,59 @@ async def test_finish_sent_deferred_failed_with_logs(storage: Storage) -> None:
     assert await storage.messages.claim(worker_id="w", limit=10, lock_seconds=60) == []
 
 
+#: The statements storing a batch may send, by how they start.
+_OURS = (
+    ("BEGIN", "BEGIN"), ("COMMIT", "COMMIT"), ("ROLLBACK", "ROLLBACK"),
+    ("SELECT DISTINCT account_id FROM webhook_endpoints", "subscribers?"),
+    ("INSERT INTO messages", "insert messages"), ("WITH e AS", "insert events"),
+)
+
+
+async def _statements_of_storing(storage: Storage, messages: list[models.NewMessage]) -> list[str]:
+    """Store ``messages`` as the SMTP group commit does (``store_messages``) and return
+    the statements the connection sent, as asyncpg's query logger saw them."""
+    from relay.storage.messages import store_messages
+
+    async def logged(conn: Any) -> list[str]:
+        seen: list[str] = []
+
+        def note(query: Any) -> None:
+            text = " ".join(query.query.split())
+            for start, name in _OURS:
+                if text.startswith(start):
+                    seen.append(name)  # else asyncpg's own (type introspection, jit)
+
+        conn.add_query_logger(note)
+        try:
+            await store_messages(conn, messages)
+        finally:
+            conn.remove_query_logger(note)
+        return seen
+
+    return await storage._bridge.run(logged)
+
+
+async def test_a_batch_is_two_statements_unless_a_webhook_wants_message_queued(storage: Storage) -> None:
+    """No subscriber: the subscription check and one atomic executemany, no BEGIN or
+    COMMIT round trip. A subscriber: rows and events in one explicit transaction."""
+    quiet, listening = await make_account(storage), await make_account(storage)
+    assert await _statements_of_storing(storage, [new_message(quiet), new_message(quiet)]) == [
+        "subscribers?", "insert messages",
+    ]
+    hook = await storage.webhooks.create(
+        account_id=listening.id, url="https://hooks.example.com/x", events=(models.EventKind.MESSAGE_QUEUED,),
+        secret="s" * 32, limit=20,
+    )
+    assert hook is not None
+    batch = [new_message(quiet), new_message(listening)]
+    assert await _statements_of_storing(storage, batch) == [
+        "subscribers?", "BEGIN", "insert messages", "insert events", "COMMIT",
+    ]
+    [delivery] = await storage.webhooks.deliveries(hook.id, account_id=listening.id)
+    assert delivery.kind is models.EventKind.MESSAGE_QUEUED and str(batch[1].id) in delivery.body
+    assert len(await storage.messages.list(limit=10)) == 4
+
+
 async def test_finish_builds_verdict_events_only_for_subscribed_accounts(storage: Storage) -> None:
     quiet, listening = await make_account(storage), await make_account(storage)
     hook = await storage.webhooks.create(
