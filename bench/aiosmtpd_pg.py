@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from typing import Any
 
 import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from relay.storage import host  # the relay's rule for choosing the asyncio loop
 
 TABLE = "bench_aiosmtpd_messages"
 
@@ -98,21 +99,10 @@ def main(argv: Any = None) -> None:
     parser.add_argument("--max-message-size", type=int, default=25 * 1024 * 1024)
     parser.add_argument("--timeout", type=float, default=30.0, help="idle timeout per session")
     args = parser.parse_args(argv)
-    if (uvloop := event_loop_module()) is not None:
-        uvloop.install()  # the same loop the relay's processes host on (relay.storage.host)
-    asyncio.run(serve(args))
-
-
-def event_loop_module() -> Any:
-    """uvloop when it is installed and ``RELAY_UVLOOP`` is not ``0`` — the rule the relay
-    itself follows — so the two asyncio-based servers always compare on the same loop."""
-    if os.environ.get("RELAY_UVLOOP", "1") == "0":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop
+    # The loop the relay's own processes host on (uvloop's when installed and
+    # RELAY_UVLOOP is not 0), so the two asyncio-based servers always compare alike.
+    with asyncio.Runner(loop_factory=host.new_host_loop) as runner:
+        runner.run(serve(args))
 
 
 if __name__ == "__main__":

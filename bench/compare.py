@@ -589,15 +589,16 @@ def run_one(server: Server, scenario: Scenario, size: int, seconds: float,
 
 
 def host_loop() -> str:
-    """Which asyncio loop the relay (``relay.storage.host``) and bench/aiosmtpd_pg.py run:
-    uvloop's when it is installed and ``RELAY_UVLOOP`` is not 0, else asyncio's own."""
-    if os.environ.get("RELAY_UVLOOP", "1") == "0":
-        return "asyncio's (RELAY_UVLOOP=0)"
+    """Which asyncio loop the relay and bench/aiosmtpd_pg.py run: both take it from
+    ``relay.storage.host.new_host_loop`` (uvloop's when installed and ``RELAY_UVLOOP``
+    is not 0, else asyncio's own)."""
+    from relay.storage import host
+
+    loop = host.new_host_loop()
     try:
-        import uvloop  # noqa: F401 -- only asking whether it is there
-    except ImportError:
-        return "asyncio's (uvloop not installed)"
-    return "uvloop's (relay[uvloop] installed)"
+        return f"{host.host_loop_name(loop)}'s"
+    finally:
+        loop.close()
 
 
 def machine() -> str:
